@@ -1,0 +1,67 @@
+"""digitune's Keras side: data, model configs and builders, tutorial presets, training.
+
+Configs, presets and data need only numpy; the names that need Keras (``build_model``,
+``train`` and friends) import it on first use, so commands that only read a study database
+start fast. Nothing here imports ``search``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from ._config import (
+    ACTIVATIONS,
+    INITIALIZERS,
+    OPTIMIZERS,
+    CNNConfig,
+    ConfigError,
+    ConvBlock,
+    MLPConfig,
+    ModelConfig,
+    TrainConfig,
+    model_config_from_dict,
+)
+from ._data import DataError, Dataset, DatasetInfo, load_dataset, read_images
+from ._presets import PRESET_NAMES, Preset, get_preset
+
+_LAZY = {
+    "build_model": "._builders",
+    "train": "._train",
+    "TrainLog": "._train",
+    "TrainResult": "._train",
+    "TrainingError": "._train",
+    "clear_state": "._train",
+    "describe_device": "._train",
+    "predict_proba": "._train",
+}
+
+__all__ = [
+    "ACTIVATIONS",
+    "INITIALIZERS",
+    "OPTIMIZERS",
+    "CNNConfig",
+    "ConfigError",
+    "ConvBlock",
+    "DataError",
+    "Dataset",
+    "DatasetInfo",
+    "MLPConfig",
+    "ModelConfig",
+    "PRESET_NAMES",
+    "Preset",
+    "TrainConfig",
+    "get_preset",
+    "load_dataset",
+    "model_config_from_dict",
+    "read_images",
+    *_LAZY,
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,187 @@
+"""Training one model: compile, fit with per-epoch curves, evaluate, clear Keras state."""
+
+from __future__ import annotations
+
+import gc
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import keras
+import numpy as np
+
+from ._builders import build_model
+from ._config import ModelConfig, TrainConfig
+from ._data import Dataset
+
+CURVE_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy")
+
+
+class TrainingError(RuntimeError):
+    """A trial's training failed on its own (NaN loss, out of memory); the search goes on."""
+
+
+@dataclass
+class TrainLog:
+    """What is known of a training run so far, filled in place as it goes.
+
+    A caller that passes its own ``TrainLog`` keeps the parameter count and the curves
+    of epochs already run even when a callback (a pruner, say) stops training early.
+    """
+
+    params: int = 0
+    device: str = ""
+    backend: str = ""
+    curves: dict[str, list[float]] = field(default_factory=dict)
+    train_seconds: float = 0.0
+
+    @property
+    def epochs_run(self) -> int:
+        return len(self.curves.get("loss", []))
+
+
+@dataclass
+class TrainResult:
+    model: keras.Model
+    log: TrainLog
+    val_loss: float
+    val_accuracy: float
+    test_loss: float | None = None
+    test_accuracy: float | None = None
+
+
+class _CurveRecorder(keras.callbacks.Callback):
+    """Appends every epoch's logs to ``curves`` as they come, so a caller keeps them if fit stops early."""
+
+    def __init__(self, curves: dict[str, list[float]]):
+        super().__init__()
+        self.curves = curves
+        self._start = 0.0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        for key in CURVE_KEYS:
+            if key in logs:
+                self.curves.setdefault(key, []).append(float(logs[key]))
+        self.curves.setdefault("epoch_seconds", []).append(round(time.perf_counter() - self._start, 4))
+
+
+def describe_device() -> str:
+    """The device Keras trains on, e.g. ``cpu:0`` or ``gpu:0``."""
+    try:
+        devices = keras.distribution.list_devices()
+    except Exception:  # some backends cannot list devices; CPU is what they run on then
+        return "cpu:0"
+    gpus = [d for d in devices if "gpu" in d.lower() or "cuda" in d.lower()]
+    return (gpus or devices or ["cpu:0"])[0].lower()
+
+
+def clear_state() -> None:
+    """Free what earlier models left in Keras' global state, so long-lived workers stay flat."""
+    keras.backend.clear_session()
+    gc.collect()
+
+
+def _optimizer(config: TrainConfig):
+    if config.optimizer == "adam":
+        return keras.optimizers.Adam(learning_rate=config.learning_rate)
+    if config.optimizer == "sgd":
+        return keras.optimizers.SGD(learning_rate=config.learning_rate, momentum=0.9)
+    return keras.optimizers.RMSprop(learning_rate=config.learning_rate)
+
+
+def train(
+    model_config: ModelConfig,
+    train_config: TrainConfig,
+    dataset: Dataset,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
+    *,
+    evaluate_test: bool = False,
+    log: TrainLog | None = None,
+    verbose: int = 0,
+) -> TrainResult:
+    """Build, compile and fit ``model_config`` on ``dataset`` with ``train_config``.
+
+    ``log``, when given, is filled in place: the parameter count once the model is built,
+    and after every epoch the curves (loss, accuracy, val_loss, val_accuracy,
+    epoch_seconds), so the caller keeps them even when a callback such as a pruner stops
+    training with an exception. A NaN or infinite loss, or running out of memory, raises
+    ``TrainingError``.
+    """
+    log = TrainLog() if log is None else log
+    clear_state()
+    keras.utils.set_random_seed(train_config.seed)
+    model = build_model(model_config, dataset.x_train.shape[1:], dataset.info.num_classes)
+    model.compile(
+        optimizer=_optimizer(train_config),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    log.params = int(model.count_params())
+    log.device = describe_device()
+    log.backend = keras.backend.backend()
+    curves = log.curves
+    all_callbacks: list[keras.callbacks.Callback] = [_CurveRecorder(curves), keras.callbacks.TerminateOnNaN()]
+    if train_config.early_stopping_patience:
+        all_callbacks.append(keras.callbacks.EarlyStopping(
+            monitor="val_loss", patience=train_config.early_stopping_patience, restore_best_weights=False))
+    all_callbacks.extend(callbacks)
+
+    start = time.perf_counter()
+    try:
+        model.fit(
+            dataset.x_train, dataset.y_train,
+            validation_data=(dataset.x_val, dataset.y_val),
+            batch_size=train_config.batch_size,
+            validation_batch_size=max(train_config.batch_size, 1024),
+            epochs=train_config.epochs,
+            callbacks=all_callbacks,
+            shuffle=True,
+            verbose=verbose,
+        )
+    except Exception as exc:
+        if _is_out_of_memory(exc):
+            first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+            raise TrainingError(f"out of memory while training: {first_line}") from exc
+        raise
+    finally:
+        log.train_seconds = time.perf_counter() - start
+
+    losses = curves.get("loss", [])
+    bad = [i for i, v in enumerate(losses, start=1) if not math.isfinite(v)]
+    if not losses or bad:
+        epoch = bad[0] if bad else 1
+        raise TrainingError(
+            f"training loss became NaN or infinite at epoch {epoch}; "
+            f"try a lower learning rate (got {train_config.learning_rate:g}) or batch normalization"
+        )
+
+    result = TrainResult(
+        model=model,
+        log=log,
+        val_loss=curves["val_loss"][-1],
+        val_accuracy=curves["val_accuracy"][-1],
+    )
+    if evaluate_test:
+        test_loss, test_accuracy = model.evaluate(dataset.x_test, dataset.y_test, batch_size=1024, verbose=0)
+        result.test_loss, result.test_accuracy = float(test_loss), float(test_accuracy)
+    return result
+
+
+def _is_out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` is an out-of-memory error of any backend, told by name so none is imported here."""
+    if isinstance(exc, MemoryError):
+        return True
+    name = type(exc).__name__
+    return name in {"ResourceExhaustedError", "OutOfMemoryError"} or (
+        name == "XlaRuntimeError" and "RESOURCE_EXHAUSTED" in str(exc)
+    )
+
+
+def predict_proba(model: keras.Model, x: np.ndarray, batch_size: int = 1024) -> np.ndarray:
+    """Class probabilities for images ``x`` of shape (N, H, W)."""
+    return np.asarray(model.predict(x, batch_size=batch_size, verbose=0))

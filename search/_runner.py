@@ -1,0 +1,168 @@
+"""Running a study: create or resume it, check it matches its file, optimize with progress."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from models import Dataset, load_dataset
+
+from ._objective import Objective
+from ._spec import SpecError, StudySpec, spec_from_dict
+
+_logger = logging.getLogger("digitune")
+
+SPEC_ATTR = "digitune_spec"
+DATASET_ATTR = "dataset"
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+class StudyNotFoundError(LookupError):
+    """No study of that name in the storage."""
+
+
+@dataclass
+class RunSummary:
+    study: optuna.Study
+    finished: int
+    ran: int
+    failed: int
+
+
+def make_sampler(spec: StudySpec, *, seed_offset: int = 0) -> optuna.samplers.BaseSampler:
+    """The spec's sampler, seeded with ``spec.seed + seed_offset``.
+
+    A resumed study passes the number of trials it already holds as the offset, so its
+    random draws go on from where they were instead of repeating the first run's.
+    """
+    seed = spec.seed + seed_offset
+    if spec.sampler == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    return optuna.samplers.TPESampler(seed=seed)
+
+
+def make_pruner(spec: StudySpec) -> optuna.pruners.BasePruner:
+    if spec.pruner == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max(spec.max_epochs, 2), reduction_factor=3)
+    if spec.pruner == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1)
+    return optuna.pruners.NopPruner()
+
+
+def stored_spec(study: optuna.Study) -> StudySpec:
+    """The spec a study was created with, as digitune stored it on the study."""
+    data = study.user_attrs.get(SPEC_ATTR)
+    if data is None:
+        raise SpecError(f"study {study.study_name!r} was not created by digitune (it has no stored spec)")
+    return spec_from_dict(data, source=f"study {study.study_name!r}")
+
+
+def load_study(name: str, storage: optuna.storages.BaseStorage) -> optuna.Study:
+    """An existing study, or ``StudyNotFoundError`` listing the names there are."""
+    try:
+        return optuna.load_study(study_name=name, storage=storage)
+    except KeyError as exc:
+        names = optuna.get_all_study_names(storage=storage)
+        known = ", ".join(sorted(names)) if names else "none yet"
+        raise StudyNotFoundError(
+            f"no study named {name!r} in this storage (studies: {known}); check the name or --storage") from exc
+
+
+def open_study(spec: StudySpec, storage: optuna.storages.BaseStorage, dataset: Dataset) -> optuna.Study:
+    """Create the study for ``spec``, or resume it if it exists and was made from the same definition."""
+    pruner = make_pruner(spec)
+    try:
+        study = optuna.load_study(study_name=spec.name, storage=storage, sampler=make_sampler(spec), pruner=pruner)
+    except KeyError:
+        study = optuna.create_study(storage=storage, study_name=spec.name, sampler=make_sampler(spec),
+                                    pruner=pruner, direction=spec.direction, load_if_exists=True)
+        study.set_user_attr(SPEC_ATTR, spec.to_dict())
+        study.set_user_attr(DATASET_ATTR, dataset.info.to_dict())
+        return study
+    study.sampler = make_sampler(spec, seed_offset=len(study.get_trials(deepcopy=False)))
+    old = stored_spec(study)
+    if old.search_definition() != spec.search_definition():
+        differing = sorted(k for k, v in spec.search_definition().items() if old.search_definition()[k] != v)
+        raise SpecError(
+            f"{spec.path or 'the study file'} disagrees with the stored study {spec.name!r} on "
+            f"{', '.join(differing)}; give the study a new [study] name, or delete the old study first")
+    fingerprint = study.user_attrs.get(DATASET_ATTR, {}).get("fingerprint")
+    if fingerprint and fingerprint != dataset.info.fingerprint:
+        raise SpecError(
+            f"study {spec.name!r} was run on data with fingerprint {fingerprint}, but {dataset.info.source} "
+            f"has fingerprint {dataset.info.fingerprint}; use the same data or a new study name")
+    return study
+
+
+def count_finished(study: optuna.Study) -> int:
+    return len(study.get_trials(deepcopy=False, states=FINISHED))
+
+
+def run_study(
+    spec: StudySpec,
+    storage: optuna.storages.BaseStorage,
+    *,
+    dataset: Dataset | None = None,
+    n_trials: int | None = None,
+    timeout: float | None = None,
+    on_trial: Callable[[optuna.Study, FrozenTrial], None] | None = None,
+) -> RunSummary:
+    """Run ``spec`` until its study holds ``n_trials`` finished (complete or pruned) trials.
+
+    A study that already exists is resumed, so running the same file again continues it.
+    Trials that fail are recorded with their reason and do not count; the run stops after
+    as many failures as trials were requested, so a broken space cannot loop forever.
+    """
+    n_trials = spec.trials if n_trials is None else n_trials
+    timeout = spec.timeout if timeout is None else timeout
+    if dataset is None:
+        dataset = load_dataset(spec.data.source, **spec.data.load_kwargs())
+    study = open_study(spec, storage, dataset)
+    already = count_finished(study)
+    if already >= n_trials:
+        _logger.info("study %r already has %d finished trials (asked for %d)", spec.name, already, n_trials)
+        return RunSummary(study, already, 0, 0)
+
+    counts = {"ran": 0, "failed": 0}
+    max_failures = max(3, n_trials)
+
+    def after_trial(study: optuna.Study, trial: FrozenTrial) -> None:
+        counts["ran"] += 1
+        if trial.state == TrialState.FAIL:
+            counts["failed"] += 1
+            if counts["failed"] >= max_failures:
+                _logger.error("stopping: %d trials failed in this run; see their fail_reason", counts["failed"])
+                study.stop()
+        _logger.info("%s", describe_trial(trial))
+        if on_trial is not None:
+            on_trial(study, trial)
+
+    objective = Objective(spec, dataset)
+    study.optimize(
+        objective,
+        timeout=timeout,
+        catch=(Exception,),
+        callbacks=[optuna.study.MaxTrialsCallback(n_trials, states=FINISHED), after_trial],
+    )
+    return RunSummary(study, count_finished(study), counts["ran"], counts["failed"])
+
+
+def describe_trial(trial: FrozenTrial) -> str:
+    """One line for the log: trial number, state, value, family, size and time."""
+    attrs: dict[str, Any] = trial.user_attrs
+    parts = [f"trial {trial.number} {trial.state.name.lower()}"]
+    if trial.state == TrialState.PRUNED and trial.intermediate_values:
+        step = max(trial.intermediate_values)
+        parts.append(f"at epoch {step + 1} with val_accuracy={trial.intermediate_values[step]:.4f}")
+    elif trial.value is not None:
+        parts.append(f"value={trial.value:.4f}")
+    if "family" in attrs:
+        parts.append(f"{attrs['family']}, {attrs.get('params_count', 0):,} params, "
+                     f"{attrs.get('train_seconds', 0):.1f} s")
+    if "fail_reason" in attrs:
+        parts.append(attrs["fail_reason"])
+    return " ".join(parts[:2]) + ("" if len(parts) <= 2 else " (" + "; ".join(parts[2:]) + ")")

@@ -1,0 +1,338 @@
+"""Study definition files: TOML parsed into a validated, frozen ``StudySpec``.
+
+A study file has four tables; every key is optional except ``study.name``::
+
+    [study]                   # name, metric, trials, timeout, sampler, pruner, seed
+    [data]                    # source, validation_split, seed, center, limit
+    [space]                   # family, epochs, learning_rate, batch_size, optimizer
+    [space.mlp] [space.cnn]   # each family's own parameters
+
+A parameter of ``[space]`` is a constant (``epochs = 5``), a list of choices
+(``batch_size = [32, 64, 128]``) or a range (``units = {low = 16, high = 512, log = true}``;
+integers when both ends are integers). Every problem raises ``SpecError`` naming the file
+and the key.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Union
+
+from models import ACTIVATIONS, INITIALIZERS, OPTIMIZERS
+
+SAMPLERS = ("tpe", "random")
+PRUNERS = ("hyperband", "median", "none")
+METRICS = {"val_accuracy": "maximize", "val_loss": "minimize"}
+FAMILIES = ("mlp", "cnn")
+
+
+class SpecError(ValueError):
+    """A study definition that cannot run; the message names the file and the key."""
+
+
+@dataclass(frozen=True)
+class Range:
+    low: float
+    high: float
+    log: bool = False
+    step: float | None = None
+
+    @property
+    def is_int(self) -> bool:
+        return all(isinstance(v, int) for v in (self.low, self.high)) and (
+            self.step is None or isinstance(self.step, int))
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"low": self.low, "high": self.high}
+        if self.log:
+            data["log"] = True
+        if self.step is not None:
+            data["step"] = self.step
+        return data
+
+
+@dataclass(frozen=True)
+class Choice:
+    choices: tuple[Any, ...]
+
+    def to_json(self) -> list[Any]:
+        return list(self.choices)
+
+
+Param = Union[Range, Choice, int, float, str, bool]
+
+# Every parameter the search space knows: its kind (int, float, str, bool), and for strings
+# the values allowed. Defaults are those of the tutorial's first model.
+_COMMON = {
+    "family": ("str", FAMILIES, Choice(FAMILIES)),
+    "epochs": ("int", None, 5),
+    "learning_rate": ("float", None, 1e-3),
+    "batch_size": ("int", None, 128),
+    "optimizer": ("str", OPTIMIZERS, "adam"),
+}
+_FAMILY_PARAMS = {
+    "mlp": {
+        "hidden_layers": ("int", None, 1),
+        "units": ("int", None, 50),
+        "dropout": ("float", None, 0.0),
+        "activation": ("str", ACTIVATIONS, "relu"),
+        "initializer": ("str", INITIALIZERS, "glorot_uniform"),
+        "batch_norm": ("bool", None, False),
+    },
+    "cnn": {
+        "blocks": ("int", None, 2),
+        "filters": ("int", None, 25),
+        "kernel_size": ("int", None, 3),
+        "stride": ("int", None, 1),
+        "padding": ("str", ("valid", "same"), "same"),
+        "pool": ("str", ("max", "avg", "none"), "max"),
+        "pool_size": ("int", None, 2),
+        "dense_units": ("int", None, 50),
+        "dropout": ("float", None, 0.0),
+        "activation": ("str", ACTIVATIONS, "relu"),
+        "initializer": ("str", INITIALIZERS, "glorot_uniform"),
+        "batch_norm": ("bool", None, False),
+    },
+}
+_POSITIVE_INTS = {"epochs", "batch_size", "hidden_layers", "units", "blocks", "filters", "kernel_size",
+                  "stride", "pool_size"}
+_STUDY_KEYS = {"name", "metric", "trials", "timeout", "sampler", "pruner", "seed"}
+_DATA_KEYS = {"source", "validation_split", "seed", "center", "limit"}
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    source: str = "digits"
+    validation_split: float = 0.3
+    seed: int = 128
+    center: bool = False
+    limit: int | None = None
+
+    def load_kwargs(self) -> dict[str, Any]:
+        return {"validation_split": self.validation_split, "seed": self.seed, "center": self.center,
+                "limit": self.limit}
+
+
+@dataclass(frozen=True)
+class StudySpec:
+    name: str
+    metric: str = "val_accuracy"
+    trials: int = 20
+    timeout: float | None = None
+    sampler: str = "tpe"
+    pruner: str = "hyperband"
+    seed: int = 128
+    data: DataSpec = field(default_factory=DataSpec)
+    space: dict[str, Param] = field(default_factory=dict)
+    family_space: dict[str, dict[str, Param]] = field(default_factory=dict)
+    path: str = ""
+
+    @property
+    def direction(self) -> str:
+        return METRICS[self.metric]
+
+    @property
+    def max_epochs(self) -> int:
+        epochs = self.space["epochs"]
+        if isinstance(epochs, Range):
+            return int(epochs.high)
+        if isinstance(epochs, Choice):
+            return int(max(epochs.choices))
+        return int(epochs)
+
+    def families(self) -> tuple[str, ...]:
+        family = self.space["family"]
+        return tuple(family.choices) if isinstance(family, Choice) else (family,)
+
+    def search_definition(self) -> dict[str, Any]:
+        """What defines the search (not its budget): two runs may share a study only if these agree."""
+        return {
+            "metric": self.metric,
+            "sampler": self.sampler,
+            "pruner": self.pruner,
+            "seed": self.seed,
+            "data": {"source": self.data.source, **self.data.load_kwargs()},
+            "space": {k: _param_json(v) for k, v in self.space.items()},
+            "family_space": {f: {k: _param_json(v) for k, v in ps.items()} for f, ps in self.family_space.items()},
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        """A TOML-shaped dict that ``spec_from_dict`` reads back into an equal spec."""
+        space: dict[str, Any] = {k: _param_json(v) for k, v in self.space.items()}
+        for family, params in self.family_space.items():
+            space[family] = {k: _param_json(v) for k, v in params.items()}
+        study: dict[str, Any] = {"name": self.name, "metric": self.metric, "trials": self.trials,
+                                 "sampler": self.sampler, "pruner": self.pruner, "seed": self.seed}
+        if self.timeout is not None:
+            study["timeout"] = self.timeout
+        data: dict[str, Any] = {"source": self.data.source, "validation_split": self.data.validation_split,
+                                "seed": self.data.seed, "center": self.data.center}
+        if self.data.limit is not None:
+            data["limit"] = self.data.limit
+        return {"study": study, "data": data, "space": space}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+
+def _param_json(value: Param) -> Any:
+    return value.to_json() if isinstance(value, (Range, Choice)) else value
+
+
+def load_spec(path: str | Path) -> StudySpec:
+    """Read and validate the study file at ``path``."""
+    path = Path(path)
+    if not path.is_file():
+        raise SpecError(f"{path}: no such study file; pass the path of a .toml file such as studies/quickstart.toml")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise SpecError(f"{path}: not valid TOML: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise SpecError(f"{path}: not a UTF-8 text file: {exc}") from exc
+    return spec_from_dict(data, source=str(path))
+
+
+def spec_from_dict(data: dict[str, Any], *, source: str = "<study>") -> StudySpec:
+    """Validate a TOML-shaped dict (as ``StudySpec.to_dict`` writes it) into a ``StudySpec``."""
+    _unknown(source, "", data, {"study", "data", "space"})
+    study = _table(source, "study", data.get("study", {}))
+    _unknown(source, "study", study, _STUDY_KEYS)
+    data_table = _table(source, "data", data.get("data", {}))
+    _unknown(source, "data", data_table, _DATA_KEYS)
+    space_table = _table(source, "space", data.get("space", {}))
+
+    name = study.get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise SpecError(f"{source}: [study] name is required and must be a non-empty string, got {name!r}")
+    metric = _choice_value(source, "study.metric", study.get("metric", "val_accuracy"), tuple(METRICS))
+    sampler = _choice_value(source, "study.sampler", study.get("sampler", "tpe"), SAMPLERS)
+    pruner = _choice_value(source, "study.pruner", study.get("pruner", "hyperband"), PRUNERS)
+    trials = _int_value(source, "study.trials", study.get("trials", 20), minimum=1)
+    seed = _int_value(source, "study.seed", study.get("seed", 128), minimum=0)
+    timeout = study.get("timeout")
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0):
+        raise SpecError(f"{source}: study.timeout must be a positive number of seconds, got {timeout!r}")
+
+    split = data_table.get("validation_split", 0.3)
+    if isinstance(split, bool) or not isinstance(split, (int, float)) or not 0 < split < 1:
+        raise SpecError(f"{source}: data.validation_split must be a number between 0 and 1 (exclusive), got {split!r}")
+    source_value = data_table.get("source", "digits")
+    if not isinstance(source_value, str) or not source_value:
+        raise SpecError(f"{source}: data.source must be a dataset name or path, got {source_value!r}")
+    center = data_table.get("center", False)
+    if not isinstance(center, bool):
+        raise SpecError(f"{source}: data.center must be true or false, got {center!r}")
+    limit = data_table.get("limit")
+    if limit is not None:
+        limit = _int_value(source, "data.limit", limit, minimum=20)
+    data_spec = DataSpec(source=source_value, validation_split=float(split),
+                         seed=_int_value(source, "data.seed", data_table.get("seed", 128), minimum=0),
+                         center=center, limit=limit)
+
+    family_tables = {f: _table(source, f"space.{f}", space_table.get(f, {})) for f in FAMILIES}
+    common_raw = {k: v for k, v in space_table.items() if k not in FAMILIES}
+    _unknown(source, "space", common_raw, set(_COMMON), extra_hint="or the tables [space.mlp] and [space.cnn]")
+    space = {key: _param(source, f"space.{key}", key, common_raw.get(key, default), kind, allowed)
+             for key, (kind, allowed, default) in _COMMON.items()}
+    families = space["family"].choices if isinstance(space["family"], Choice) else (space["family"],)
+    family_space = {}
+    for family, params in _FAMILY_PARAMS.items():
+        _unknown(source, f"space.{family}", family_tables[family], set(params))
+        if family in families:
+            family_space[family] = {
+                key: _param(source, f"space.{family}.{key}", key, family_tables[family].get(key, default), kind,
+                            allowed)
+                for key, (kind, allowed, default) in params.items()
+            }
+    return StudySpec(name=name.strip(), metric=metric, trials=trials, timeout=timeout, sampler=sampler,
+                     pruner=pruner, seed=seed, data=data_spec, space=space, family_space=family_space,
+                     path=source)
+
+
+def _table(source: str, key: str, value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise SpecError(f"{source}: [{key}] must be a table, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _unknown(source: str, where: str, table: dict[str, Any], known: set[str], extra_hint: str = "") -> None:
+    unknown = sorted(set(table) - known)
+    if unknown:
+        place = f"[{where}] " if where else ""
+        hint = f" {extra_hint}" if extra_hint else ""
+        raise SpecError(f"{source}: unknown key {place}{unknown[0]!r}; expected one of {', '.join(sorted(known))}{hint}")
+
+
+def _choice_value(source: str, key: str, value: Any, allowed: tuple[str, ...]) -> str:
+    if value not in allowed:
+        raise SpecError(f"{source}: {key} must be one of {', '.join(allowed)}, got {value!r}")
+    return value
+
+
+def _int_value(source: str, key: str, value: Any, *, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise SpecError(f"{source}: {key} must be an integer >= {minimum}, got {value!r}")
+    return value
+
+
+def _check_scalar(source: str, key: str, name: str, value: Any, kind: str, allowed: tuple | None) -> None:
+    ok = {
+        "int": isinstance(value, int) and not isinstance(value, bool),
+        "float": isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value),
+        "str": isinstance(value, str),
+        "bool": isinstance(value, bool),
+    }[kind]
+    if not ok:
+        raise SpecError(f"{source}: {key} expects {'an integer' if kind == 'int' else 'a ' + kind} value, got {value!r}")
+    if allowed is not None and value not in allowed:
+        raise SpecError(f"{source}: {key} must be one of {', '.join(map(str, allowed))}, got {value!r}")
+    if name in _POSITIVE_INTS and value < 1:
+        raise SpecError(f"{source}: {key} must be at least 1, got {value!r}")
+    if name == "dropout" and not 0 <= value < 1:
+        raise SpecError(f"{source}: {key} must be in [0, 1), got {value!r}")
+    if name == "learning_rate" and not value > 0:
+        raise SpecError(f"{source}: {key} must be positive, got {value!r}")
+
+
+def _param(source: str, key: str, name: str, value: Any, kind: str, allowed: tuple | None) -> Param:
+    if isinstance(value, Choice | Range):
+        return value
+    if isinstance(value, list):
+        if not value:
+            raise SpecError(f"{source}: {key} is an empty list of choices; give at least one value")
+        for v in value:
+            _check_scalar(source, key, name, v, kind, allowed)
+        if len(set(map(repr, value))) != len(value):
+            raise SpecError(f"{source}: {key} lists a choice twice: {value!r}")
+        return Choice(tuple(value))
+    if isinstance(value, dict):
+        if kind in ("str", "bool"):
+            raise SpecError(f"{source}: {key} takes a value or a list of choices, not a range: {value!r}")
+        _unknown(source, key, value, {"low", "high", "log", "step"})
+        if "low" not in value or "high" not in value:
+            raise SpecError(f"{source}: {key} range needs both low and high, got {value!r}")
+        low, high, log, step = value["low"], value["high"], value.get("log", False), value.get("step")
+        _check_scalar(source, key, name, low, kind, None)
+        _check_scalar(source, key, name, high, kind, None)
+        if low > high:
+            raise SpecError(f"{source}: {key}: `low <= high` must hold, but got (low={low}, high={high})")
+        if not isinstance(log, bool):
+            raise SpecError(f"{source}: {key}: log must be true or false, got {log!r}")
+        if log and low <= 0:
+            raise SpecError(f"{source}: {key}: a log range needs low > 0, got low={low}")
+        if step is not None and (isinstance(step, bool) or not isinstance(step, (int, float)) or step <= 0):
+            raise SpecError(f"{source}: {key}: step must be a positive number, got {step!r}")
+        if step is not None and log:
+            raise SpecError(f"{source}: {key}: step and log cannot be used together")
+        if kind == "int" and not (isinstance(low, int) and isinstance(high, int)):
+            raise SpecError(f"{source}: {key} expects integer ends, got (low={low!r}, high={high!r})")
+        if kind == "float":
+            low, high = float(low), float(high)
+        return Range(low=low, high=high, log=log, step=step)
+    _check_scalar(source, key, name, value, kind, allowed)
+    return value
