@@ -1,0 +1,142 @@
+"""Study files: parsing, validation messages, round trips, the search space, storage settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import pytest
+
+from models import CNNConfig, MLPConfig
+from search import (
+    DEFAULT_STORAGE,
+    SpecError,
+    load_spec,
+    redact,
+    resolve_storage_url,
+    sample_configs,
+    spec_from_dict,
+)
+from search._spec import Choice, Range
+
+STUDIES = Path(__file__).resolve().parent.parent / "studies"
+
+
+@pytest.mark.parametrize("name", ["quickstart.toml", "digits.toml"])
+def test_shipped_study_files_parse(name):
+    spec = load_spec(STUDIES / name)
+    assert spec.families() == ("mlp", "cnn")
+    assert spec.sampler == "tpe" and spec.pruner == "hyperband"
+    assert spec.direction == "maximize"
+    assert spec.data.source == "digits" and spec.data.validation_split == 0.3 and spec.data.seed == 128
+    assert isinstance(spec.space["learning_rate"], Range) and spec.space["learning_rate"].log
+    assert set(spec.family_space) == {"mlp", "cnn"}
+
+
+def test_quickstart_values():
+    spec = load_spec(STUDIES / "quickstart.toml")
+    assert spec.name == "quickstart"
+    assert spec.trials >= 10
+    assert spec.max_epochs == 12
+    assert spec.space["batch_size"] == Choice((32, 64, 128))
+    units = spec.family_space["mlp"]["units"]
+    assert units == Range(16, 256, log=True) and units.is_int
+    assert not spec.family_space["mlp"]["dropout"].is_int
+
+
+def test_round_trip(tmp_path):
+    spec = load_spec(STUDIES / "digits.toml")
+    again = spec_from_dict(spec.to_dict(), source=spec.path)
+    assert again == spec
+    assert again.search_definition() == spec.search_definition()
+
+
+def test_unused_family_tables_are_dropped(tmp_path):
+    path = tmp_path / "s.toml"
+    path.write_text('[study]\nname = "m"\n[space]\nfamily = "mlp"\n[space.cnn]\nblocks = 9\n')
+    spec = load_spec(path)
+    assert spec.families() == ("mlp",)
+    assert set(spec.family_space) == {"mlp"}
+
+
+BAD = [
+    ("[study\nname = 'x'", r"bad\.toml: not valid TOML"),
+    ("[study]\nname = 'x'\ntrails = 3", r"bad\.toml: unknown key \[study\] 'trails'; expected one of .*trials"),
+    ("[study]\nname = 'x'\n[space.mlp]\nwidth = 5", r"unknown key \[space\.mlp\] 'width'"),
+    ("[study]\nname = 'x'\n[space]\ndepth = 5", r"unknown key \[space\] 'depth'.*\[space\.mlp\]"),
+    ("[study]\nname = 'x'\n[space.mlp]\nunits = {low = 500, high = 50}",
+     r"space\.mlp\.units: `low <= high` must hold, but got \(low=500, high=50\)"),
+    ("[study]\nname = 'x'\n[space]\nbatch_size = []", r"space\.batch_size is an empty list of choices"),
+    ("[study]\nname = 'x'\nsampler = 'bayes'", r"study\.sampler must be one of tpe, random, got 'bayes'"),
+    ("[study]\nname = 'x'\npruner = 'asha'", r"study\.pruner must be one of hyperband, median, none, got 'asha'"),
+    ("[study]\ntrials = 3", r"\[study\] name is required"),
+    ("[study]\nname = 'x'\ntrials = 0", r"study\.trials must be an integer >= 1, got 0"),
+    ("[study]\nname = 'x'\n[space.mlp]\nactivation = ['relu', 'swish']",
+     r"space\.mlp\.activation must be one of relu, tanh, sigmoid, leaky_relu, elu, got 'swish'"),
+    ("[study]\nname = 'x'\n[space.mlp]\ndropout = {low = 0.0, high = 0.3, log = true}",
+     r"space\.mlp\.dropout: a log range needs low > 0"),
+    ("[study]\nname = 'x'\n[space]\nlearning_rate = {low = 0.0, high = 0.1}",
+     r"space\.learning_rate must be positive, got 0\.0"),
+    ("[study]\nname = 'x'\n[space.mlp]\ndropout = 1.5", r"space\.mlp\.dropout must be in \[0, 1\), got 1\.5"),
+    ("[study]\nname = 'x'\n[space]\nepochs = 'ten'", r"space\.epochs expects an integer value, got 'ten'"),
+    ("[study]\nname = 'x'\n[space]\nepochs = {low = 1.5, high = 3}", r"space\.epochs expects an integer value"),
+    ("[study]\nname = 'x'\n[space.cnn]\nunits = 5", r"unknown key \[space\.cnn\] 'units'"),
+    ("[study]\nname = 'x'\n[space]\nfamily = ['mlp', 'rnn']", r"space\.family must be one of mlp, cnn, got 'rnn'"),
+    ("[study]\nname = 'x'\n[data]\nvalidation_split = 1.2", r"data\.validation_split must be a number between 0"),
+    ("[study]\nname = 'x'\n[data]\nfolder = 'y'", r"unknown key \[data\] 'folder'"),
+    ("[study]\nname = 'x'\n[space.mlp]\nunits = {low = 1}", r"space\.mlp\.units range needs both low and high"),
+    ("[study]\nname = 'x'\n[space]\nbatch_size = [32, 32]", r"space\.batch_size lists a choice twice"),
+]
+
+
+@pytest.mark.parametrize(("text", "message"), BAD)
+def test_bad_study_files_name_the_file_and_key(tmp_path, text, message):
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(SpecError, match=message) as info:
+        load_spec(path)
+    assert str(path) in str(info.value)
+
+
+def test_missing_study_file(tmp_path):
+    with pytest.raises(SpecError, match=r"nope\.toml: no such study file"):
+        load_spec(tmp_path / "nope.toml")
+
+
+def _ask(spec, family):
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    study.enqueue_trial({"family": family})
+    trial = study.ask()
+    return trial, sample_configs(trial, spec)
+
+
+def test_sampled_configs_are_valid_and_conditional():
+    spec = load_spec(STUDIES / "digits.toml")
+    trial, (model, train) = _ask(spec, "mlp")
+    assert isinstance(model, MLPConfig)
+    assert set(trial.params) >= {"family", "epochs", "learning_rate", "batch_size", "mlp_units"}
+    assert not any(name.startswith("cnn_") for name in trial.params)
+    assert 5 <= train.epochs <= 50 and train.batch_size in (16, 32, 64, 128, 256)
+    assert train.seed == spec.seed + trial.number
+
+    trial, (model, _) = _ask(spec, "cnn")
+    assert isinstance(model, CNNConfig)
+    assert 1 <= len(model.blocks) <= 3 and len(set(model.blocks)) == 1
+    assert not any(name.startswith("mlp_") for name in trial.params)
+    assert trial.params["cnn_dense_units"] % 16 == 0
+    assert "cnn_stride" not in trial.params  # a constant is not sampled
+
+
+def test_storage_precedence(monkeypatch):
+    monkeypatch.delenv("DIGITUNE_STORAGE", raising=False)
+    assert resolve_storage_url(None) == DEFAULT_STORAGE == "sqlite:///studies/digitune.db"
+    monkeypatch.setenv("DIGITUNE_STORAGE", "sqlite:///env.db")
+    assert resolve_storage_url(None) == "sqlite:///env.db"
+    assert resolve_storage_url("sqlite:///cli.db") == "sqlite:///cli.db"
+    assert resolve_storage_url("some/file.db") == "sqlite:///some/file.db"
+
+
+def test_redact_hides_passwords():
+    assert redact("postgresql+psycopg://alice:s3cret@db.example:5432/studies") == \
+        "postgresql+psycopg://alice:***@db.example:5432/studies"
+    assert redact("sqlite:///studies/digitune.db") == "sqlite:///studies/digitune.db"
