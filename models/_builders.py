@@ -59,10 +59,10 @@ def build_model(config: ModelConfig, input_shape: tuple[int, ...], num_classes: 
             elif block.pool == "avg":
                 x = keras.layers.AveragePooling2D(block.pool_size)(x)
         x = keras.layers.Flatten()(x)
-        if config.dropout > 0:
-            x = keras.layers.Dropout(config.dropout)(x)
         if config.dense_units:
             x = _dense_block(x, config.dense_units, activation=config.activation, initializer=config.initializer,
-                             batch_norm=False, dropout=config.dropout)
+                             batch_norm=config.batch_norm, dropout=config.dropout)
+        elif config.dropout > 0:
+            x = keras.layers.Dropout(config.dropout)(x)
     outputs = keras.layers.Dense(num_classes, activation="softmax", name="probabilities")(x)
     return keras.Model(inputs, outputs, name=config.family)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Union
 
@@ -25,7 +26,7 @@ class ConfigError(ValueError):
 
 
 def _check_int(owner: str, name: str, value: Any, *, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
         raise ConfigError(
             f"{owner}: invalid value for {name}, expected an integer >= {minimum}. "
             f"Received: {name}={value!r}"
@@ -36,7 +37,7 @@ def _check_float(owner: str, name: str, value: Any, *, low: float, high: float,
                  high_inclusive: bool = False, low_inclusive: bool = True) -> None:
     ok = (
         not isinstance(value, bool)
-        and isinstance(value, (int, float))
+        and isinstance(value, numbers.Real)
         and math.isfinite(value)
         and (value >= low if low_inclusive else value > low)
         and (value <= high if high_inclusive else value < high)
@@ -196,7 +197,8 @@ class CNNConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "CNNConfig":
         data = dict(data)
-        data["blocks"] = tuple(ConvBlock.from_dict(b) for b in data.get("blocks", ()))
+        if "blocks" in data:
+            data["blocks"] = tuple(ConvBlock.from_dict(b) for b in data["blocks"])
         return _from_dict(cls, data)
 
 

@@ -6,7 +6,7 @@ import gc
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Callable, Sequence
 
 import keras
 import numpy as np
@@ -68,6 +68,17 @@ class _CurveRecorder(keras.callbacks.Callback):
             if key in logs:
                 self.curves.setdefault(key, []).append(float(logs[key]))
         self.curves.setdefault("epoch_seconds", []).append(round(time.perf_counter() - self._start, 4))
+        if not math.isfinite(float(logs.get("loss", 0.0))):
+            self.model.stop_training = True  # train() turns this into a TrainingError
+
+
+class _AfterBatch(keras.callbacks.Callback):
+    def __init__(self, hook: Callable[[], None]):
+        super().__init__()
+        self.hook = hook
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.hook()
 
 
 def describe_device() -> str:
@@ -102,6 +113,7 @@ def train(
     *,
     evaluate_test: bool = False,
     log: TrainLog | None = None,
+    after_batch: Callable[[], None] | None = None,
     verbose: int = 0,
 ) -> TrainResult:
     """Build, compile and fit ``model_config`` on ``dataset`` with ``train_config``.
@@ -109,8 +121,9 @@ def train(
     ``log``, when given, is filled in place: the parameter count once the model is built,
     and after every epoch the curves (loss, accuracy, val_loss, val_accuracy,
     epoch_seconds), so the caller keeps them even when a callback such as a pruner stops
-    training with an exception. A NaN or infinite loss, or running out of memory, raises
-    ``TrainingError``.
+    training with an exception. ``after_batch`` is called after every training batch and may
+    raise to stop training there (digitune's Ctrl-C handling does). A NaN or infinite loss,
+    or running out of memory, raises ``TrainingError``.
     """
     log = TrainLog() if log is None else log
     clear_state()
@@ -125,10 +138,12 @@ def train(
     log.device = describe_device()
     log.backend = keras.backend.backend()
     curves = log.curves
-    all_callbacks: list[keras.callbacks.Callback] = [_CurveRecorder(curves), keras.callbacks.TerminateOnNaN()]
+    all_callbacks: list[keras.callbacks.Callback] = [_CurveRecorder(curves)]
     if train_config.early_stopping_patience:
         all_callbacks.append(keras.callbacks.EarlyStopping(
             monitor="val_loss", patience=train_config.early_stopping_patience, restore_best_weights=False))
+    if after_batch is not None:
+        all_callbacks.append(_AfterBatch(after_batch))
     all_callbacks.extend(callbacks)
 
     start = time.perf_counter()

@@ -8,6 +8,7 @@ import optuna
 
 from models import Dataset
 
+from ._signals import Interrupt
 from ._space import sample_configs
 from ._spec import StudySpec
 
@@ -22,9 +23,10 @@ class Objective:
     learning curves, parameter count, training seconds, configs, Keras backend and device.
     """
 
-    def __init__(self, spec: StudySpec, dataset: Dataset):
+    def __init__(self, spec: StudySpec, dataset: Dataset, interrupt: Interrupt | None = None):
         self.spec = spec
         self.dataset = dataset
+        self.interrupt = interrupt or Interrupt()
 
     def __call__(self, trial: optuna.Trial) -> float:
         from optuna_integration import KerasPruningCallback
@@ -41,8 +43,14 @@ class Objective:
         trial.set_user_attr("train_config", train_config.to_dict())
         log = TrainLog()
         callbacks = [KerasPruningCallback(trial, "val_accuracy")] if self.spec.pruner != "none" else []
+        self.interrupt.training = True
         try:
-            result = train(model_config, train_config, self.dataset, callbacks, log=log)
+            result = train(model_config, train_config, self.dataset, callbacks, log=log,
+                           after_batch=self.interrupt.check)
+        except KeyboardInterrupt:
+            _record(trial, log)
+            trial.set_user_attr("fail_reason", f"interrupted by {self.interrupt.requested or 'SIGINT'}")
+            raise
         except optuna.TrialPruned:
             _record(trial, log)
             raise
@@ -50,6 +58,8 @@ class Objective:
             _record(trial, log)
             _fail(trial, exc)
             raise
+        finally:
+            self.interrupt.training = False
         _record(trial, log)
         return result.val_accuracy if self.spec.metric == "val_accuracy" else result.val_loss
 

@@ -12,6 +12,7 @@ from optuna.trial import FrozenTrial, TrialState
 from models import Dataset, load_dataset
 
 from ._objective import Objective
+from ._signals import interrupts
 from ._spec import SpecError, StudySpec, spec_from_dict
 
 _logger = logging.getLogger("digitune")
@@ -19,6 +20,7 @@ _logger = logging.getLogger("digitune")
 SPEC_ATTR = "digitune_spec"
 DATASET_ATTR = "dataset"
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+MAX_CONSECUTIVE_FAILURES = 10
 
 
 class StudyNotFoundError(LookupError):
@@ -115,7 +117,7 @@ def run_study(
 
     A study that already exists is resumed, so running the same file again continues it.
     Trials that fail are recorded with their reason and do not count; the run stops after
-    as many failures as trials were requested, so a broken space cannot loop forever.
+    ``MAX_CONSECUTIVE_FAILURES`` failures in a row, so a broken space cannot loop forever.
     """
     n_trials = spec.trials if n_trials is None else n_trials
     timeout = spec.timeout if timeout is None else timeout
@@ -127,27 +129,30 @@ def run_study(
         _logger.info("study %r already has %d finished trials (asked for %d)", spec.name, already, n_trials)
         return RunSummary(study, already, 0, 0)
 
-    counts = {"ran": 0, "failed": 0}
-    max_failures = max(3, n_trials)
+    counts = {"ran": 0, "failed": 0, "failed_in_a_row": 0}
 
     def after_trial(study: optuna.Study, trial: FrozenTrial) -> None:
         counts["ran"] += 1
         if trial.state == TrialState.FAIL:
             counts["failed"] += 1
-            if counts["failed"] >= max_failures:
-                _logger.error("stopping: %d trials failed in this run; see their fail_reason", counts["failed"])
+            counts["failed_in_a_row"] += 1
+            if counts["failed_in_a_row"] >= MAX_CONSECUTIVE_FAILURES:
+                _logger.error("stopping: %d trials in a row failed; see their fail_reason (digitune show %s)",
+                              counts["failed_in_a_row"], study.study_name)
                 study.stop()
+        else:
+            counts["failed_in_a_row"] = 0
         _logger.info("%s", describe_trial(trial))
         if on_trial is not None:
             on_trial(study, trial)
 
-    objective = Objective(spec, dataset)
-    study.optimize(
-        objective,
-        timeout=timeout,
-        catch=(Exception,),
-        callbacks=[optuna.study.MaxTrialsCallback(n_trials, states=FINISHED), after_trial],
-    )
+    with interrupts() as interrupt:
+        study.optimize(
+            Objective(spec, dataset, interrupt),
+            timeout=timeout,
+            catch=(Exception,),
+            callbacks=[optuna.study.MaxTrialsCallback(n_trials, states=FINISHED), after_trial],
+        )
     return RunSummary(study, count_finished(study), counts["ran"], counts["failed"])
 
 

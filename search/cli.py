@@ -65,7 +65,8 @@ def _user_errors(func: Callable) -> Callable:
 def _setup_logging() -> None:
     import optuna
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # digitune logs one line per trial, failures with their reason; Optuna's own lines would repeat them.
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
     logger = logging.getLogger("digitune")
     if not logger.handlers:
         if err.is_terminal:
