@@ -3,6 +3,7 @@
 Depends on ``models``; never the other way round.
 """
 
+from ._admin import EXPORT_FORMATS, Check, delete_study, export_data, export_record, run_checks, write_export
 from ._objective import Objective
 from ._report import list_studies, study_detail, trial_record
 from ._runner import FINISHED, RunSummary, count_finished, StudyNotFoundError, load_study, open_study, run_study, stored_spec
@@ -12,9 +13,11 @@ from ._storage import DEFAULT_STORAGE, StorageError, open_storage, redact, resol
 
 __all__ = [
     "DEFAULT_STORAGE",
+    "EXPORT_FORMATS",
     "FINISHED",
     "PRUNERS",
     "SAMPLERS",
+    "Check",
     "DataSpec",
     "Objective",
     "RunSummary",
@@ -23,6 +26,9 @@ __all__ = [
     "StudyNotFoundError",
     "StudySpec",
     "count_finished",
+    "delete_study",
+    "export_data",
+    "export_record",
     "list_studies",
     "load_spec",
     "load_study",
@@ -30,10 +36,12 @@ __all__ = [
     "open_study",
     "redact",
     "resolve_storage_url",
+    "run_checks",
     "run_study",
     "sample_configs",
     "spec_from_dict",
     "stored_spec",
     "study_detail",
     "trial_record",
+    "write_export",
 ]

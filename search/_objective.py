@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import time
+from typing import Any
 
 import optuna
 
-from models import Dataset
+from models import Dataset, ModelConfig, TrainConfig
 
 from ._signals import Interrupt
 from ._space import sample_configs
@@ -14,13 +17,19 @@ from ._spec import StudySpec
 
 _logger = logging.getLogger("digitune")
 
+BASELINE_ATTR = "baseline"
+
 
 class Objective:
-    """Trains the model a trial samples and returns its last validation score.
+    """Trains the model a trial samples and returns its scores on the study's objectives.
 
-    Reports the validation accuracy to Optuna after every epoch, so the pruner can stop
-    a hopeless trial. Every trial, pruned or failed too, stores as user attributes its
-    learning curves, parameter count, training seconds, configs, Keras backend and device.
+    Single-objective studies report the validation accuracy after every epoch, so the
+    pruner can stop a hopeless trial. Multi-objective studies cannot report to Optuna;
+    there each trial stops itself when its validation accuracy has not improved for
+    ``early_stopping`` epochs (2 when the study file leaves it at 0). Every trial, pruned
+    or failed too, stores as user attributes its learning curves, parameter count,
+    training seconds, configs, Keras backend and device; with ``max_params`` the parameter
+    budget is set as a constraint, so infeasible models are known as such.
     """
 
     def __init__(self, spec: StudySpec, dataset: Dataset, interrupt: Interrupt | None = None):
@@ -28,21 +37,38 @@ class Objective:
         self.dataset = dataset
         self.interrupt = interrupt or Interrupt()
 
-    def __call__(self, trial: optuna.Trial) -> float:
+    def configs(self, trial: optuna.Trial) -> tuple[ModelConfig, TrainConfig]:
+        """The trial's configs: a tutorial preset for a baseline trial, else sampled from the space."""
+        from models import get_preset
+
+        baseline = trial.user_attrs.get(BASELINE_ATTR)
+        if baseline:
+            preset = get_preset(baseline, self.dataset.info.image_shape)
+            return preset.model, dataclasses.replace(preset.train, seed=self.spec.seed + trial.number)
+        model_config, train_config = sample_configs(trial, self.spec)
+        if self.spec.early_stopping and not self.spec.is_multi_objective:
+            train_config = dataclasses.replace(train_config, early_stopping_patience=self.spec.early_stopping)
+        return model_config, train_config
+
+    def __call__(self, trial: optuna.Trial) -> float | tuple[float, ...]:
         from optuna_integration import KerasPruningCallback
 
-        from models import ConfigError, TrainLog, train
+        from models import TrainLog, train
 
         try:
-            model_config, train_config = sample_configs(trial, self.spec)
-        except ConfigError as exc:
+            model_config, train_config = self.configs(trial)
+        except Exception as exc:
             _fail(trial, exc)
             raise
         trial.set_user_attr("family", model_config.family)
         trial.set_user_attr("model_config", model_config.to_dict())
         trial.set_user_attr("train_config", train_config.to_dict())
+        callbacks: list[Any] = []
+        if self.spec.is_multi_objective:
+            callbacks.append(_stop_when_stalled(self.spec.early_stopping or 2))
+        elif self.spec.pruner != "none" and BASELINE_ATTR not in trial.user_attrs:
+            callbacks.append(KerasPruningCallback(trial, "val_accuracy"))
         log = TrainLog()
-        callbacks = [KerasPruningCallback(trial, "val_accuracy")] if self.spec.pruner != "none" else []
         self.interrupt.training = True
         try:
             result = train(model_config, train_config, self.dataset, callbacks, log=log,
@@ -61,7 +87,34 @@ class Objective:
         finally:
             self.interrupt.training = False
         _record(trial, log)
-        return result.val_accuracy if self.spec.metric == "val_accuracy" else result.val_loss
+        if self.spec.max_params is not None:
+            trial.set_constraint("max_params", float(log.params - self.spec.max_params))
+        scores = {
+            "val_accuracy": result.val_accuracy,
+            "val_loss": result.val_loss,
+            "params": float(log.params),
+            "train_seconds": log.train_seconds,
+        }
+        if "latency_ms" in self.spec.metrics:
+            scores["latency_ms"] = _latency_ms(result.model, self.dataset)
+            trial.set_user_attr("latency_ms", scores["latency_ms"])
+        values = tuple(scores[m] for m in self.spec.metrics)
+        return values if self.spec.is_multi_objective else values[0]
+
+
+def _stop_when_stalled(patience: int):
+    import keras
+
+    return keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max", patience=patience)
+
+
+def _latency_ms(model, dataset: Dataset) -> float:
+    """Milliseconds per image for predicting the validation set (after one warm-up call)."""
+    x = dataset.x_val
+    model.predict(x[:32], verbose=0)
+    start = time.perf_counter()
+    model.predict(x, batch_size=256, verbose=0)
+    return 1000 * (time.perf_counter() - start) / max(len(x), 1)
 
 
 def _record(trial: optuna.Trial, log) -> None:
@@ -77,4 +130,3 @@ def _fail(trial: optuna.Trial, exc: BaseException) -> None:
     reason = f"{type(exc).__name__}: {exc}".strip().splitlines()[0][:500]
     trial.set_user_attr("fail_reason", reason)
     _logger.warning("trial %d failed: %s", trial.number, reason)
-

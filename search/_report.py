@@ -55,22 +55,41 @@ def trial_record(trial: FrozenTrial) -> dict[str, Any]:
         "epochs_run": attrs.get("epochs_run"),
         "intermediate_values": {int(k): v for k, v in trial.intermediate_values.items()},
         "fail_reason": attrs.get("fail_reason"),
+        "baseline": attrs.get("baseline"),
+        "constraints": dict(trial.constraints) if trial.constraints else None,
+        "feasible": _feasible(trial),
     }
 
 
 def study_detail(name: str, storage: optuna.storages.BaseStorage, *, top: int = 10) -> dict[str, Any]:
-    """A study's best trial and its ``top`` best finished trials, best first."""
+    """A study's best trial (or its Pareto front) and its ``top`` best finished trials, best first."""
     study = load_study(name, storage)
     trials = study.get_trials(deepcopy=False)
-    complete = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
-    maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
-    ranked = sorted(complete, key=lambda t: t.value, reverse=maximize)
-    return {
+    complete = [t for t in trials if t.state == TrialState.COMPLETE and t.values is not None]
+    directions = [d.name.lower() for d in study.directions]
+    spec = study.user_attrs.get(SPEC_ATTR, {}).get("study", {})
+    objectives = spec.get("objectives") or [spec.get("metric", "value")]
+    detail: dict[str, Any] = {
         "name": name,
-        "direction": study.direction.name.lower(),
-        "metric": study.user_attrs.get(SPEC_ATTR, {}).get("study", {}).get("metric"),
+        "objectives": objectives,
+        "directions": directions,
         "dataset": study.user_attrs.get(DATASET_ATTR),
+        "manifest": study.user_attrs.get("manifest"),
         "trials": _state_counts(trials),
-        "best": trial_record(ranked[0]) if ranked else None,
-        "top": [trial_record(t) for t in ranked[:top]],
     }
+    if len(directions) > 1:
+        front = sorted(study.best_trials, key=lambda t: t.number)
+        detail["pareto_front"] = [trial_record(t) for t in front]
+        detail["best"] = None
+        detail["top"] = detail["pareto_front"][:top]
+        return detail
+    maximize = directions[0] == "maximize"
+    ranked = sorted(complete, key=lambda t: t.value, reverse=maximize)
+    feasible = [t for t in ranked if _feasible(t)]
+    detail["best"] = trial_record(feasible[0]) if feasible else None
+    detail["top"] = [trial_record(t) for t in ranked[:top]]
+    return detail
+
+
+def _feasible(trial: FrozenTrial) -> bool:
+    return all(v <= 0 for v in (trial.constraints or {}).values())

@@ -3,22 +3,25 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from dataclasses import dataclass
 from typing import Any, Callable
 
+import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from models import Dataset, load_dataset
+from models import PRESET_NAMES, Dataset, load_dataset
 
-from ._objective import Objective
+from ._objective import BASELINE_ATTR, Objective
 from ._signals import interrupts
-from ._spec import SpecError, StudySpec, spec_from_dict
+from ._spec import Choice, Param, Range, SpecError, StudySpec, spec_from_dict
 
 _logger = logging.getLogger("digitune")
 
 SPEC_ATTR = "digitune_spec"
 DATASET_ATTR = "dataset"
+MANIFEST_ATTR = "manifest"
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 MAX_CONSECUTIVE_FAILURES = 10
 
@@ -36,23 +39,78 @@ class RunSummary:
 
 
 def make_sampler(spec: StudySpec, *, seed_offset: int = 0) -> optuna.samplers.BaseSampler:
-    """The spec's sampler, seeded with ``spec.seed + seed_offset``.
+    """The spec's sampler with its ``sampler_options``, seeded with ``spec.seed + seed_offset``.
 
     A resumed study passes the number of trials it already holds as the offset, so its
     random draws go on from where they were instead of repeating the first run's.
     """
     seed = spec.seed + seed_offset
-    if spec.sampler == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    return optuna.samplers.TPESampler(seed=seed)
+    options = dict(spec.sampler_options)
+    if spec.sampler == "grid":
+        factory: Callable[..., optuna.samplers.BaseSampler] = optuna.samplers.GridSampler
+        options.setdefault("search_space", grid_search_space(spec, points=options.pop("points", 4)))
+    else:
+        factory = {
+            "tpe": optuna.samplers.TPESampler,
+            "random": optuna.samplers.RandomSampler,
+            "qmc": optuna.samplers.QMCSampler,
+            "cmaes": optuna.samplers.CmaEsSampler,
+            "gp": optuna.samplers.GPSampler,
+            "nsga2": optuna.samplers.NSGAIISampler,
+        }[spec.sampler]
+        if spec.sampler in ("qmc", "cmaes", "gp"):
+            options.setdefault("independent_sampler", optuna.samplers.RandomSampler(seed=seed))
+            options.setdefault("warn_independent_sampling", False)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return factory(seed=seed, **options)
+    except TypeError as exc:
+        raise SpecError(f"{spec.path or 'study'}: study.sampler_options do not fit the {spec.sampler} sampler: "
+                        f"{exc}") from exc
+
+
+def grid_search_space(spec: StudySpec, *, points: int = 4) -> dict[str, list[Any]]:
+    """Every searched parameter as a list for the grid sampler: choices as they are, ranges as ``points`` values."""
+    def values(param: Param) -> list[Any]:
+        if isinstance(param, Choice):
+            return list(param.choices)
+        assert isinstance(param, Range)
+        if param.is_int and param.high - param.low + 1 <= points:
+            return list(range(int(param.low), int(param.high) + 1))
+        grid = np.geomspace(param.low, param.high, points) if param.log else np.linspace(param.low, param.high, points)
+        return sorted({int(round(v)) for v in grid}) if param.is_int else [float(v) for v in grid]
+
+    space = {name: values(p) for name, p in spec.space.items() if isinstance(p, (Range, Choice))}
+    for family, params in spec.family_space.items():
+        space.update({f"{family}_{name}": values(p) for name, p in params.items() if isinstance(p, (Range, Choice))})
+    return space
 
 
 def make_pruner(spec: StudySpec) -> optuna.pruners.BasePruner:
-    if spec.pruner == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max(spec.max_epochs, 2), reduction_factor=3)
-    if spec.pruner == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1)
-    return optuna.pruners.NopPruner()
+    """The spec's pruner with its ``pruner_options``; epochs are the resource."""
+    options = dict(spec.pruner_options)
+    if spec.is_multi_objective or spec.pruner == "none":
+        return optuna.pruners.NopPruner()  # multi-objective trials stop early by their own rule instead
+    defaults: dict[str, dict[str, Any]] = {
+        "hyperband": {"min_resource": 1, "max_resource": max(spec.max_epochs, 2), "reduction_factor": 3},
+        "median": {"n_startup_trials": 5, "n_warmup_steps": 1},
+        "successive-halving": {"min_resource": 1, "reduction_factor": 3},
+        "percentile": {"percentile": 25.0, "n_startup_trials": 5, "n_warmup_steps": 1},
+        "threshold": {"lower": 0.2, "n_warmup_steps": 1} if spec.directions[0] == "maximize" else {"upper": 10.0},
+    }
+    factory = {
+        "hyperband": optuna.pruners.HyperbandPruner,
+        "median": optuna.pruners.MedianPruner,
+        "successive-halving": optuna.pruners.SuccessiveHalvingPruner,
+        "percentile": optuna.pruners.PercentilePruner,
+        "threshold": optuna.pruners.ThresholdPruner,
+    }[spec.pruner]
+    try:
+        return factory(**{**defaults[spec.pruner], **options})
+    except (TypeError, ValueError) as exc:
+        raise SpecError(f"{spec.path or 'study'}: study.pruner_options do not fit the {spec.pruner} pruner: "
+                        f"{exc}") from exc
 
 
 def stored_spec(study: optuna.Study) -> StudySpec:
@@ -74,18 +132,26 @@ def load_study(name: str, storage: optuna.storages.BaseStorage) -> optuna.Study:
             f"no study named {name!r} in this storage (studies: {known}); check the name or --storage") from exc
 
 
-def open_study(spec: StudySpec, storage: optuna.storages.BaseStorage, dataset: Dataset) -> optuna.Study:
-    """Create the study for ``spec``, or resume it if it exists and was made from the same definition."""
+def open_study(spec: StudySpec, storage: optuna.storages.BaseStorage, dataset: Dataset, *,
+               seed_offset: int = 0) -> optuna.Study:
+    """Create the study for ``spec``, or resume it if it exists and was made from the same definition.
+
+    ``seed_offset`` is added to the sampler's seed of a resumed study (a worker passes its
+    process id, so that workers joining at once do not draw the same parameters).
+    """
     pruner = make_pruner(spec)
     try:
         study = optuna.load_study(study_name=spec.name, storage=storage, sampler=make_sampler(spec), pruner=pruner)
     except KeyError:
         study = optuna.create_study(storage=storage, study_name=spec.name, sampler=make_sampler(spec),
-                                    pruner=pruner, direction=spec.direction, load_if_exists=True)
+                                    pruner=pruner, directions=list(spec.directions), load_if_exists=True)
         study.set_user_attr(SPEC_ATTR, spec.to_dict())
         study.set_user_attr(DATASET_ATTR, dataset.info.to_dict())
+        study.set_user_attr(MANIFEST_ATTR, manifest(dataset))
+        _enqueue_baselines(study, spec)
         return study
-    study.sampler = make_sampler(spec, seed_offset=len(study.get_trials(deepcopy=False)))
+    study.sampler = make_sampler(spec, seed_offset=len(study.get_trials(deepcopy=False)) + seed_offset)
+    _enqueue_baselines(study, spec)
     old = stored_spec(study)
     if old.search_definition() != spec.search_definition():
         differing = sorted(k for k, v in spec.search_definition().items() if old.search_definition()[k] != v)
@@ -100,6 +166,47 @@ def open_study(spec: StudySpec, storage: optuna.storages.BaseStorage, dataset: D
     return study
 
 
+def _enqueue_baselines(study: optuna.Study, spec: StudySpec) -> None:
+    """Queue the tutorial presets as trials tagged ``baseline``, once per study."""
+    if spec.baselines != "tutorial":
+        return
+    done = {t.user_attrs.get(BASELINE_ATTR) for t in study.get_trials(deepcopy=False)}
+    for name in PRESET_NAMES:
+        if name not in done:
+            study.enqueue_trial({}, user_attrs={BASELINE_ATTR: name})
+
+
+def manifest(dataset: Dataset) -> dict[str, Any]:
+    """What a result depends on: package versions, Keras backend, device, data fingerprint."""
+    import importlib.metadata
+    import platform
+
+    def version(package: str) -> str | None:
+        try:
+            return importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            return None
+
+    from models import describe_device
+
+    import keras
+
+    backend = keras.backend.backend()
+    backend_package = {"tensorflow": "tensorflow-cpu", "torch": "torch", "jax": "jax"}.get(backend, backend)
+    packages = ["digitune", "keras", "optuna", "optuna-integration", "numpy", "scikit-learn", "sqlalchemy",
+                backend_package, "tensorflow"]
+    return {
+        "digitune": version("digitune"),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "keras_backend": backend,
+        "device": describe_device(),
+        "packages": {p: version(p) for p in packages if version(p)},
+        "dataset_fingerprint": dataset.info.fingerprint,
+        "dataset_source": dataset.info.source,
+    }
+
+
 def count_finished(study: optuna.Study) -> int:
     return len(study.get_trials(deepcopy=False, states=FINISHED))
 
@@ -112,6 +219,7 @@ def run_study(
     n_trials: int | None = None,
     timeout: float | None = None,
     on_trial: Callable[[optuna.Study, FrozenTrial], None] | None = None,
+    seed_offset: int = 0,
 ) -> RunSummary:
     """Run ``spec`` until its study holds ``n_trials`` finished (complete or pruned) trials.
 
@@ -123,7 +231,7 @@ def run_study(
     timeout = spec.timeout if timeout is None else timeout
     if dataset is None:
         dataset = load_dataset(spec.data.source, **spec.data.load_kwargs())
-    study = open_study(spec, storage, dataset)
+    study = open_study(spec, storage, dataset, seed_offset=seed_offset)
     already = count_finished(study)
     if already >= n_trials:
         _logger.info("study %r already has %d finished trials (asked for %d)", spec.name, already, n_trials)
@@ -163,8 +271,10 @@ def describe_trial(trial: FrozenTrial) -> str:
     if trial.state == TrialState.PRUNED and trial.intermediate_values:
         step = max(trial.intermediate_values)
         parts.append(f"at epoch {step + 1} with val_accuracy={trial.intermediate_values[step]:.4f}")
-    elif trial.value is not None:
-        parts.append(f"value={trial.value:.4f}")
+    elif trial.values is not None:
+        parts.append("value=" + ", ".join(f"{v:.4g}" for v in trial.values))
+    if BASELINE_ATTR in attrs:
+        parts.append(f"baseline {attrs[BASELINE_ATTR]}")
     if "family" in attrs:
         parts.append(f"{attrs['family']}, {attrs.get('params_count', 0):,} params, "
                      f"{attrs.get('train_seconds', 0):.1f} s")

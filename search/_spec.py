@@ -24,10 +24,18 @@ from typing import Any, Union
 
 from models import ACTIVATIONS, INITIALIZERS, OPTIMIZERS
 
-SAMPLERS = ("tpe", "random")
-PRUNERS = ("hyperband", "median", "none")
-METRICS = {"val_accuracy": "maximize", "val_loss": "minimize"}
+SAMPLERS = ("tpe", "random", "grid", "qmc", "cmaes", "gp", "nsga2")
+PRUNERS = ("hyperband", "median", "successive-halving", "percentile", "threshold", "none")
+# What a trial can be judged on, and the direction it goes by default.
+METRICS = {
+    "val_accuracy": "max",   # validation accuracy after the last epoch
+    "val_loss": "min",
+    "params": "min",         # the model's parameter count
+    "train_seconds": "min",  # wall time of model.fit
+    "latency_ms": "min",     # inference time per image, measured on the validation set
+}
 FAMILIES = ("mlp", "cnn")
+BASELINES = ("none", "tutorial")
 
 
 class SpecError(ValueError):
@@ -100,7 +108,8 @@ _FAMILY_PARAMS = {
 }
 _POSITIVE_INTS = {"epochs", "batch_size", "hidden_layers", "units", "blocks", "filters", "kernel_size",
                   "stride", "pool_size"}
-_STUDY_KEYS = {"name", "metric", "trials", "timeout", "sampler", "pruner", "seed"}
+_STUDY_KEYS = {"name", "metric", "objectives", "trials", "timeout", "sampler", "sampler_options", "pruner",
+               "pruner_options", "seed", "max_params", "baselines", "early_stopping"}
 _DATA_KEYS = {"source", "validation_split", "seed", "center", "limit"}
 
 
@@ -120,20 +129,38 @@ class DataSpec:
 @dataclass(frozen=True)
 class StudySpec:
     name: str
-    metric: str = "val_accuracy"
+    objectives: tuple[str, ...] = ("val_accuracy:max",)
     trials: int = 20
     timeout: float | None = None
     sampler: str = "tpe"
+    sampler_options: dict[str, Any] = field(default_factory=dict)
     pruner: str = "hyperband"
+    pruner_options: dict[str, Any] = field(default_factory=dict)
     seed: int = 128
+    max_params: int | None = None
+    baselines: str = "none"
+    early_stopping: int = 0
     data: DataSpec = field(default_factory=DataSpec)
     space: dict[str, Param] = field(default_factory=dict)
     family_space: dict[str, dict[str, Param]] = field(default_factory=dict)
     path: str = ""
 
     @property
-    def direction(self) -> str:
-        return METRICS[self.metric]
+    def metrics(self) -> tuple[str, ...]:
+        return tuple(o.split(":")[0] for o in self.objectives)
+
+    @property
+    def directions(self) -> tuple[str, ...]:
+        return tuple("maximize" if o.endswith(":max") else "minimize" for o in self.objectives)
+
+    @property
+    def metric(self) -> str:
+        """The first (for single-objective studies, the only) metric."""
+        return self.metrics[0]
+
+    @property
+    def is_multi_objective(self) -> bool:
+        return len(self.objectives) > 1
 
     @property
     def max_epochs(self) -> int:
@@ -151,9 +178,13 @@ class StudySpec:
     def search_definition(self) -> dict[str, Any]:
         """What defines the search (not its budget): two runs may share a study only if these agree."""
         return {
-            "metric": self.metric,
+            "objectives": list(self.objectives),
             "sampler": self.sampler,
+            "sampler_options": self.sampler_options,
             "pruner": self.pruner,
+            "pruner_options": self.pruner_options,
+            "max_params": self.max_params,
+            "early_stopping": self.early_stopping,
             "seed": self.seed,
             "data": {"source": self.data.source, **self.data.load_kwargs()},
             "space": {k: _param_json(v) for k, v in self.space.items()},
@@ -165,10 +196,15 @@ class StudySpec:
         space: dict[str, Any] = {k: _param_json(v) for k, v in self.space.items()}
         for family, params in self.family_space.items():
             space[family] = {k: _param_json(v) for k, v in params.items()}
-        study: dict[str, Any] = {"name": self.name, "metric": self.metric, "trials": self.trials,
-                                 "sampler": self.sampler, "pruner": self.pruner, "seed": self.seed}
-        if self.timeout is not None:
-            study["timeout"] = self.timeout
+        study: dict[str, Any] = {"name": self.name, "objectives": list(self.objectives), "trials": self.trials,
+                                 "sampler": self.sampler, "pruner": self.pruner, "seed": self.seed,
+                                 "baselines": self.baselines, "early_stopping": self.early_stopping}
+        for key in ("timeout", "max_params"):
+            if getattr(self, key) is not None:
+                study[key] = getattr(self, key)
+        for key in ("sampler_options", "pruner_options"):
+            if getattr(self, key):
+                study[key] = dict(getattr(self, key))
         data: dict[str, Any] = {"source": self.data.source, "validation_split": self.data.validation_split,
                                 "seed": self.data.seed, "center": self.data.center}
         if self.data.limit is not None:
@@ -209,9 +245,16 @@ def spec_from_dict(data: dict[str, Any], *, source: str = "<study>") -> StudySpe
     name = study.get("name")
     if not isinstance(name, str) or not name.strip():
         raise SpecError(f"{source}: [study] name is required and must be a non-empty string, got {name!r}")
-    metric = _choice_value(source, "study.metric", study.get("metric", "val_accuracy"), tuple(METRICS))
+    objectives = _objectives(source, study)
     sampler = _choice_value(source, "study.sampler", study.get("sampler", "tpe"), SAMPLERS)
     pruner = _choice_value(source, "study.pruner", study.get("pruner", "hyperband"), PRUNERS)
+    sampler_options = _table(source, "study.sampler_options", study.get("sampler_options", {}))
+    pruner_options = _table(source, "study.pruner_options", study.get("pruner_options", {}))
+    baselines = _choice_value(source, "study.baselines", study.get("baselines", "none"), BASELINES)
+    early_stopping = _int_value(source, "study.early_stopping", study.get("early_stopping", 0), minimum=0)
+    max_params = study.get("max_params")
+    if max_params is not None:
+        max_params = _int_value(source, "study.max_params", max_params, minimum=1)
     trials = _int_value(source, "study.trials", study.get("trials", 20), minimum=1)
     seed = _int_value(source, "study.seed", study.get("seed", 128), minimum=0)
     timeout = study.get("timeout")
@@ -249,9 +292,35 @@ def spec_from_dict(data: dict[str, Any], *, source: str = "<study>") -> StudySpe
                             allowed)
                 for key, (kind, allowed, default) in params.items()
             }
-    return StudySpec(name=name.strip(), metric=metric, trials=trials, timeout=timeout, sampler=sampler,
-                     pruner=pruner, seed=seed, data=data_spec, space=space, family_space=family_space,
-                     path=source)
+    return StudySpec(name=name.strip(), objectives=objectives, trials=trials, timeout=timeout, sampler=sampler,
+                     sampler_options=sampler_options, pruner=pruner, pruner_options=pruner_options, seed=seed,
+                     max_params=max_params, baselines=baselines, early_stopping=early_stopping, data=data_spec,
+                     space=space, family_space=family_space, path=source)
+
+
+def _objectives(source: str, study: dict[str, Any]) -> tuple[str, ...]:
+    """``objectives = ["val_accuracy:max", "params:min"]``, or the shorthand ``metric = "val_loss"``."""
+    if "metric" in study and "objectives" in study:
+        raise SpecError(f"{source}: give either study.metric or study.objectives, not both")
+    raw = study.get("objectives", [study.get("metric", "val_accuracy")])
+    if isinstance(raw, str):
+        raw = [raw]
+    if not isinstance(raw, list) or not raw:
+        raise SpecError(f"{source}: study.objectives must be a non-empty list such as "
+                        f'["val_accuracy:max", "params:min"], got {raw!r}')
+    objectives = []
+    for item in raw:
+        name, _, direction = str(item).partition(":")
+        if name not in METRICS:
+            raise SpecError(f"{source}: study.objectives: unknown metric {name!r}; expected one of "
+                            f"{', '.join(METRICS)}")
+        direction = direction or METRICS[name]
+        if direction not in ("max", "min"):
+            raise SpecError(f"{source}: study.objectives: {item!r} must end in :max or :min")
+        objectives.append(f"{name}:{direction}")
+    if len(set(o.split(':')[0] for o in objectives)) != len(objectives):
+        raise SpecError(f"{source}: study.objectives names a metric twice: {raw!r}")
+    return tuple(objectives)
 
 
 def _table(source: str, key: str, value: Any) -> dict[str, Any]:

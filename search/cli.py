@@ -14,80 +14,18 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
-import dataclasses  # noqa: E402
-import functools  # noqa: E402
 import json  # noqa: E402
-import logging  # noqa: E402
-import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
-from typing import Annotated, Any, Callable, Optional  # noqa: E402
+from typing import Annotated, Any, Optional  # noqa: E402
 
 import typer  # noqa: E402
-from rich.console import Console  # noqa: E402
-from rich.logging import RichHandler  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-app = typer.Typer(
-    name="digitune",
-    help="Hyperparameter search for Keras digit classifiers, persisted as Optuna studies.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
-# Piped output gets wide lines rather than Rich's 80-column default.
-out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)
-err = Console(stderr=True, soft_wrap=True, width=None if sys.stderr.isatty() else 200)
-
-StorageOption = Annotated[Optional[str], typer.Option(
-    "--storage", help="Study database URL (sqlite:///file.db or postgresql+psycopg://...); "
-                      "default $DIGITUNE_STORAGE, else sqlite:///studies/digitune.db.")]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of a table.")]
-
-
-def _user_errors(func: Callable) -> Callable:
-    """Turn digitune's user errors into one line on stderr and exit code 2."""
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from models import ConfigError, DataError
-
-        from search import SpecError, StorageError, StudyNotFoundError
-
-        try:
-            return func(*args, **kwargs)
-        except (SpecError, DataError, ConfigError, StorageError, StudyNotFoundError) as exc:
-            err.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
-            raise typer.Exit(2) from None
-
-    return wrapper
-
-
-def _setup_logging() -> None:
-    import optuna
-
-    # digitune logs one line per trial, failures with their reason; Optuna's own lines would repeat them.
-    optuna.logging.set_verbosity(optuna.logging.ERROR)
-    logger = logging.getLogger("digitune")
-    if not logger.handlers:
-        if err.is_terminal:
-            handler: logging.Handler = RichHandler(console=err, show_path=False, show_level=False, markup=False)
-            handler.setFormatter(logging.Formatter("%(message)s"))
-        else:
-            handler = logging.StreamHandler(sys.stderr)
-            handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
-        logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
-        logger.propagate = False
-
-
-def _storage(url: str | None):
-    from search import open_storage, resolve_storage_url
-
-    return open_storage(resolve_storage_url(url))
+from search._cli_common import JsonOption, StorageOption, app, err, out, setup_logging, storage_from, user_errors  # noqa: E402
 
 
 @app.command()
-@_user_errors
+@user_errors
 def run(
     study_file: Annotated[Path, typer.Argument(help="Study definition (TOML), e.g. studies/quickstart.toml.")],
     trials: Annotated[Optional[int], typer.Option(
@@ -97,26 +35,61 @@ def run(
     storage: StorageOption = None,
     dataset: Annotated[Optional[str], typer.Option(
         "--dataset", help="Data source instead of the file's: digits, fashion-mnist, mnist or a path.")] = None,
+    sampler: Annotated[Optional[str], typer.Option(
+        "--sampler", help="Sampler instead of the file's: tpe, random, grid, qmc, cmaes, gp, nsga2.")] = None,
+    pruner: Annotated[Optional[str], typer.Option(
+        "--pruner", help="Pruner instead of the file's: hyperband, median, successive-halving, percentile, "
+                         "threshold, none.")] = None,
+    baselines: Annotated[Optional[str], typer.Option(
+        "--baselines", help="'tutorial' runs the seven tutorial presets first, tagged as baselines.")] = None,
 ) -> None:
     """Run (or continue) the study in STUDY_FILE until it holds --trials finished trials."""
+    from search import load_spec, spec_from_dict
+
+    setup_logging()
+    spec = load_spec(study_file)
+    overrides = {"sampler": sampler, "pruner": pruner, "baselines": baselines}
+    if any(overrides.values()) or dataset:
+        data = spec.to_dict()
+        data["study"].update({k: v for k, v in overrides.items() if v})
+        if dataset:
+            data["data"]["source"] = dataset
+        spec = spec_from_dict(data, source=f"{study_file} (with command-line options)")
+    _run_with_progress(spec, storage, trials or spec.trials, timeout)
+
+
+@app.command()
+@user_errors
+def worker(
+    name: Annotated[str, typer.Argument(help="Name of an existing study to join.")],
+    trials: Annotated[Optional[int], typer.Option(
+        "--trials", min=1, help="Finished trials the study should hold (default: its stored study.trials).")] = None,
+    timeout: Annotated[Optional[float], typer.Option(
+        "--timeout", min=1, help="Stop starting new trials after this many seconds.")] = None,
+    storage: StorageOption = None,
+) -> None:
+    """Join an existing study from its stored spec; several workers may run on one study at once."""
+    from search import load_study, stored_spec
+
+    setup_logging()
+    spec = stored_spec(load_study(name, storage_from(storage)))
+    _run_with_progress(spec, storage, trials or spec.trials, timeout, seed_offset=os.getpid())
+
+
+def _run_with_progress(spec, storage: str | None, target: int, timeout: float | None, seed_offset: int = 0) -> None:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
         TimeRemainingColumn
 
     from models import load_dataset
-    from search import FINISHED, count_finished, load_spec, open_study, redact, resolve_storage_url, run_study
+    from search import FINISHED, count_finished, open_study, redact, resolve_storage_url, run_study
 
-    _setup_logging()
-    spec = load_spec(study_file)
-    if dataset:
-        spec = dataclasses.replace(spec, data=dataclasses.replace(spec.data, source=dataset))
     url = resolve_storage_url(storage)
-    store = _storage(url)
+    store = storage_from(url)
     data = load_dataset(spec.data.source, **spec.data.load_kwargs())
     info = data.info
     err.print(f"data: {info.name} {info.image_shape[0]}x{info.image_shape[1]}, {info.n_train} train / "
               f"{info.n_val} validation / {info.n_test} test ({info.source})", highlight=False)
-    study = open_study(spec, store, data)
-    target = trials or spec.trials
+    study = open_study(spec, store, data, seed_offset=seed_offset)
     already = count_finished(study)
     err.print(f"study {spec.name!r} in {redact(url)}: {already} finished trials, target {target}", highlight=False)
 
@@ -134,7 +107,8 @@ def run(
 
     try:
         with progress:
-            summary = run_study(spec, store, dataset=data, n_trials=target, timeout=timeout, on_trial=on_trial)
+            summary = run_study(spec, store, dataset=data, n_trials=target, timeout=timeout, on_trial=on_trial,
+                                seed_offset=seed_offset)
     except KeyboardInterrupt:
         err.print(f"interrupted: the running trial is marked failed and {count_finished(study)} finished trials "
                   f"are stored; run the same command again to continue study {spec.name!r}", highlight=False)
@@ -145,6 +119,8 @@ def run(
 
 
 def _best_text(study) -> str:
+    if len(study.directions) > 1:
+        return f"Pareto front of {len(study.best_trials)}"
     try:
         return f"{study.best_value:.4f}"
     except ValueError:
@@ -152,12 +128,12 @@ def _best_text(study) -> str:
 
 
 @app.command()
-@_user_errors
+@user_errors
 def studies(storage: StorageOption = None, as_json: JsonOption = False) -> None:
     """List the studies in the storage: trials by state and best value."""
     from search import list_studies
 
-    rows = list_studies(_storage(storage))
+    rows = list_studies(storage_from(storage))
     if as_json:
         out.print_json(json.dumps(rows))
         return
@@ -175,46 +151,88 @@ def studies(storage: StorageOption = None, as_json: JsonOption = False) -> None:
 
 
 @app.command()
-@_user_errors
+@user_errors
 def show(
     name: Annotated[str, typer.Argument(help="Study name, as `digitune studies` lists it.")],
     storage: StorageOption = None,
     top: Annotated[int, typer.Option("--top", min=1, help="How many of the best trials to list.")] = 10,
     as_json: JsonOption = False,
 ) -> None:
-    """Show a study's best trial and its top trials."""
+    """Show a study: its objectives, trials by state, best trial (or Pareto front) and top trials."""
     from search import study_detail
 
-    detail = study_detail(name, _storage(storage), top=top)
+    detail = study_detail(name, storage_from(storage), top=top)
     if as_json:
-        out.print_json(json.dumps(detail))
+        out.print_json(json.dumps(detail, default=str))
         return
+    _print_header(detail)
+    _print_best(detail)
+    if detail["top"] and "pareto_front" not in detail:
+        out.print(f"top {len(detail['top'])}:")
+        out.print(_trials_table(detail["top"]))
+
+
+@app.command()
+@user_errors
+def best(
+    name: Annotated[str, typer.Argument(help="Study name, as `digitune studies` lists it.")],
+    storage: StorageOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """The best trial (or, for a multi-objective study, the Pareto front): parameters and scores."""
+    from search import study_detail
+
+    detail = study_detail(name, storage_from(storage), top=1)
+    result = detail.get("pareto_front") if "pareto_front" in detail else detail["best"]
+    if as_json:
+        out.print_json(json.dumps(result, default=str))
+        return
+    _print_best(detail)
+
+
+def _print_header(detail: dict[str, Any]) -> None:
     t = detail["trials"]
-    out.print(f"study {name} ({detail['metric'] or 'value'}, {detail['direction']}) on "
-              f"{(detail['dataset'] or {}).get('name', '?')}: {t['complete']} complete, {t['pruned']} pruned, "
-              f"{t['fail']} failed, {t['running']} running", highlight=False)
+    objectives = ", ".join(detail["objectives"])
+    out.print(f"study {detail['name']} ({objectives}) on {(detail['dataset'] or {}).get('name', '?')}: "
+              f"{t['complete']} complete, {t['pruned']} pruned, {t['fail']} failed, {t['running']} running",
+              highlight=False)
+
+
+def _print_best(detail: dict[str, Any]) -> None:
+    if "pareto_front" in detail:
+        out.print(f"Pareto front ({', '.join(detail['objectives'])}): {len(detail['pareto_front'])} trials")
+        out.print(_trials_table(detail["pareto_front"]))
+        return
     best = detail["best"]
     if best is None:
-        out.print("no completed trial yet")
+        out.print("no completed (feasible) trial yet")
         return
+    tag = f", baseline {best['baseline']}" if best["baseline"] else ""
     out.print(f"best: trial {best['number']} value {best['value']:.4f} ({best['family']}, "
-              f"{best['params_count'] or 0:,} params, {best['epochs_run']} epochs, {best['train_seconds']:.1f} s)",
-              highlight=False)
+              f"{best['params_count'] or 0:,} params, {best['epochs_run']} epochs, "
+              f"{best['train_seconds'] or 0:.1f} s{tag})", highlight=False)
     for key, value in best["params"].items():
         out.print(f"  {key} = {_fmt(value)}", highlight=False)
-    table = Table("trial", "value", "family", "params", "epochs", "seconds", "parameters", box=None,
+
+
+def _trials_table(rows: list[dict[str, Any]]) -> Table:
+    table = Table("trial", "value", "family", "params", "epochs", "seconds", "note", "parameters", box=None,
                   header_style="bold")
-    for row in detail["top"]:
+    for row in rows:
         params = ", ".join(f"{k.removeprefix(str(row['family']) + '_')}={_fmt(v)}" for k, v in row["params"].items()
                            if k != "family")
-        table.add_row(str(row["number"]), f"{row['value']:.4f}", row["family"] or "-", f"{row['params_count'] or 0:,}",
-                      str(row["epochs_run"]), f"{row['train_seconds'] or 0:.1f}", params)
-    out.print(f"top {len(detail['top'])}:")
-    out.print(table)
+        note = row["baseline"] or ("infeasible" if not row["feasible"] else "")
+        values = ", ".join(f"{v:.4g}" for v in row["values"] or [])
+        table.add_row(str(row["number"]), values, row["family"] or "-", f"{row['params_count'] or 0:,}",
+                      str(row["epochs_run"]), f"{row['train_seconds'] or 0:.1f}", note, params)
+    return table
 
 
 def _fmt(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+from search import _cli_admin  # noqa: E402,F401  (registers export, delete, doctor)
 
 
 def main() -> None:

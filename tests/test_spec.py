@@ -27,7 +27,7 @@ def test_shipped_study_files_parse(name):
     spec = load_spec(STUDIES / name)
     assert spec.families() == ("mlp", "cnn")
     assert spec.sampler == "tpe" and spec.pruner == "hyperband"
-    assert spec.direction == "maximize"
+    assert spec.directions == ("maximize",) and not spec.is_multi_objective
     assert spec.data.source == "digits" and spec.data.validation_split == 0.3 and spec.data.seed == 128
     assert isinstance(spec.space["learning_rate"], Range) and spec.space["learning_rate"].log
     assert set(spec.family_space) == {"mlp", "cnn"}
@@ -67,8 +67,8 @@ BAD = [
     ("[study]\nname = 'x'\n[space.mlp]\nunits = {low = 500, high = 50}",
      r"space\.mlp\.units: `low <= high` must hold, but got \(low=500, high=50\)"),
     ("[study]\nname = 'x'\n[space]\nbatch_size = []", r"space\.batch_size is an empty list of choices"),
-    ("[study]\nname = 'x'\nsampler = 'bayes'", r"study\.sampler must be one of tpe, random, got 'bayes'"),
-    ("[study]\nname = 'x'\npruner = 'asha'", r"study\.pruner must be one of hyperband, median, none, got 'asha'"),
+    ("[study]\nname = 'x'\nsampler = 'bayes'", r"study\.sampler must be one of tpe, random, grid, qmc, cmaes, gp, nsga2, got 'bayes'"),
+    ("[study]\nname = 'x'\npruner = 'asha'", r"study\.pruner must be one of hyperband, median, successive-halving, percentile, threshold, none, got 'asha'"),
     ("[study]\ntrials = 3", r"\[study\] name is required"),
     ("[study]\nname = 'x'\ntrials = 0", r"study\.trials must be an integer >= 1, got 0"),
     ("[study]\nname = 'x'\n[space.mlp]\nactivation = ['relu', 'swish']",

@@ -1,0 +1,110 @@
+"""The ``export``, ``delete`` and ``doctor`` commands: thin wrappers over ``search._admin``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+from rich.text import Text
+
+from search._cli_common import (
+    JsonOption,
+    StorageOption,
+    app,
+    err,
+    out,
+    storage_from,
+    user_errors,
+)
+
+NameArgument = Annotated[str, typer.Argument(help="Study name, as `digitune studies` lists it.")]
+
+
+class ExportFormat(str, Enum):
+    csv = "csv"
+    json = "json"
+
+
+@app.command()
+@user_errors
+def export(
+    name: NameArgument,
+    fmt: Annotated[ExportFormat, typer.Option(
+        "--format", "-f", help="csv: one row per trial, a param_<name> column per parameter; json: nested.")],
+    output: Annotated[Path | None, typer.Option(
+        "--output", "-o", dir_okay=False, help="Write to this file instead of standard output.")] = None,
+    storage: StorageOption = None,
+) -> None:
+    """Export every trial of a study (all states): values, parameters, times, sizes and learning curves."""
+    from search import export_data, write_export
+
+    data = export_data(name, storage_from(storage))
+    if output is None:
+        write_export(data, fmt.value, sys.stdout)
+        sys.stdout.flush()
+        return
+    try:
+        with output.open("w", encoding="utf-8", newline="") as stream:
+            write_export(data, fmt.value, stream)
+    except OSError as exc:
+        err.print(f"error: cannot write {output}: {exc.strerror or exc}", markup=False, highlight=False)
+        raise typer.Exit(2) from None
+    err.print(f"exported {len(data['trials'])} trials of study {name!r} to {output}", markup=False, highlight=False)
+
+
+@app.command()
+@user_errors
+def delete(
+    name: NameArgument,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    storage: StorageOption = None,
+) -> None:
+    """Delete a study and all its trials from the storage."""
+    from optuna.trial import TrialState
+
+    from search import delete_study, load_study
+
+    store = storage_from(storage)
+    trials = load_study(name, store).get_trials(deepcopy=False)
+    running = sum(t.state == TrialState.RUNNING for t in trials)
+    if not yes:
+        if running:
+            err.print(f"warning: {running} of its trials are running; their workers will fail", markup=False,
+                      highlight=False)
+        try:
+            confirmed = typer.confirm(f"Delete study {name} with {len(trials)} trials?", default=False)
+        except typer.Abort:  # end of input: nobody said yes
+            confirmed = False
+        if not confirmed:
+            out.print("aborted; nothing deleted", markup=False, highlight=False)
+            return
+    deleted = delete_study(name, store)
+    out.print(f"deleted study {name!r} and its {deleted} trials", markup=False, highlight=False)
+
+
+STATUS_STYLE = {"ok": "green", "warn": "yellow", "fail": "bold red"}
+
+
+@app.command()
+def doctor(storage: StorageOption = None, as_json: JsonOption = False) -> None:
+    """Check Python, the libraries, the Keras backend and devices, the storage and the data sources.
+
+    Exits 1 if any check fails (warnings do not count).
+    """
+    from search import resolve_storage_url, run_checks
+
+    checks = run_checks(resolve_storage_url(storage))
+    if as_json:
+        out.print_json(json.dumps([c.to_dict() for c in checks]))
+    else:
+        table = Table("check", "status", "detail", box=None, header_style="bold")
+        for c in checks:
+            table.add_row(Text(c.name), Text(c.status, style=STATUS_STYLE[c.status]), Text(c.detail))
+        out.print(table)
+    if any(c.status == "fail" for c in checks):
+        raise typer.Exit(1)

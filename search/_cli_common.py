@@ -1,0 +1,70 @@
+"""What every ``digitune`` command shares: the app, consoles, options and error handling."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+from typing import Annotated, Any, Callable, Optional
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+
+app = typer.Typer(
+    name="digitune",
+    help="Hyperparameter search for Keras digit classifiers, persisted as Optuna studies.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+# Piped output gets wide lines rather than Rich's 80-column default.
+out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)
+err = Console(stderr=True, soft_wrap=True, width=None if sys.stderr.isatty() else 200)
+
+StorageOption = Annotated[Optional[str], typer.Option(
+    "--storage", help="Study database URL (sqlite:///file.db or postgresql+psycopg://...); "
+                      "default $DIGITUNE_STORAGE, else sqlite:///studies/digitune.db.")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of a table.")]
+
+
+def user_errors(func: Callable) -> Callable:
+    """Turn digitune's user errors into one line on stderr and exit code 2."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from models import ConfigError, DataError
+
+        from search import SpecError, StorageError, StudyNotFoundError
+
+        try:
+            return func(*args, **kwargs)
+        except (SpecError, DataError, ConfigError, StorageError, StudyNotFoundError) as exc:
+            err.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+def setup_logging() -> None:
+    import optuna
+
+    # digitune logs one line per trial, failures with their reason; Optuna's own lines would repeat them.
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    logger = logging.getLogger("digitune")
+    if not logger.handlers:
+        if err.is_terminal:
+            handler: logging.Handler = RichHandler(console=err, show_path=False, show_level=False, markup=False)
+            handler.setFormatter(logging.Formatter("%(message)s"))
+        else:
+            handler = logging.StreamHandler(sys.stderr)
+            handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+
+
+def storage_from(url: str | None):
+    from search import open_storage, resolve_storage_url
+
+    return open_storage(resolve_storage_url(url))

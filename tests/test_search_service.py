@@ -1,0 +1,142 @@
+"""The search service: every sampler and pruner, multi-objective, constraints, baselines, workers."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from conftest import run_cli, write_study
+from models import PRESET_NAMES, get_preset, model_config_from_dict
+from search import FINISHED, SpecError, load_spec, open_storage, run_study, spec_from_dict
+
+# Every sampler meets a pruner; together they cover all of both.
+PAIRS = [
+    ("tpe", "hyperband"),
+    ("random", "median"),
+    ("grid", "successive-halving"),
+    ("qmc", "percentile"),
+    ("cmaes", "threshold"),
+    ("gp", "none"),
+    ("nsga2", "hyperband"),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("sampler", "pruner"), PAIRS)
+def test_every_sampler_and_pruner_runs_through_the_cli(tmp_path, sampler, pruner):
+    if sampler == "gp" and importlib.util.find_spec("torch") is None:
+        pytest.skip("Optuna's GPSampler needs PyTorch (pip install torch); .ci/run installs it")
+    path = write_study(tmp_path, f"s_{sampler}", trials=3, family='"mlp"')
+    db = f"sqlite:///{tmp_path / 's.db'}"
+    result = run_cli("run", str(path), "--storage", db, "--sampler", sampler, "--pruner", pruner, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    study = optuna.load_study(study_name=f"s_{sampler}", storage=db)
+    assert len(study.get_trials(states=FINISHED)) == 3
+    assert type(study.sampler).__name__  # loaded without error
+    stored = study.user_attrs["digitune_spec"]["study"]
+    assert (stored["sampler"], stored["pruner"]) == (sampler, pruner)
+
+
+def test_bad_sampler_options_are_a_spec_error(tmp_path, small_digits):
+    spec = load_spec(write_study(tmp_path, trials=1))
+    data = spec.to_dict()
+    data["study"]["sampler_options"] = {"n_startup_trails": 3}
+    bad = spec_from_dict(data, source="x.toml")
+    with pytest.raises(SpecError, match=r"x\.toml: study\.sampler_options do not fit the tpe sampler"):
+        run_study(bad, open_storage(f"sqlite:///{tmp_path / 's.db'}"), dataset=small_digits)
+
+
+def _spec(tmp_path, **study):
+    spec = load_spec(write_study(tmp_path, trials=study.pop("trials", 3), family='"mlp"'))
+    data = spec.to_dict()
+    data["study"].update(study)
+    return spec_from_dict(data, source=str(tmp_path / "tiny.toml"))
+
+
+def test_multi_objective_study_gives_a_pareto_front(tmp_path, small_digits):
+    spec = _spec(tmp_path, trials=4, objectives=["val_accuracy:max", "params:min"], sampler="nsga2")
+    assert spec.directions == ("maximize", "minimize")
+    db = f"sqlite:///{tmp_path / 's.db'}"
+    run_study(spec, open_storage(db), dataset=small_digits)
+    result = run_cli("best", "tiny", "--storage", db, "--json", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    front = json.loads(result.stdout)
+    assert front and all(len(t["values"]) == 2 for t in front)
+    study = optuna.load_study(study_name="tiny", storage=db)
+    assert {t.number for t in study.best_trials} == {t["number"] for t in front}
+    for trial in study.get_trials(states=(TrialState.COMPLETE,)):
+        assert trial.values[1] == trial.user_attrs["params_count"]
+        assert not trial.intermediate_values  # multi-objective trials cannot report
+    shown = run_cli("show", "tiny", "--storage", db, cwd=tmp_path)
+    assert "Pareto front (val_accuracy:max, params:min)" in shown.stdout
+
+
+def test_multi_objective_trials_stop_when_validation_stalls(tmp_path, small_digits):
+    # SGD at lr 1e-9 leaves the weights as they are: validation accuracy cannot improve.
+    spec = load_spec(write_study(tmp_path, trials=1, family='"mlp"'))
+    data = spec.to_dict()
+    data["study"].update(objectives=["val_accuracy:max", "train_seconds:min"], early_stopping=1)
+    data["space"].update(epochs=8, learning_rate=1e-9, optimizer="sgd")
+    spec = spec_from_dict(data)
+    summary = run_study(spec, open_storage(f"sqlite:///{tmp_path / 's.db'}"), dataset=small_digits)
+    (trial,) = summary.study.trials
+    assert trial.state == TrialState.COMPLETE
+    assert trial.user_attrs["epochs_run"] == 2 < 8
+
+
+def test_parameter_budget_is_a_constraint(tmp_path, small_digits):
+    spec = _spec(tmp_path, trials=5, max_params=2_000, sampler="random")
+    db = f"sqlite:///{tmp_path / 's.db'}"
+    summary = run_study(spec, open_storage(db), dataset=small_digits)
+    complete = summary.study.get_trials(states=(TrialState.COMPLETE,))
+    assert complete
+    for trial in complete:
+        assert trial.constraints == {"max_params": trial.user_attrs["params_count"] - 2_000}
+    feasible = [t for t in complete if t.user_attrs["params_count"] <= 2_000]
+    infeasible = [t for t in complete if t.user_attrs["params_count"] > 2_000]
+    assert feasible and infeasible, "expected both feasible and infeasible models in this space"
+    best = json.loads(run_cli("best", "tiny", "--storage", db, "--json", cwd=tmp_path).stdout)
+    assert best["feasible"] and best["params_count"] <= 2_000
+    assert best["value"] == max(t.value for t in feasible)
+    assert "infeasible" in run_cli("show", "tiny", "--storage", db, cwd=tmp_path).stdout
+
+
+def test_tutorial_baselines_come_first_tagged(tmp_path, small_digits):
+    spec = _spec(tmp_path, trials=8, baselines="tutorial")
+    db = f"sqlite:///{tmp_path / 's.db'}"
+    summary = run_study(spec, open_storage(db), dataset=small_digits)
+    trials = sorted(summary.study.get_trials(states=FINISHED), key=lambda t: t.number)
+    assert len(trials) == 8
+    assert [t.user_attrs.get("baseline") for t in trials[:7]] == list(PRESET_NAMES)
+    assert "baseline" not in trials[7].user_attrs
+    for trial in trials[:7]:
+        preset = get_preset(trial.user_attrs["baseline"], (8, 8))
+        assert trial.state == TrialState.COMPLETE  # baselines are never pruned
+        assert model_config_from_dict(trial.user_attrs["model_config"]) == preset.model
+        assert trial.user_attrs["epochs_run"] == preset.train.epochs
+    # Resuming does not queue them again.
+    summary = run_study(spec, open_storage(db), dataset=small_digits, n_trials=9)
+    assert sum("baseline" in t.user_attrs for t in summary.study.trials) == 7
+    shown = run_cli("show", "tiny", "--storage", db, "--top", "20", cwd=tmp_path)
+    assert "tutorial-cnn" in shown.stdout and "tutorial-mlp-50" in shown.stdout
+
+
+def test_worker_joins_from_the_stored_spec_and_manifest_is_recorded(tmp_path, small_digits):
+    spec = _spec(tmp_path, trials=2)
+    db = f"sqlite:///{tmp_path / 's.db'}"
+    run_study(spec, open_storage(db), dataset=small_digits)
+    (tmp_path / "tiny.toml").unlink()  # the worker needs only the database
+    result = run_cli("worker", "tiny", "--storage", db, "--trials", "3", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    study = optuna.load_study(study_name="tiny", storage=db)
+    assert len(study.get_trials(states=FINISHED)) == 3
+    manifest = study.user_attrs["manifest"]
+    assert manifest["keras_backend"] == "tensorflow" and manifest["device"].startswith("cpu")
+    assert manifest["dataset_fingerprint"] == small_digits.info.fingerprint
+    assert {"digitune", "keras", "optuna", "numpy"} <= set(manifest["packages"])
+    missing = run_cli("worker", "nosuch", "--storage", db, cwd=tmp_path)
+    assert missing.returncode == 2 and missing.stderr.startswith("error: no study named 'nosuch'")
