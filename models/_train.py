@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
@@ -13,7 +14,7 @@ import numpy as np
 
 from ._builders import build_model
 from ._config import ModelConfig, TrainConfig
-from ._data import Dataset
+from ._data import DataError, Dataset
 
 CURVE_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy")
 
@@ -45,8 +46,8 @@ class TrainLog:
 class TrainResult:
     model: keras.Model
     log: TrainLog
-    val_loss: float
-    val_accuracy: float
+    val_loss: float | None
+    val_accuracy: float | None
     test_loss: float | None = None
     test_accuracy: float | None = None
 
@@ -114,6 +115,7 @@ def train(
     evaluate_test: bool = False,
     log: TrainLog | None = None,
     after_batch: Callable[[], None] | None = None,
+    merge_validation: bool = False,
     verbose: int = 0,
 ) -> TrainResult:
     """Build, compile and fit ``model_config`` on ``dataset`` with ``train_config``.
@@ -122,8 +124,10 @@ def train(
     and after every epoch the curves (loss, accuracy, val_loss, val_accuracy,
     epoch_seconds), so the caller keeps them even when a callback such as a pruner stops
     training with an exception. ``after_batch`` is called after every training batch and may
-    raise to stop training there (digitune's Ctrl-C handling does). A NaN or infinite loss,
-    or running out of memory, raises ``TrainingError``.
+    raise to stop training there (digitune's Ctrl-C handling does). ``merge_validation``
+    trains the final model on train + validation with no validation pass (the curves then
+    hold no ``val_*``). A NaN or infinite loss, or running out of memory, raises
+    ``TrainingError``.
     """
     log = TrainLog() if log is None else log
     clear_state()
@@ -139,18 +143,21 @@ def train(
     log.backend = keras.backend.backend()
     curves = log.curves
     all_callbacks: list[keras.callbacks.Callback] = [_CurveRecorder(curves)]
-    if train_config.early_stopping_patience:
+    if train_config.early_stopping_patience and not merge_validation:
         all_callbacks.append(keras.callbacks.EarlyStopping(
             monitor="val_loss", patience=train_config.early_stopping_patience, restore_best_weights=False))
     if after_batch is not None:
         all_callbacks.append(_AfterBatch(after_batch))
     all_callbacks.extend(callbacks)
 
+    x, y, validation = dataset.x_train, dataset.y_train, (dataset.x_val, dataset.y_val)
+    if merge_validation:
+        x, y, validation = np.concatenate([x, dataset.x_val]), np.concatenate([y, dataset.y_val]), None
     start = time.perf_counter()
     try:
         model.fit(
-            dataset.x_train, dataset.y_train,
-            validation_data=(dataset.x_val, dataset.y_val),
+            x, y,
+            validation_data=validation,
             batch_size=train_config.batch_size,
             validation_batch_size=max(train_config.batch_size, 1024),
             epochs=train_config.epochs,
@@ -178,8 +185,8 @@ def train(
     result = TrainResult(
         model=model,
         log=log,
-        val_loss=curves["val_loss"][-1],
-        val_accuracy=curves["val_accuracy"][-1],
+        val_loss=curves["val_loss"][-1] if "val_loss" in curves else None,
+        val_accuracy=curves["val_accuracy"][-1] if "val_accuracy" in curves else None,
     )
     if evaluate_test:
         test_loss, test_accuracy = model.evaluate(dataset.x_test, dataset.y_test, batch_size=1024, verbose=0)
@@ -200,3 +207,24 @@ def _is_out_of_memory(exc: BaseException) -> bool:
 def predict_proba(model: keras.Model, x: np.ndarray, batch_size: int = 1024) -> np.ndarray:
     """Class probabilities for images ``x`` of shape (N, H, W)."""
     return np.asarray(model.predict(x, batch_size=batch_size, verbose=0))
+
+
+def class_report(model: keras.Model, x: np.ndarray, y: np.ndarray, num_classes: int = 10) -> dict[str, list]:
+    """The confusion matrix (rows: true class, columns: predicted) and per-class accuracy on ``x``, ``y``."""
+    predicted = predict_proba(model, x).argmax(axis=1)
+    matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
+    np.add.at(matrix, (y.astype(np.int64), predicted), 1)
+    totals = matrix.sum(axis=1)
+    per_class = np.divide(np.diag(matrix), totals, out=np.zeros(num_classes), where=totals > 0)
+    return {"confusion_matrix": matrix.tolist(), "per_class_accuracy": [round(float(v), 4) for v in per_class]}
+
+
+def load_model(path: str | os.PathLike) -> keras.Model:
+    """A saved ``.keras`` model, loaded in Keras' safe mode (no arbitrary code from the file)."""
+    if not os.path.isfile(path):
+        raise DataError(f"{path}: no such model file; export one with: digitune export-model NAME -o model.keras")
+    try:
+        return keras.saving.load_model(path, compile=False, safe_mode=True)
+    except Exception as exc:
+        raise DataError(f"{path}: not a loadable Keras 3 model ({type(exc).__name__}: "
+                        f"{str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ''})") from exc

@@ -4,6 +4,16 @@ Depends on ``models``; never the other way round.
 """
 
 from ._admin import EXPORT_FORMATS, Check, delete_study, export_data, export_record, run_checks, write_export
+from ._artifacts import ModelKeeper, artifact_dir
+from ._final import (
+    ExportResult,
+    NoModelError,
+    best_model,
+    best_trial,
+    export_model,
+    read_prediction_images,
+    write_predictions,
+)
 from ._objective import Objective
 from ._report import list_studies, study_detail, trial_record
 from ._runner import FINISHED, RunSummary, count_finished, StudyNotFoundError, load_study, open_study, run_study, stored_spec
@@ -12,6 +22,15 @@ from ._spec import PRUNERS, SAMPLERS, DataSpec, SpecError, StudySpec, load_spec,
 from ._storage import DEFAULT_STORAGE, StorageError, open_storage, redact, resolve_storage_url
 
 __all__ = [
+    "ExportResult",
+    "ModelKeeper",
+    "NoModelError",
+    "artifact_dir",
+    "best_model",
+    "best_trial",
+    "export_model",
+    "read_prediction_images",
+    "write_predictions",
     "DEFAULT_STORAGE",
     "EXPORT_FORMATS",
     "FINISHED",

@@ -25,6 +25,9 @@ err = Console(stderr=True, soft_wrap=True, width=None if sys.stderr.isatty() els
 StorageOption = Annotated[Optional[str], typer.Option(
     "--storage", help="Study database URL (sqlite:///file.db or postgresql+psycopg://...); "
                       "default $DIGITUNE_STORAGE, else sqlite:///studies/digitune.db.")]
+ArtifactsOption = Annotated[Optional[str], typer.Option(
+    "--artifacts", help="Folder for saved models (default $DIGITUNE_ARTIFACTS, else beside a SQLite "
+                        "database, else studies/artifacts).")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of a table.")]
 
 
@@ -35,11 +38,11 @@ def user_errors(func: Callable) -> Callable:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         from models import ConfigError, DataError
 
-        from search import SpecError, StorageError, StudyNotFoundError
+        from search import NoModelError, SpecError, StorageError, StudyNotFoundError
 
         try:
             return func(*args, **kwargs)
-        except (SpecError, DataError, ConfigError, StorageError, StudyNotFoundError) as exc:
+        except (SpecError, DataError, ConfigError, StorageError, StudyNotFoundError, NoModelError) as exc:
             err.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
 

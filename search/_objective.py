@@ -11,6 +11,7 @@ import optuna
 
 from models import Dataset, ModelConfig, TrainConfig
 
+from ._artifacts import ModelKeeper
 from ._signals import Interrupt
 from ._space import sample_configs
 from ._spec import StudySpec
@@ -32,10 +33,12 @@ class Objective:
     budget is set as a constraint, so infeasible models are known as such.
     """
 
-    def __init__(self, spec: StudySpec, dataset: Dataset, interrupt: Interrupt | None = None):
+    def __init__(self, spec: StudySpec, dataset: Dataset, interrupt: Interrupt | None = None,
+                 keeper: ModelKeeper | None = None):
         self.spec = spec
         self.dataset = dataset
         self.interrupt = interrupt or Interrupt()
+        self.keeper = keeper
 
     def configs(self, trial: optuna.Trial) -> tuple[ModelConfig, TrainConfig]:
         """The trial's configs: a tutorial preset for a baseline trial, else sampled from the space."""
@@ -53,7 +56,7 @@ class Objective:
     def __call__(self, trial: optuna.Trial) -> float | tuple[float, ...]:
         from optuna_integration import KerasPruningCallback
 
-        from models import TrainLog, train
+        from models import TrainLog, class_report, train
 
         try:
             model_config, train_config = self.configs(trial)
@@ -87,8 +90,13 @@ class Objective:
         finally:
             self.interrupt.training = False
         _record(trial, log)
+        feasible = True
         if self.spec.max_params is not None:
             trial.set_constraint("max_params", float(log.params - self.spec.max_params))
+            feasible = log.params <= self.spec.max_params
+        report = class_report(result.model, self.dataset.x_val, self.dataset.y_val, self.dataset.info.num_classes)
+        for key, value in report.items():
+            trial.set_user_attr(key, value)
         scores = {
             "val_accuracy": result.val_accuracy,
             "val_loss": result.val_loss,
@@ -99,6 +107,8 @@ class Objective:
             scores["latency_ms"] = _latency_ms(result.model, self.dataset)
             trial.set_user_attr("latency_ms", scores["latency_ms"])
         values = tuple(scores[m] for m in self.spec.metrics)
+        if self.keeper is not None:
+            self.keeper.offer(trial, result.model, values[0], feasible)
         return values if self.spec.is_multi_objective else values[0]
 
 

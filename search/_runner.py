@@ -13,6 +13,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from models import PRESET_NAMES, Dataset, load_dataset
 
+from ._artifacts import ModelKeeper
 from ._objective import BASELINE_ATTR, Objective
 from ._signals import interrupts
 from ._spec import Choice, Param, Range, SpecError, StudySpec, spec_from_dict
@@ -220,6 +221,7 @@ def run_study(
     timeout: float | None = None,
     on_trial: Callable[[optuna.Study, FrozenTrial], None] | None = None,
     seed_offset: int = 0,
+    keeper: ModelKeeper | None = None,
 ) -> RunSummary:
     """Run ``spec`` until its study holds ``n_trials`` finished (complete or pruned) trials.
 
@@ -256,7 +258,7 @@ def run_study(
 
     with interrupts() as interrupt:
         study.optimize(
-            Objective(spec, dataset, interrupt),
+            Objective(spec, dataset, interrupt, keeper),
             timeout=timeout,
             catch=(Exception,),
             callbacks=[optuna.study.MaxTrialsCallback(n_trials, states=FINISHED), after_trial],

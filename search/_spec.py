@@ -109,7 +109,7 @@ _FAMILY_PARAMS = {
 _POSITIVE_INTS = {"epochs", "batch_size", "hidden_layers", "units", "blocks", "filters", "kernel_size",
                   "stride", "pool_size"}
 _STUDY_KEYS = {"name", "metric", "objectives", "trials", "timeout", "sampler", "sampler_options", "pruner",
-               "pruner_options", "seed", "max_params", "baselines", "early_stopping"}
+               "pruner_options", "seed", "max_params", "baselines", "early_stopping", "save_models"}
 _DATA_KEYS = {"source", "validation_split", "seed", "center", "limit"}
 
 
@@ -140,6 +140,7 @@ class StudySpec:
     max_params: int | None = None
     baselines: str = "none"
     early_stopping: int = 0
+    save_models: int = 3
     data: DataSpec = field(default_factory=DataSpec)
     space: dict[str, Param] = field(default_factory=dict)
     family_space: dict[str, dict[str, Param]] = field(default_factory=dict)
@@ -198,7 +199,8 @@ class StudySpec:
             space[family] = {k: _param_json(v) for k, v in params.items()}
         study: dict[str, Any] = {"name": self.name, "objectives": list(self.objectives), "trials": self.trials,
                                  "sampler": self.sampler, "pruner": self.pruner, "seed": self.seed,
-                                 "baselines": self.baselines, "early_stopping": self.early_stopping}
+                                 "baselines": self.baselines, "early_stopping": self.early_stopping,
+                                 "save_models": self.save_models}
         for key in ("timeout", "max_params"):
             if getattr(self, key) is not None:
                 study[key] = getattr(self, key)
@@ -252,6 +254,7 @@ def spec_from_dict(data: dict[str, Any], *, source: str = "<study>") -> StudySpe
     pruner_options = _table(source, "study.pruner_options", study.get("pruner_options", {}))
     baselines = _choice_value(source, "study.baselines", study.get("baselines", "none"), BASELINES)
     early_stopping = _int_value(source, "study.early_stopping", study.get("early_stopping", 0), minimum=0)
+    save_models = _int_value(source, "study.save_models", study.get("save_models", 3), minimum=0)
     max_params = study.get("max_params")
     if max_params is not None:
         max_params = _int_value(source, "study.max_params", max_params, minimum=1)
@@ -294,7 +297,8 @@ def spec_from_dict(data: dict[str, Any], *, source: str = "<study>") -> StudySpe
             }
     return StudySpec(name=name.strip(), objectives=objectives, trials=trials, timeout=timeout, sampler=sampler,
                      sampler_options=sampler_options, pruner=pruner, pruner_options=pruner_options, seed=seed,
-                     max_params=max_params, baselines=baselines, early_stopping=early_stopping, data=data_spec,
+                     max_params=max_params, baselines=baselines, early_stopping=early_stopping,
+                     save_models=save_models, data=data_spec,
                      space=space, family_space=family_space, path=source)
 
 

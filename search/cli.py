@@ -21,7 +21,7 @@ from typing import Annotated, Any, Optional  # noqa: E402
 import typer  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from search._cli_common import JsonOption, StorageOption, app, err, out, setup_logging, storage_from, user_errors  # noqa: E402
+from search._cli_common import ArtifactsOption, JsonOption, StorageOption, app, err, out, setup_logging, storage_from, user_errors  # noqa: E402
 
 
 @app.command()
@@ -42,6 +42,7 @@ def run(
                          "threshold, none.")] = None,
     baselines: Annotated[Optional[str], typer.Option(
         "--baselines", help="'tutorial' runs the seven tutorial presets first, tagged as baselines.")] = None,
+    artifacts: ArtifactsOption = None,
 ) -> None:
     """Run (or continue) the study in STUDY_FILE until it holds --trials finished trials."""
     from search import load_spec, spec_from_dict
@@ -55,7 +56,7 @@ def run(
         if dataset:
             data["data"]["source"] = dataset
         spec = spec_from_dict(data, source=f"{study_file} (with command-line options)")
-    _run_with_progress(spec, storage, trials or spec.trials, timeout)
+    _run_with_progress(spec, storage, trials or spec.trials, timeout, artifacts=artifacts)
 
 
 @app.command()
@@ -67,21 +68,24 @@ def worker(
     timeout: Annotated[Optional[float], typer.Option(
         "--timeout", min=1, help="Stop starting new trials after this many seconds.")] = None,
     storage: StorageOption = None,
+    artifacts: ArtifactsOption = None,
 ) -> None:
     """Join an existing study from its stored spec; several workers may run on one study at once."""
     from search import load_study, stored_spec
 
     setup_logging()
     spec = stored_spec(load_study(name, storage_from(storage)))
-    _run_with_progress(spec, storage, trials or spec.trials, timeout, seed_offset=os.getpid())
+    _run_with_progress(spec, storage, trials or spec.trials, timeout, seed_offset=os.getpid(), artifacts=artifacts)
 
 
-def _run_with_progress(spec, storage: str | None, target: int, timeout: float | None, seed_offset: int = 0) -> None:
+def _run_with_progress(spec, storage: str | None, target: int, timeout: float | None, seed_offset: int = 0,
+                       artifacts: str | None = None) -> None:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
         TimeRemainingColumn
 
     from models import load_dataset
-    from search import FINISHED, count_finished, open_study, redact, resolve_storage_url, run_study
+    from search import FINISHED, ModelKeeper, artifact_dir, count_finished, open_study, redact, \
+        resolve_storage_url, run_study
 
     url = resolve_storage_url(storage)
     store = storage_from(url)
@@ -108,7 +112,8 @@ def _run_with_progress(spec, storage: str | None, target: int, timeout: float | 
     try:
         with progress:
             summary = run_study(spec, store, dataset=data, n_trials=target, timeout=timeout, on_trial=on_trial,
-                                seed_offset=seed_offset)
+                                seed_offset=seed_offset, keeper=ModelKeeper(artifact_dir(url, artifacts),
+                                                                            spec.save_models))
     except KeyboardInterrupt:
         err.print(f"interrupted: the running trial is marked failed and {count_finished(study)} finished trials "
                   f"are stored; run the same command again to continue study {spec.name!r}", highlight=False)
@@ -116,6 +121,78 @@ def _run_with_progress(spec, storage: str | None, target: int, timeout: float | 
     err.print(f"study {spec.name!r}: {summary.finished} finished trials ({summary.ran} run now, "
               f"{summary.failed} failed), best {_best_text(summary.study)}. "
               f"See: digitune show {spec.name}", highlight=False)
+
+
+@app.command("export-model")
+@user_errors
+def export_model(
+    name: Annotated[str, typer.Argument(help="Study name, as `digitune studies` lists it.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Where to write the model (.keras).")],
+    storage: StorageOption = None,
+    artifacts: ArtifactsOption = None,
+) -> None:
+    """Export the best trial's model (saved, or retrained on train + validation) and record its test accuracy."""
+    from search import ModelKeeper, artifact_dir, export_model as export, resolve_storage_url
+
+    study, spec, data = _study_with_data(name, storage)
+    keeper = ModelKeeper(artifact_dir(resolve_storage_url(storage), artifacts), spec.save_models)
+    result = export(study, data, output, keeper)
+    out.print(f"exported trial {result.trial} ({result.source}) to {result.path}; held-out test accuracy "
+              f"{result.test_accuracy:.4f} on {len(data.y_test)} images (recorded on study {name!r})",
+              highlight=False)
+
+
+@app.command()
+@user_errors
+def predict(
+    name: Annotated[str, typer.Argument(help="Study name, as `digitune studies` lists it.")],
+    data_path: Annotated[Path, typer.Option("--data", help="Images to label: a PNG, a folder of PNGs, an "
+                                                           "'Identify the Digits' folder, a Kaggle test.csv, "
+                                                           "an npz or an IDX folder.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Submission CSV to write.")],
+    model_file: Annotated[Optional[Path], typer.Option(
+        "--model", help="A model exported with export-model (default: the study's best model).")] = None,
+    storage: StorageOption = None,
+    artifacts: ArtifactsOption = None,
+) -> None:
+    """Label images with the study's best model and write a submission CSV."""
+    import tempfile
+
+    from models import load_model
+    from search import ModelKeeper, artifact_dir, best_model, load_study, read_prediction_images, \
+        resolve_storage_url, write_predictions
+
+    study = load_study(name, storage_from(storage))
+    recorded_shape = study.user_attrs.get("dataset", {}).get("image_shape")
+    if recorded_shape:  # read the images first: a bad path fails before any model is loaded or trained
+        images = read_prediction_images(data_path, tuple(recorded_shape))
+    if model_file is not None:
+        model = load_model(model_file)
+    else:
+        study, spec, data = _study_with_data(name, storage)
+        keeper = ModelKeeper(artifact_dir(resolve_storage_url(storage), artifacts), spec.save_models)
+        with tempfile.TemporaryDirectory() as tmp:
+            trial, model, source = best_model(study, data, keeper, Path(tmp) / "model.keras")
+        err.print(f"model: trial {trial.number} ({source})", highlight=False)
+    if not recorded_shape:
+        images = read_prediction_images(data_path, tuple(model.input_shape[1:3]))
+    rows, header = write_predictions(model, images, output)
+    out.print(f"wrote {rows} predictions to {output} ({header})", highlight=False)
+
+
+def _study_with_data(name: str, storage: str | None):
+    """The study, its stored spec and the data it was run on (refused if the data changed)."""
+    from models import load_dataset
+    from search import SpecError, load_study, stored_spec
+
+    study = load_study(name, storage_from(storage))
+    spec = stored_spec(study)
+    data = load_dataset(spec.data.source, **spec.data.load_kwargs())
+    recorded = study.user_attrs.get("dataset", {}).get("fingerprint")
+    if recorded and recorded != data.info.fingerprint:
+        raise SpecError(f"study {name!r} was run on data with fingerprint {recorded}, but {data.info.source} now "
+                        f"has {data.info.fingerprint}; restore the study's data to export or predict")
+    return study, spec, data
 
 
 def _best_text(study) -> str:

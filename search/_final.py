@@ -1,0 +1,130 @@
+"""The final model of a study: export it (saved, or retrained on train + validation) and predict."""
+
+from __future__ import annotations
+
+import csv
+import datetime
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from models import DataError, Dataset, TrainConfig, model_config_from_dict, read_images
+
+from ._artifacts import ModelKeeper
+
+TEST_ATTR = "test_accuracy"
+
+
+class NoModelError(LookupError):
+    """The study has no completed (feasible) trial to take a model from."""
+
+
+@dataclass
+class ExportResult:
+    trial: int
+    path: Path
+    source: str  # "saved" or "retrained on train + validation"
+    test_accuracy: float
+    test_loss: float
+
+
+def best_trial(study: optuna.Study) -> FrozenTrial:
+    """The best feasible completed trial (by the first objective for multi-objective studies)."""
+    complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+                if t.values and all(v <= 0 for v in (t.constraints or {}).values())]
+    if not complete:
+        raise NoModelError(f"study {study.study_name!r} has no completed feasible trial yet; "
+                           f"run it first (digitune run or digitune worker)")
+    maximize = study.directions[0] == optuna.study.StudyDirection.MAXIMIZE
+    return (max if maximize else min)(complete, key=lambda t: t.values[0])
+
+
+def best_model(study: optuna.Study, dataset: Dataset, keeper: ModelKeeper | None, destination: Path):
+    """Write the best trial's model to ``destination``; returns (trial, model, source).
+
+    The model saved during the search if it was kept, else the trial's config retrained on
+    train + validation for the epochs the trial ran.
+    """
+    from models import load_model, train
+
+    trial = best_trial(study)
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        staged = Path(tmp) / "model.keras"
+        if keeper is not None and keeper.fetch(study, trial.number, staged):
+            model, source = load_model(staged), "saved"
+        else:
+            model_config = model_config_from_dict(trial.user_attrs["model_config"])
+            train_config = TrainConfig.from_dict(trial.user_attrs["train_config"])
+            epochs = int(trial.user_attrs.get("epochs_run") or train_config.epochs)
+            train_config = TrainConfig.from_dict({**train_config.to_dict(), "epochs": epochs,
+                                                  "early_stopping_patience": 0})
+            model = train(model_config, train_config, dataset, merge_validation=True).model
+            model.save(staged)
+            source = "retrained on train + validation"
+        shutil.move(str(staged), destination)
+    return trial, model, source
+
+
+def export_model(study: optuna.Study, dataset: Dataset, destination: str | os.PathLike,
+                 keeper: ModelKeeper | None = None) -> ExportResult:
+    """Export the best model to ``destination`` and record its held-out test accuracy on the study."""
+    import numpy as np
+
+    from models import predict_proba
+
+    destination = Path(destination)
+    if destination.suffix != ".keras":
+        raise DataError(f"{destination}: a model file must end in .keras (Keras 3's format)")
+    trial, model, source = best_model(study, dataset, keeper, destination)
+    probabilities = predict_proba(model, dataset.x_test)
+    accuracy = float((probabilities.argmax(axis=1) == dataset.y_test).mean())
+    eps = 1e-7
+    loss = float(-np.log(np.clip(probabilities[np.arange(len(dataset.y_test)), dataset.y_test], eps, 1)).mean())
+    study.set_user_attr(TEST_ATTR, {
+        "trial": trial.number, "test_accuracy": accuracy, "test_loss": loss, "model": source,
+        "n_test": int(len(dataset.y_test)), "exported_to": str(destination.resolve()),
+        "at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    })
+    return ExportResult(trial.number, destination, source, accuracy, loss)
+
+
+def read_prediction_images(data_path: str | os.PathLike, image_shape: tuple[int, ...]):
+    """The images at ``data_path`` to label, checked against the study's image size."""
+    x, ids, _format = read_images(data_path)
+    if tuple(x.shape[1:3]) != tuple(image_shape[:2]):
+        raise DataError(
+            f"{data_path}: images are {x.shape[1]}x{x.shape[2]} but the model was trained on "
+            f"{image_shape[0]}x{image_shape[1]} images; predict with data of the study's size")
+    return x, ids
+
+
+def write_predictions(model, images, output: str | os.PathLike) -> tuple[int, str]:
+    """Label ``images`` (from ``read_prediction_images``) and write a submission CSV; returns (rows, header).
+
+    Images with file names (the "Identify the Digits" layout, a folder of PNGs) give
+    ``filename,label``; the others (a Kaggle CSV, npz, IDX) give ``ImageId,Label`` with
+    ImageId counting from 1, as Kaggle expects.
+    """
+    from models import predict_proba
+
+    x, ids = images
+    labels = predict_proba(model, x).argmax(axis=1)
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with output.open("w", newline="") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        if ids is not None:
+            header = ("filename", "label")
+            writer.writerow(header)
+            writer.writerows(zip(ids, (int(v) for v in labels)))
+        else:
+            header = ("ImageId", "Label")
+            writer.writerow(header)
+            writer.writerows((i, int(v)) for i, v in enumerate(labels, start=1))
+    return len(labels), ",".join(header)
