@@ -72,8 +72,8 @@ class Objective:
         elif self.spec.pruner != "none" and BASELINE_ATTR not in trial.user_attrs:
             callbacks.append(KerasPruningCallback(trial, "val_accuracy"))
         log = TrainLog()
-        self.interrupt.training = True
         try:
+            self.interrupt.check()
             result = train(model_config, train_config, self.dataset, callbacks, log=log,
                            after_batch=self.interrupt.check)
         except KeyboardInterrupt:
@@ -87,8 +87,6 @@ class Objective:
             _record(trial, log)
             _fail(trial, exc)
             raise
-        finally:
-            self.interrupt.training = False
         _record(trial, log)
         feasible = True
         if self.spec.max_params is not None:

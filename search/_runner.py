@@ -255,6 +255,7 @@ def run_study(
         _logger.info("%s", describe_trial(trial))
         if on_trial is not None:
             on_trial(study, trial)
+        interrupt.check()  # a Ctrl-C that came between trials stops the run here
 
     with interrupts() as interrupt:
         study.optimize(

@@ -1,9 +1,10 @@
 """Ctrl-C and SIGTERM that stop a run at a safe point.
 
-A signal that arrives between trials raises ``KeyboardInterrupt`` at once. One that
-arrives while a model trains only sets a flag; the training callback raises at the end of
-the current batch, from plain Python, so Optuna marks the trial failed and the database
-stays consistent. A second signal raises at once.
+The first signal only sets a flag. The run checks it at safe points, in plain Python: after
+every training batch (Optuna then marks the running trial failed, "interrupted"), after
+every trial, and before a trial starts training. Raising from the signal handler itself
+could land anywhere, even in a garbage-collector callback that swallows the exception.
+A second signal raises at once, for a user who insists.
 """
 
 from __future__ import annotations
@@ -17,12 +18,11 @@ from typing import Iterator
 class Interrupt:
     def __init__(self) -> None:
         self.requested: str | None = None
-        self.training = False
 
     def handle(self, signum: int, frame: object) -> None:
         first = self.requested is None
         self.requested = signal.Signals(signum).name
-        if not self.training or not first:
+        if not first:
             raise KeyboardInterrupt(self.requested)
 
     def check(self) -> None:

@@ -114,10 +114,12 @@ def _run_with_progress(spec, storage: str | None, target: int, timeout: float | 
             summary = run_study(spec, store, dataset=data, n_trials=target, timeout=timeout, on_trial=on_trial,
                                 seed_offset=seed_offset, keeper=ModelKeeper(artifact_dir(url, artifacts),
                                                                             spec.save_models))
-    except KeyboardInterrupt:
-        err.print(f"interrupted: the running trial is marked failed and {count_finished(study)} finished trials "
-                  f"are stored; run the same command again to continue study {spec.name!r}", highlight=False)
-        raise typer.Exit(130) from None
+    except KeyboardInterrupt as exc:
+        signal_name = str(exc) or "SIGINT"
+        err.print(f"interrupted ({signal_name}): the running trial is marked failed and {count_finished(study)} "
+                  f"finished trials are stored; run the same command again to continue study {spec.name!r}",
+                  highlight=False)
+        raise typer.Exit(143 if signal_name == "SIGTERM" else 130) from None
     err.print(f"study {spec.name!r}: {summary.finished} finished trials ({summary.ran} run now, "
               f"{summary.failed} failed), best {_best_text(summary.study)}. "
               f"See: digitune show {spec.name}", highlight=False)
@@ -310,6 +312,7 @@ def _fmt(value: Any) -> str:
 
 
 from search import _cli_admin  # noqa: E402,F401  (registers export, delete, doctor)
+from search import _cli_dashboard  # noqa: E402,F401  (registers dashboard)
 
 
 def main() -> None:

@@ -162,7 +162,8 @@ def _finished(db: Path) -> int:
         return conn.execute("SELECT COUNT(*) FROM trials WHERE state IN ('COMPLETE', 'PRUNED')").fetchone()[0]
 
 
-def test_ctrl_c_stops_cleanly_and_the_same_command_continues(tmp_path):
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_ctrl_c_or_sigterm_stops_cleanly_and_the_same_command_continues(tmp_path, signum, code):
     path = write_study(tmp_path, "interrupted", trials=200, family='"mlp"')
     db = tmp_path / "int.db"
     args = [digitune_exe(), "run", str(path), "--storage", f"sqlite:///{db}"]
@@ -172,10 +173,10 @@ def test_ctrl_c_stops_cleanly_and_the_same_command_continues(tmp_path):
     while not (db.exists() and _finished(db) >= 2):
         assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1]
         time.sleep(0.2)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signum)
     _, stderr = proc.communicate(timeout=120)
-    assert proc.returncode == 130, stderr
-    assert "interrupted" in stderr and "run the same command again" in stderr
+    assert proc.returncode == code, stderr
+    assert f"interrupted ({signal.Signals(signum).name})" in stderr and "run the same command again" in stderr
     assert "Traceback" not in stderr
     study = optuna.load_study(study_name="interrupted", storage=f"sqlite:///{db}")
     states = [t.state for t in study.trials]

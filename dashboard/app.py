@@ -1,0 +1,481 @@
+"""digitune's dashboard, a thin Streamlit page over ``dashboard._data`` and ``dashboard._figures``.
+
+Run: ``digitune dashboard [--storage URL]``, or ``streamlit run dashboard/app.py -- --storage URL``.
+The storage is read, never written. Pages: Studies, Study, Trial, Compare (sidebar, or
+``?page=Study&study=NAME&trial=3`` in the URL). With auto-refresh on, the data-dependent
+part of each page reruns every few seconds on its own (``st.fragment``), reading only the
+trials that changed.
+"""
+
+from __future__ import annotations
+
+import os
+
+# Before anything imports TensorFlow (the Trial page builds a model to list its layers).
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import sys  # noqa: E402
+from typing import Any, Callable  # noqa: E402
+
+import streamlit as st  # noqa: E402
+
+from search import StorageError, resolve_storage_url  # noqa: E402
+
+from dashboard._data import (  # noqa: E402
+    Reader,
+    StudyData,
+    compare_rows,
+    family_of,
+    learning_curves,
+    model_layers,
+    running_trials,
+    study_summary,
+)
+from dashboard._figures import (  # noqa: E402
+    compare_figure,
+    confusion_figure,
+    curves_figure,
+    families_figure,
+    family_importances,
+    history_figure,
+    importances_figure,
+    optuna_figure,
+    params_figure,
+    pareto_figure,
+    per_class_figure,
+    table_csv,
+    timeline_figure,
+    trial_curves_figure,
+    trials_table,
+)
+
+PAGES = ("Studies", "Study", "Trial", "Compare")
+REFRESH_CHOICES = (2, 5, 10, 30)
+PLOTLY_CONFIG = {"displaylogo": False}
+
+
+def storage_argument(argv: list[str]) -> str | None:
+    """``--storage URL`` from the arguments after ``streamlit run dashboard/app.py --``, if given."""
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    parser.add_argument("--storage")
+    known, _ = parser.parse_known_args(argv)
+    return known.storage
+
+
+@st.cache_resource(show_spinner=False)
+def get_reader(url: str) -> Reader:
+    """One reader (and trial cache) per storage, shared by every browser session."""
+    return Reader.open(url)
+
+
+def chart(fig, key: str | None = None) -> None:
+    st.plotly_chart(fig, config=PLOTLY_CONFIG, key=key)
+
+
+def fmt(value: Any, digits: int = 4) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.{digits}g}" if abs(value) >= 1000 else f"{value:.{digits}f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+# --------------------------------------------------------------------------- Studies
+
+
+def studies_page(reader: Reader) -> None:
+    st.title("Studies")
+    st.caption(f"Storage: `{reader.display_url}`")
+    rows = reader.studies()
+    if not rows:
+        st.info("No studies yet in this storage. Start one with `digitune run studies/quickstart.toml` "
+                "(or pass `--storage` to open another database).")
+        return
+    running = [dict(study=row["name"], **r) for row in rows for r in row["running"]]
+    cols = st.columns(4)
+    cols[0].metric("studies", len(rows))
+    cols[1].metric("trials", sum(r["n_trials"] for r in rows))
+    cols[2].metric("running trials", len(running))
+    cols[3].metric("studies with workers now", sum(r["running_now"] for r in rows))
+    table = [{
+        "study": r["name"],
+        "workers": "running now" if r["running_now"] else "idle",
+        "objectives": ", ".join(r["objectives"]),
+        "dataset": r["dataset"],
+        "complete": r["trials"]["complete"],
+        "pruned": r["trials"]["pruned"],
+        "failed": r["trials"]["fail"],
+        "running": r["trials"]["running"],
+        "waiting": r["trials"]["waiting"],
+        "best value": r["best_value"],
+        "best trial": r["best_trial"],
+        "Pareto front": r["pareto_size"],
+        "last activity": r["last_activity"],
+    } for r in rows]
+    st.dataframe(table, hide_index=True, column_config={
+        "best value": st.column_config.NumberColumn(format="%.4f"),
+    })
+    if running:
+        st.subheader("Running now")
+        st.dataframe(_running_table(running), hide_index=True)
+
+
+def _running_table(running: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{
+        **({"study": r["study"]} if "study" in r else {}),
+        "trial": r["number"], "family": r["family"], "epoch": r["epoch"], "last value": r["last_value"],
+        "started": r["started"].isoformat(timespec="seconds") if r["started"] else None,
+        "worker": "alive" if r["alive"] else "no recent heartbeat",
+    } for r in running]
+
+
+# --------------------------------------------------------------------------- Study
+
+
+def _choose_study(reader: Reader, label: str = "Study") -> StudyData | None:
+    names = reader.study_names()
+    if not names:
+        st.info("No studies yet in this storage. Start one with `digitune run studies/quickstart.toml`.")
+        return None
+    name = st.selectbox(label, names, key="study", bind="query-params")
+    try:
+        return reader.study(name)
+    except KeyError:
+        st.warning(f"Study {name!r} is gone (deleted meanwhile?).")
+        return None
+
+
+def study_page(reader: Reader) -> None:
+    data = _choose_study(reader)
+    if data is None:
+        return
+    summary = study_summary(data)
+    st.title(f"Study {data.name}")
+    spec_bits = [f"objectives: {', '.join(data.objectives)}", f"dataset: {summary['dataset'] or '?'}"]
+    shown = ("sampler", "max_params") if data.is_multi_objective else ("sampler", "pruner", "max_params")
+    spec_bits += [f"{k}: {summary[k]}" for k in shown if summary[k]]  # multi-objective studies never prune
+    st.caption(" · ".join(spec_bits))
+    counts = summary["trials"]
+    cols = st.columns(6)
+    target = f" / {summary['target_trials']}" if summary["target_trials"] else ""
+    cols[0].metric("trials", f"{summary['n_trials']}{target}")
+    cols[1].metric("complete", counts["complete"])
+    cols[2].metric("pruned", counts["pruned"])
+    cols[3].metric("failed", counts["fail"])
+    cols[4].metric("running", counts["running"], help="workers running now" if summary["running_now"] else None)
+    if data.is_multi_objective:
+        cols[5].metric("Pareto front", f"{len(summary['pareto_front'])} trials")
+    else:
+        best = summary["best"]
+        cols[5].metric("best value", fmt(best["value"]) if best else "–",
+                       help=f"trial {best['number']} ({best['family']})" if best else None)
+    running = running_trials(data)
+    if running:
+        st.caption("Running now")
+        st.dataframe(_running_table(running), hide_index=True)
+
+    objective = 0
+    if data.is_multi_objective:
+        objective = st.columns(3)[0].selectbox("Objective", range(len(data.objectives)),
+                                               format_func=lambda i: data.objectives[i], key="objective")
+    labels = ["History", "Curves", "MLP vs CNN", "Importance", "Parallel", "Slice", "Contour", "EDF"]
+    labels += ["Pareto"] if data.is_multi_objective else []
+    labels += ["Timeline", "Trials"]
+    tabs = dict(zip(labels, st.tabs(labels, key="tab", bind="query-params")))
+    renderers: dict[str, Callable[[], None]] = {
+        "History": lambda: _history_tab(data, objective),
+        "Curves": lambda: _curves_tab(data),
+        "MLP vs CNN": lambda: _families_tab(data),
+        "Importance": lambda: _importance_tab(data, objective),
+        "Parallel": lambda: _optuna_tab(data, "parallel", objective),
+        "Slice": lambda: _optuna_tab(data, "slice", objective),
+        "Contour": lambda: _optuna_tab(data, "contour", objective),
+        "EDF": lambda: _optuna_tab(data, "edf", objective),
+        "Pareto": lambda: _pareto_tab(data),
+        "Timeline": lambda: chart(data.memoized("timeline", lambda: timeline_figure(data))),
+        "Trials": lambda: _trials_tab(data),
+    }
+    for label, tab in tabs.items():
+        if tab.open is not False:  # only the open tab runs (None: state not tracked, run all)
+            with tab:
+                renderers[label]()
+
+
+def _history_tab(data: StudyData, objective: int) -> None:
+    log_y = st.toggle("log scale", key="history_log")
+    chart(data.memoized(("history", objective, log_y), lambda: history_figure(data, objective=objective,
+                                                                                log_y=log_y)))
+
+
+def _curves_tab(data: StudyData) -> None:
+    cols = st.columns(3)
+    metric = cols[0].selectbox("metric", ["val_accuracy", "accuracy", "val_loss", "loss"], key="curves_metric")
+    curves = data.memoized(("curves", metric), lambda: learning_curves(data, metric))
+    default = 0 if len(curves) <= 50 else 20
+    top_k = cols[1].number_input("top K trials (0: all)", min_value=0, max_value=max(len(curves), 1),
+                                 value=min(default, len(curves)), step=1, key="curves_top")
+    show_pruned = cols[2].toggle("show pruned trials", value=True, key="curves_pruned")
+    key = ("curves_fig", metric, int(top_k), show_pruned)
+    chart(data.memoized(key, lambda: curves_figure(curves, metric=metric, top_k=int(top_k) or None,
+                                                   show_pruned=show_pruned)))
+    st.caption("Solid: complete (coloured by family, thick: tutorial baseline). Dashed grey: pruned. "
+               "Dotted: running.")
+
+
+def _families_tab(data: StudyData) -> None:
+    left, right = st.columns(2)
+    with left:
+        chart(data.memoized("families", lambda: families_figure(data)))
+    with right:
+        chart(data.memoized("params", lambda: params_figure(data)))
+    rows = []
+    for family in sorted({family_of(r) for r in data.records if r["state"] == "complete"}):
+        done = [r for r in data.records if r["state"] == "complete" and family_of(r) == family]
+        acc = sorted(r["accuracy"] for r in done if r["accuracy"] is not None)
+        params = sorted(r["params_count"] for r in done if r["params_count"])
+        rows.append({"family": family, "complete": len(done), "best accuracy": acc[-1] if acc else None,
+                     "median accuracy": acc[len(acc) // 2] if acc else None,
+                     "median params": params[len(params) // 2] if params else None,
+                     "baselines": sum(1 for r in done if r["baseline"])})
+    if rows:
+        st.dataframe(rows, hide_index=True)
+
+
+def _importance_tab(data: StudyData, objective: int) -> None:
+    fig, message = data.memoized(("optuna", "importance", objective), lambda: optuna_figure(
+        "importance", data.optuna_study, objective=objective, objective_name=data.objectives[objective]))
+    st.subheader("All trials")
+    _chart_or_message(fig, message)
+    families = sorted({family_of(r) for r in data.records if r["state"] == "complete"})
+    if not families:
+        return
+    st.subheader("Within each family")
+    cols = st.columns(len(families))
+    for col, family in zip(cols, families):
+        with col:
+            try:
+                importances = data.memoized(("family_importance", family, objective),
+                                            lambda: family_importances(data, family, objective=objective))
+            except ValueError as exc:
+                st.info(f"Importance within {family.upper()} trials: {exc}")
+                continue
+            chart(importances_figure(importances, f"{family.upper()} trials only"))
+
+
+def _optuna_tab(data: StudyData, kind: str, objective: int) -> None:
+    params = None
+    if kind == "contour":
+        names = sorted({p for t in data.trials for p in t.params})
+        if len(names) < 2:
+            st.info("The contour plot needs at least two searched parameters.")
+            return
+        default = [p for p in ("learning_rate", "epochs", "batch_size") if p in names] or names[:2]
+        params = st.multiselect("parameters", names, default=default, key="contour_params")
+        if len(params) < 2:
+            st.info("Choose two or more parameters.")
+            return
+    fig, message = data.memoized(("optuna", kind, objective, tuple(params or ())), lambda: optuna_figure(
+        kind, data.optuna_study, objective=objective, objective_name=data.objectives[objective], params=params))
+    _chart_or_message(fig, message)
+
+
+def _chart_or_message(fig, message: str | None) -> None:
+    if fig is not None:
+        chart(fig)
+    else:
+        st.info(message)
+
+
+def _pareto_tab(data: StudyData) -> None:
+    n = len(data.objectives)
+    x, y = 1, 0
+    if n > 2:
+        cols = st.columns(2)
+        x = cols[0].selectbox("x", range(n), index=1, format_func=lambda i: data.objectives[i], key="pareto_x")
+        y = cols[1].selectbox("y", range(n), index=0, format_func=lambda i: data.objectives[i], key="pareto_y")
+    chart(data.memoized(("pareto", x, y), lambda: pareto_figure(data, x=x, y=y)))
+    front = [data.record(num) for num in data.pareto_numbers]
+    st.caption(f"Pareto front: {len(front)} trials (infeasible trials, over a constraint, are grey crosses)")
+    on_front = set(data.pareto_numbers)
+    st.dataframe([r for r in trials_table(data, states=["complete"]) if r["number"] in on_front], hide_index=True)
+
+
+def _trials_tab(data: StudyData) -> None:
+    states = sorted({r["state"] for r in data.records})
+    families = sorted({family_of(r) for r in data.records})
+    cols = st.columns(3)
+    chosen_states = cols[0].multiselect("state", states, default=states, key="filter_states")
+    chosen_families = cols[1].multiselect("family", families, default=families, key="filter_families")
+    values = [r["values"][0] for r in data.records if r["state"] in ("complete", "pruned") and r["values"]]
+    value_range = None
+    if len(values) >= 2 and min(values) < max(values):
+        low, high = float(min(values)), float(max(values))
+        chosen = cols[2].slider(f"{data.objectives[0]} range", low, high, (low, high), key="filter_values")
+        if chosen != (low, high):
+            value_range = chosen
+    rows = trials_table(data, states=chosen_states, families=chosen_families, value_range=value_range)
+    st.caption(f"{len(rows)} of {len(data.records)} trials")
+    st.dataframe(rows, hide_index=True)
+    st.download_button("Download CSV", table_csv(rows), file_name=f"{data.name}-trials.csv", mime="text/csv",
+                       key="download_csv")
+
+
+# --------------------------------------------------------------------------- Trial
+
+
+def trial_page(reader: Reader) -> None:
+    data = _choose_study(reader)
+    if data is None:
+        return
+    if not data.records:
+        st.title("Trial")
+        st.info(f"Study {data.name} has no trials yet.")
+        return
+    numbers = [r["number"] for r in data.records]
+    wanted = st.query_params.get("trial", "")
+    if wanted.isdigit() and int(wanted) in numbers:
+        default = int(wanted)
+    else:
+        default = data.best["number"] if data.best else (data.pareto_numbers or numbers)[-1]
+    # Bound to ?trial=N by hand: a bound selectbox would put the whole label in the URL.
+    number = st.selectbox("Trial", numbers, index=numbers.index(default), key=f"trial:{data.name}",
+                          format_func=lambda n: _trial_label(data.record(n)))
+    st.query_params["trial"] = str(number)
+    record = data.record(number)
+    st.title(f"Trial {number} of {data.name}")
+    if record["baseline"]:
+        st.caption(f"Tutorial baseline: {record['baseline']}")
+    cols = st.columns(6)
+    cols[0].metric("state", record["state"])
+    values = record["values"] or []
+    for i, metric in enumerate(data.metrics[:2]):
+        cols[1 + i].metric(metric, fmt(values[i]) if i < len(values) else "–")
+    cols[3].metric("family", family_of(record), help=f"tutorial baseline {record['baseline']}"
+                   if record["baseline"] else None)
+    cols[4].metric("parameters", fmt(record["params_count"]))
+    cols[5].metric("epochs", record["epoch"])
+    if record["fail_reason"]:
+        st.error(f"Failed: {record['fail_reason']}")
+    if not record["feasible"]:
+        st.warning(f"Infeasible: constraints {record['constraints']} (a positive value is over the limit)")
+
+    left, right = st.columns(2)
+    with left:
+        st.subheader("Parameters")
+        params = [{"parameter": k, "value": _text(v)} for k, v in record["params"].items()]
+        if record["train_config"]:
+            params += [{"parameter": f"train.{k}", "value": _text(v)} for k, v in record["train_config"].items()]
+        if params:
+            st.dataframe(params, hide_index=True)
+        else:
+            st.info("No parameters recorded.")
+        st.subheader("Run")
+        details = {"started": record["datetime_start"], "completed": record["datetime_complete"],
+                   "duration (s)": record["duration_s"], "train seconds": record["train_seconds"],
+                   "Keras backend": record["keras_backend"], "device": record["device"],
+                   "latency (ms/image)": record["latency_ms"], "constraints": record["constraints"]}
+        st.dataframe([{"field": k, "value": _text(v)} for k, v in details.items() if v is not None], hide_index=True)
+    with right:
+        st.subheader("Model")
+        _model_summary(record, data)
+    chart(trial_curves_figure(record), key="trial_curves")
+    st.subheader("Classes")
+    if record["confusion_matrix"] and record["per_class_accuracy"]:
+        left, right = st.columns(2)
+        with left:
+            chart(confusion_figure(record["confusion_matrix"]), key="confusion")
+        with right:
+            chart(per_class_figure(record["per_class_accuracy"]), key="per_class")
+    else:
+        st.info("Confusion matrix and per-class accuracy: not recorded for this trial "
+                "(only complete trials of newer digitune versions have them).")
+
+
+def _trial_label(record: dict[str, Any]) -> str:
+    value = record["values"][0] if record["values"] else None
+    tag = f" {record['baseline']}" if record["baseline"] else ""
+    return f"#{record['number']} {record['state']} {fmt(value)} {family_of(record)}{tag}"
+
+
+def _text(value: Any) -> str:
+    return json.dumps(value) if isinstance(value, (dict, list)) else fmt(value, 6)
+
+
+@st.cache_data(show_spinner="Building the model to list its layers…", max_entries=256)
+def _layers(config_json: str, image_shape: tuple[int, ...]) -> dict[str, Any]:
+    return model_layers(json.loads(config_json), image_shape)
+
+
+def _model_summary(record: dict[str, Any], data: StudyData) -> None:
+    if not record["model_config"]:
+        st.info("No model config recorded for this trial.")
+        return
+    if not data.image_shape:
+        st.info("The study does not record its image shape; cannot rebuild the model.")
+        st.json(record["model_config"], expanded=False)
+        return
+    try:
+        summary = _layers(json.dumps(record["model_config"], sort_keys=True), data.image_shape)
+    except Exception as exc:  # noqa: BLE001 (a config this digitune cannot build: show it, not a traceback)
+        st.warning(f"Cannot rebuild this model: {exc}")
+        st.json(record["model_config"], expanded=False)
+        return
+    shape = "×".join(str(d) for d in summary["input_shape"])
+    st.caption(f"{record['model_config'].get('family', '?').upper()} on {shape} images: "
+               f"{summary['total_params']:,} parameters")
+    st.dataframe(summary["layers"], hide_index=True)
+
+
+# --------------------------------------------------------------------------- Compare
+
+
+def compare_page(reader: Reader) -> None:
+    st.title("Compare studies")
+    names = reader.study_names()
+    if len(names) < 2:
+        st.info("Comparing needs two or more studies; this storage has "
+                f"{len(names) if names else 'none yet'}.")
+        return
+    chosen = st.multiselect("Studies", names, default=names[:min(3, len(names))], key="compare")
+    if len(chosen) < 2:
+        st.info("Select two or more studies.")
+        return
+    studies = [reader.study(name) for name in chosen]
+    chart(compare_figure(studies), key="compare_history")
+    st.dataframe(compare_rows(studies), hide_index=True, column_config={
+        "best value": st.column_config.NumberColumn(format="%.4f"),
+        "best accuracy": st.column_config.NumberColumn(format="%.4f"),
+    })
+
+
+# --------------------------------------------------------------------------- the app
+
+
+RENDER = {"Studies": studies_page, "Study": study_page, "Trial": trial_page, "Compare": compare_page}
+
+
+def main() -> None:
+    st.set_page_config(page_title="digitune", layout="wide")
+    try:
+        reader = get_reader(resolve_storage_url(storage_argument(sys.argv[1:])))
+    except StorageError as exc:
+        st.error(f"Cannot open the study storage: {exc}")
+        return
+    with st.sidebar:
+        st.header("digitune")
+        page = st.radio("Page", PAGES, key="page", bind="query-params")
+        auto = st.toggle("auto-refresh", value=True, key="auto_refresh")
+        every = st.select_slider("every (seconds)", REFRESH_CHOICES, value=5, key="refresh_every",
+                                 disabled=not auto)
+        st.caption(f"Storage: `{reader.display_url}`")
+        st.caption("Read-only: the dashboard never writes to the study database.")
+    body = st.fragment(run_every=every if auto else None)(RENDER[page])
+    body(reader)
+
+
+main()
