@@ -126,16 +126,26 @@ def write_export(data: dict[str, Any], fmt: str, stream: TextIO) -> None:
 # --------------------------------------------------------------------------- delete
 
 
-def delete_study(name: str, storage: optuna.storages.BaseStorage) -> int:
-    """Delete study ``name`` and all its trials; returns how many trials it held.
+def delete_study(name: str, storage: optuna.storages.BaseStorage, artifacts: str | Path | None = None) -> int:
+    """Delete study ``name``, all its trials and, given the ``artifacts`` folder, its saved models.
 
-    ``StudyNotFoundError`` if there is no such study. digitune stores nothing outside the
-    database yet (no artifacts or saved models), so the database rows are all there is.
+    Returns how many trials it held; ``StudyNotFoundError`` if there is no such study.
     """
+    from optuna.artifacts import FileSystemArtifactStore, get_all_artifact_meta
+    from optuna.artifacts.exceptions import ArtifactNotFound
+
     study = load_study(name, storage)
-    n_trials = len(study.get_trials(deepcopy=False))
+    trials = study.get_trials(deepcopy=False)
+    if artifacts is not None and Path(artifacts).is_dir():
+        store = FileSystemArtifactStore(str(artifacts))
+        for trial in trials:
+            for meta in get_all_artifact_meta(trial, storage=storage):
+                try:
+                    store.remove(meta.artifact_id)
+                except ArtifactNotFound:
+                    pass  # evicted earlier, when better models came along
     optuna.delete_study(study_name=name, storage=storage)
-    return n_trials
+    return len(trials)
 
 
 # --------------------------------------------------------------------------- doctor

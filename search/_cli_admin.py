@@ -13,6 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from search._cli_common import (
+    ArtifactsOption,
     JsonOption,
     StorageOption,
     app,
@@ -63,11 +64,12 @@ def delete(
     name: NameArgument,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     storage: StorageOption = None,
+    artifacts: ArtifactsOption = None,
 ) -> None:
-    """Delete a study and all its trials from the storage."""
+    """Delete a study, all its trials and its saved models."""
     from optuna.trial import TrialState
 
-    from search import delete_study, load_study
+    from search import artifact_dir, delete_study, load_study, resolve_storage_url
 
     store = storage_from(storage)
     trials = load_study(name, store).get_trials(deepcopy=False)
@@ -83,7 +85,7 @@ def delete(
         if not confirmed:
             out.print("aborted; nothing deleted", markup=False, highlight=False)
             return
-    deleted = delete_study(name, store)
+    deleted = delete_study(name, store, artifact_dir(resolve_storage_url(storage), artifacts))
     out.print(f"deleted study {name!r} and its {deleted} trials", markup=False, highlight=False)
 
 

@@ -144,3 +144,13 @@ def test_predict_refuses_images_of_another_size(tmp_path):
                                  "--storage", db])
     assert result.exit_code == 2
     assert "images are 28x28 but the model was trained on 10x10 images" in result.stderr
+
+
+def test_delete_removes_saved_models(tmp_path):
+    name, db = _study_on(tmp_path, make_npz(tmp_path / "data.npz"), trials=2)
+    folder = tmp_path / "studies-artifacts"
+    assert any(folder.iterdir())
+    result = runner.invoke(app, ["delete", name, "--yes", "--storage", db])
+    assert result.exit_code == 0, result.output
+    assert not any(folder.iterdir())
+    assert optuna.get_all_study_names(storage=db) == []
