@@ -64,5 +64,6 @@ def build_model(config: ModelConfig, input_shape: tuple[int, ...], num_classes: 
                              batch_norm=config.batch_norm, dropout=config.dropout)
         elif config.dropout > 0:
             x = keras.layers.Dropout(config.dropout)(x)
-    outputs = keras.layers.Dense(num_classes, activation="softmax", name="probabilities")(x)
+    # float32 probabilities even under a mixed-precision policy, for a stable loss
+    outputs = keras.layers.Dense(num_classes, activation="softmax", name="probabilities", dtype="float32")(x)
     return keras.Model(inputs, outputs, name=config.family)

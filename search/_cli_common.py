@@ -28,6 +28,8 @@ StorageOption = Annotated[Optional[str], typer.Option(
 ArtifactsOption = Annotated[Optional[str], typer.Option(
     "--artifacts", help="Folder for saved models (default $DIGITUNE_ARTIFACTS, else beside a SQLite "
                         "database, else studies/artifacts).")]
+MixedPrecisionOption = Annotated[bool, typer.Option(
+    "--mixed-precision", help="Train in mixed float16 precision (for GPUs with tensor cores).")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of a table.")]
 
 

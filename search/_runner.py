@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import hashlib
 import logging
+import threading
+import time
 import warnings
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import optuna
@@ -39,13 +44,15 @@ class RunSummary:
     failed: int
 
 
-def make_sampler(spec: StudySpec, *, seed_offset: int = 0) -> optuna.samplers.BaseSampler:
-    """The spec's sampler with its ``sampler_options``, seeded with ``spec.seed + seed_offset``.
+def make_sampler(spec: StudySpec, *, stream: tuple[int, ...] = ()) -> optuna.samplers.BaseSampler:
+    """The spec's sampler with its ``sampler_options``, seeded from ``spec.seed`` and ``stream``.
 
-    A resumed study passes the number of trials it already holds as the offset, so its
-    random draws go on from where they were instead of repeating the first run's.
+    A new study's sampler is seeded with ``spec.seed`` itself. A resumed study passes the
+    number of trials it already holds (and a worker its process id) as ``stream``; the seed
+    then comes from NumPy's ``SeedSequence`` of all of them, so resumed runs and concurrent
+    workers draw new, distinct parameters instead of repeating each other's.
     """
-    seed = spec.seed + seed_offset
+    seed = int(np.random.SeedSequence([spec.seed, *stream]).generate_state(1)[0]) if stream else spec.seed
     options = dict(spec.sampler_options)
     if spec.sampler == "grid":
         factory: Callable[..., optuna.samplers.BaseSampler] = optuna.samplers.GridSampler
@@ -137,7 +144,7 @@ def open_study(spec: StudySpec, storage: optuna.storages.BaseStorage, dataset: D
                seed_offset: int = 0) -> optuna.Study:
     """Create the study for ``spec``, or resume it if it exists and was made from the same definition.
 
-    ``seed_offset`` is added to the sampler's seed of a resumed study (a worker passes its
+    ``seed_offset`` goes into the sampler's seed of a resumed study (a worker passes its
     process id, so that workers joining at once do not draw the same parameters).
     """
     pruner = make_pruner(spec)
@@ -151,7 +158,7 @@ def open_study(spec: StudySpec, storage: optuna.storages.BaseStorage, dataset: D
         study.set_user_attr(MANIFEST_ATTR, manifest(dataset))
         _enqueue_baselines(study, spec)
         return study
-    study.sampler = make_sampler(spec, seed_offset=len(study.get_trials(deepcopy=False)) + seed_offset)
+    study.sampler = make_sampler(spec, stream=(len(study.get_trials(deepcopy=False)), seed_offset))
     _enqueue_baselines(study, spec)
     old = stored_spec(study)
     if old.search_definition() != spec.search_definition():
@@ -228,6 +235,9 @@ def run_study(
     A study that already exists is resumed, so running the same file again continues it.
     Trials that fail are recorded with their reason and do not count; the run stops after
     ``MAX_CONSECUTIVE_FAILURES`` failures in a row, so a broken space cannot loop forever.
+    Several workers may run this at once on one study: together they finish exactly
+    ``n_trials`` (see ``_SlotLock``), and a worker with no trial left to start waits while
+    others' trials run, in case one fails and its slot comes free.
     """
     n_trials = spec.trials if n_trials is None else n_trials
     timeout = spec.timeout if timeout is None else timeout
@@ -240,31 +250,154 @@ def run_study(
         return RunSummary(study, already, 0, 0)
 
     counts = {"ran": 0, "failed": 0, "failed_in_a_row": 0}
+    deadline = None if timeout is None else time.monotonic() + timeout
 
-    def after_trial(study: optuna.Study, trial: FrozenTrial) -> None:
-        counts["ran"] += 1
-        if trial.state == TrialState.FAIL:
-            counts["failed"] += 1
-            counts["failed_in_a_row"] += 1
+    with interrupts() as interrupt, _SlotLock(storage, study.study_name) as slots:
+        objective = Objective(spec, dataset, interrupt, keeper)
+        while True:
+            interrupt.check()
+            if deadline is not None and time.monotonic() >= deadline:
+                break
+            trial = slots.claim(study, n_trials)
+            if trial is None:
+                if count_finished(study) >= n_trials:
+                    break
+                time.sleep(1.0)  # the other workers' running trials may still fail; then we take over
+                continue
+            frozen = _run_one(study, storage, trial, objective)
+            counts["ran"] += 1
+            if frozen.state == TrialState.FAIL:
+                counts["failed"] += 1
+                counts["failed_in_a_row"] += 1
+            else:
+                counts["failed_in_a_row"] = 0
+            _logger.info("%s", describe_trial(frozen))
+            if on_trial is not None:
+                on_trial(study, frozen)
             if counts["failed_in_a_row"] >= MAX_CONSECUTIVE_FAILURES:
                 _logger.error("stopping: %d trials in a row failed; see their fail_reason (digitune show %s)",
                               counts["failed_in_a_row"], study.study_name)
-                study.stop()
-        else:
-            counts["failed_in_a_row"] = 0
-        _logger.info("%s", describe_trial(trial))
-        if on_trial is not None:
-            on_trial(study, trial)
-        interrupt.check()  # a Ctrl-C that came between trials stops the run here
-
-    with interrupts() as interrupt:
-        study.optimize(
-            Objective(spec, dataset, interrupt, keeper),
-            timeout=timeout,
-            catch=(Exception,),
-            callbacks=[optuna.study.MaxTrialsCallback(n_trials, states=FINISHED), after_trial],
-        )
+                break
     return RunSummary(study, count_finished(study), counts["ran"], counts["failed"])
+
+
+def _run_one(study: optuna.Study, storage: optuna.storages.BaseStorage, trial: optuna.Trial,
+             objective: Objective) -> FrozenTrial:
+    """Run ``objective`` on ``trial`` with heartbeats, and tell Optuna how it ended.
+
+    Like ``Study.optimize`` does for one trial: pruned trials are told as pruned, any
+    exception fails this trial alone (its reason is in the user attribute ``fail_reason``),
+    and Ctrl-C fails it and stops the run.
+    """
+    with _Heartbeat(storage, study, trial):
+        try:
+            values = objective(trial)
+        except optuna.TrialPruned:
+            return study.tell(trial, state=TrialState.PRUNED)
+        except KeyboardInterrupt:
+            study.tell(trial, state=TrialState.FAIL)
+            raise
+        except Exception:  # recorded by the objective; the study goes on
+            return study.tell(trial, state=TrialState.FAIL)
+    return study.tell(trial, values)
+
+
+class _Heartbeat:
+    """Records the running trial's heartbeat every few seconds (RDB storages), as ``Study.optimize`` does."""
+
+    def __init__(self, storage: optuna.storages.BaseStorage, study: optuna.Study, trial: optuna.Trial):
+        self.storage, self.study, self.trial = storage, study, trial
+        self.stop = threading.Event()
+        self.thread: threading.Thread | None = None
+
+    def __enter__(self) -> "_Heartbeat":
+        enabled = getattr(self.storage, "is_heartbeat_enabled", lambda: False)()
+        if enabled:
+            study_id = self.storage.get_study_id_from_name(self.study.study_name)
+            trial_id = self.storage.get_trial_id_from_study_id_trial_number(study_id, self.trial.number)
+            interval = self.storage.get_heartbeat_interval() or 60
+
+            def beat() -> None:
+                while True:
+                    try:
+                        self.storage.record_heartbeat(trial_id)
+                    except Exception as exc:  # a missed beat is not fatal; the grace period covers it
+                        _logger.debug("heartbeat failed: %s", exc)
+                    if self.stop.wait(interval):
+                        return
+
+            self.thread = threading.Thread(target=beat, name="digitune-heartbeat", daemon=True)
+            self.thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop.set()
+        if self.thread is not None:
+            self.thread.join(timeout=5)
+
+
+class _SlotLock:
+    """Hands out trials so that a study never holds more than its target of running and finished ones.
+
+    Counting the running and finished trials and creating the next one happens under a lock
+    that all workers of the study share: a PostgreSQL advisory lock, or a file lock beside a
+    SQLite database. So N workers finish exactly the requested number of trials; a trial that
+    fails frees its slot for another. Storages without such a lock (a gRPC proxy) count
+    without it, and may overshoot by the trials that start at the same moment.
+    """
+
+    def __init__(self, storage: optuna.storages.BaseStorage, study_name: str):
+        self.storage = storage
+        self.key = int.from_bytes(hashlib.blake2b(study_name.encode(), digest_size=8).digest(), "big", signed=True)
+        self.lock_file = None
+        engine = getattr(storage, "engine", None)
+        self.dialect = engine.dialect.name if engine is not None else None
+        if self.dialect == "sqlite" and engine.url.database not in (None, "", ":memory:"):
+            self.lock_path = f"{engine.url.database}.digitune-{self.key & 0xFFFFFFFF:08x}.lock"
+        else:
+            self.lock_path = None
+
+    def __enter__(self) -> "_SlotLock":
+        if self.lock_path is not None:
+            self.lock_file = open(self.lock_path, "a+")
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.lock_file is not None:
+            self.lock_file.close()
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        if self.lock_file is not None:
+            fcntl.flock(self.lock_file, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(self.lock_file, fcntl.LOCK_UN)
+        elif self.dialect == "postgresql":
+            import sqlalchemy
+
+            with self.storage.engine.connect() as conn:
+                conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:key)"), {"key": self.key})
+                try:
+                    yield
+                finally:
+                    conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:key)"), {"key": self.key})
+                    conn.commit()
+        else:
+            yield
+
+    def claim(self, study: optuna.Study, target: int) -> optuna.Trial | None:
+        """A new (or queued) trial if the study has room for one, else None."""
+        if hasattr(self.storage, "is_heartbeat_enabled") and self.storage.is_heartbeat_enabled():
+            optuna.storages.fail_stale_trials(study)  # a dead worker's trial: failed, and queued again
+        with self._locked():
+            active = len(study.get_trials(deepcopy=False, states=(*FINISHED, TrialState.RUNNING)))
+            if active >= target:
+                return None
+            with warnings.catch_warnings():  # Optuna warns that heartbeats suit Study.optimize; we beat ourselves
+                warnings.simplefilter("ignore", UserWarning)
+                return study.ask()
 
 
 def describe_trial(trial: FrozenTrial) -> str:

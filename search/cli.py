@@ -15,13 +15,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
 import json  # noqa: E402
+import signal  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Annotated, Any, Optional  # noqa: E402
 
 import typer  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from search._cli_common import ArtifactsOption, JsonOption, StorageOption, app, err, out, setup_logging, storage_from, user_errors  # noqa: E402
+from search._cli_common import ArtifactsOption, JsonOption, MixedPrecisionOption, StorageOption, app, err, out, setup_logging, storage_from, user_errors  # noqa: E402
 
 
 @app.command()
@@ -43,6 +44,13 @@ def run(
     baselines: Annotated[Optional[str], typer.Option(
         "--baselines", help="'tutorial' runs the seven tutorial presets first, tagged as baselines.")] = None,
     artifacts: ArtifactsOption = None,
+    workers: Annotated[int, typer.Option(
+        "--workers", min=1, help="Worker processes on this machine, sharing its cores (default 1).")] = 1,
+    gpus: Annotated[Optional[str], typer.Option(
+        "--gpus", help="all, none or GPU indices like 0,1: one worker per GPU (CUDA_VISIBLE_DEVICES set).")] = None,
+    trials_per_gpu: Annotated[int, typer.Option(
+        "--trials-per-gpu", min=1, help="Workers (trials at a time) per GPU with --gpus.")] = 1,
+    mixed_precision: MixedPrecisionOption = False,
 ) -> None:
     """Run (or continue) the study in STUDY_FILE until it holds --trials finished trials."""
     from search import load_spec, spec_from_dict
@@ -56,7 +64,12 @@ def run(
         if dataset:
             data["data"]["source"] = dataset
         spec = spec_from_dict(data, source=f"{study_file} (with command-line options)")
-    _run_with_progress(spec, storage, trials or spec.trials, timeout, artifacts=artifacts)
+    if workers > 1 or (gpus and gpus != "none"):
+        _run_with_workers(spec, storage, trials or spec.trials, timeout, artifacts=artifacts, workers=workers,
+                          gpus=gpus, per_gpu=trials_per_gpu, mixed_precision=mixed_precision)
+    else:
+        _run_with_progress(spec, storage, trials or spec.trials, timeout, artifacts=artifacts,
+                           mixed_precision=mixed_precision)
 
 
 @app.command()
@@ -69,17 +82,72 @@ def worker(
         "--timeout", min=1, help="Stop starting new trials after this many seconds.")] = None,
     storage: StorageOption = None,
     artifacts: ArtifactsOption = None,
+    mixed_precision: MixedPrecisionOption = False,
+    no_progress: Annotated[bool, typer.Option("--no-progress", hidden=True)] = False,
 ) -> None:
     """Join an existing study from its stored spec; several workers may run on one study at once."""
     from search import load_study, stored_spec
 
     setup_logging()
     spec = stored_spec(load_study(name, storage_from(storage)))
-    _run_with_progress(spec, storage, trials or spec.trials, timeout, seed_offset=os.getpid(), artifacts=artifacts)
+    _run_with_progress(spec, storage, trials or spec.trials, timeout, seed_offset=os.getpid(), artifacts=artifacts,
+                       mixed_precision=mixed_precision, show_progress=not no_progress)
+
+
+def _run_with_workers(spec, storage: str | None, target: int, timeout: float | None, *, artifacts: str | None,
+                      workers: int, gpus: str | None, per_gpu: int, mixed_precision: bool) -> None:
+    """Create or check the study here, then run it in worker processes while a progress bar watches."""
+    import time
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from models import load_dataset
+    from search import count_finished, open_study, redact, resolve_storage_url
+    from search._workers import WorkerLayoutError, plan_workers, start_worker
+
+    try:
+        slots = plan_workers(workers, gpus, per_gpu)
+    except WorkerLayoutError as exc:
+        err.print(f"error: {exc}", markup=False, highlight=False)
+        raise typer.Exit(2) from None
+    url = resolve_storage_url(storage)
+    store = storage_from(url)
+    data = load_dataset(spec.data.source, **spec.data.load_kwargs())
+    study = open_study(spec, store, data)
+    already = count_finished(study)
+    layout = ", ".join(f"GPU {s.gpu}" if s.gpu is not None else f"{s.threads} thread(s)" for s in slots)
+    err.print(f"study {spec.name!r} in {redact(url)}: {already} finished trials, target {target}; "
+              f"{len(slots)} workers ({layout})", highlight=False)
+    procs = [start_worker(slot, spec.name, url, trials=target, timeout=timeout, artifacts=artifacts,
+                          mixed_precision=mixed_precision) for slot in slots]
+    progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TextColumn("best {task.fields[best]}"), TimeElapsedColumn(), console=err)
+    task = progress.add_task("trials", total=target, completed=min(already, target), best=_best_text(study))
+    try:
+        with progress:
+            while any(p.poll() is None for p in procs):
+                time.sleep(1.0)
+                progress.update(task, completed=min(count_finished(study), target), best=_best_text(study))
+            progress.update(task, completed=min(count_finished(study), target), best=_best_text(study))
+    except KeyboardInterrupt:
+        for p in procs:  # a terminal's Ctrl-C reached them too; this covers a signal sent to us alone
+            if p.poll() is None:
+                p.send_signal(signal.SIGINT)
+        for p in procs:
+            p.wait()
+        err.print(f"interrupted: {count_finished(study)} finished trials are stored; run the same command again "
+                  f"to continue study {spec.name!r}", highlight=False)
+        raise typer.Exit(130) from None
+    codes = [p.returncode for p in procs]
+    err.print(f"study {spec.name!r}: {count_finished(study)} finished trials, best {_best_text(study)}; "
+              f"worker exit codes {codes}. See: digitune show {spec.name}", highlight=False)
+    if any(codes):
+        raise typer.Exit(next(c for c in codes if c))
 
 
 def _run_with_progress(spec, storage: str | None, target: int, timeout: float | None, seed_offset: int = 0,
-                       artifacts: str | None = None) -> None:
+                       artifacts: str | None = None, mixed_precision: bool = False,
+                       show_progress: bool = True) -> None:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
         TimeRemainingColumn
 
@@ -87,6 +155,13 @@ def _run_with_progress(spec, storage: str | None, target: int, timeout: float | 
     from search import FINISHED, ModelKeeper, artifact_dir, count_finished, open_study, redact, \
         resolve_storage_url, run_study
 
+    from search._workers import apply_thread_budget
+
+    apply_thread_budget()
+    if mixed_precision:
+        import keras
+
+        keras.mixed_precision.set_global_policy("mixed_float16")
     url = resolve_storage_url(storage)
     store = storage_from(url)
     data = load_dataset(spec.data.source, **spec.data.load_kwargs())
@@ -100,7 +175,7 @@ def _run_with_progress(spec, storage: str | None, target: int, timeout: float | 
     progress = Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
         TextColumn("best {task.fields[best]}"), TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn(),
-        console=err, transient=False,
+        console=err, transient=False, disable=not show_progress,
     )
     task = progress.add_task("trials", total=target, completed=min(already, target), best=_best_text(study))
 
@@ -313,6 +388,7 @@ def _fmt(value: Any) -> str:
 
 from search import _cli_admin  # noqa: E402,F401  (registers export, delete, doctor)
 from search import _cli_dashboard  # noqa: E402,F401  (registers dashboard)
+from search import _cli_scale  # noqa: E402,F401  (registers storage-proxy)
 
 
 def main() -> None:

@@ -1,0 +1,117 @@
+"""Several worker processes on one study: their layout, thread budgets and devices.
+
+``digitune run --workers N`` and ``--gpus`` start ``digitune worker`` processes (processes,
+not threads: Keras and Python's GIL make threads a poor fit), each with its own thread
+budget or its own GPU, all on the same study in the same storage.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+
+THREADS_ENV = "DIGITUNE_THREADS"
+
+
+class WorkerLayoutError(ValueError):
+    """A --workers / --gpus request that cannot be met; the message says how to fix it."""
+
+
+@dataclass(frozen=True)
+class WorkerSlot:
+    index: int
+    threads: int
+    gpu: str | None  # the CUDA device index this worker sees as its only GPU, or None for CPU
+
+    def env(self) -> dict[str, str]:
+        """Environment variables that give this worker its threads and device."""
+        threads = str(self.threads)
+        env = {
+            THREADS_ENV: threads,
+            "OMP_NUM_THREADS": threads,
+            "MKL_NUM_THREADS": threads,
+            "OPENBLAS_NUM_THREADS": threads,
+            "TF_NUM_INTRAOP_THREADS": threads,
+            "TF_NUM_INTEROP_THREADS": "1",
+            # Take GPU memory as needed instead of grabbing the whole card (TensorFlow, JAX).
+            "TF_FORCE_GPU_ALLOW_GROWTH": "true",
+            "XLA_PYTHON_CLIENT_PREALLOCATE": "false",
+        }
+        env["CUDA_VISIBLE_DEVICES"] = self.gpu if self.gpu is not None else ""
+        return env
+
+
+def detect_gpus() -> list[str]:
+    """The NVIDIA GPU indices on this machine (from ``nvidia-smi -L``), or none."""
+    if shutil.which("nvidia-smi") is None:
+        return []
+    try:
+        listing = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=20).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [str(i) for i, line in enumerate(l for l in listing.splitlines() if l.startswith("GPU "))]
+
+
+def plan_workers(workers: int | None, gpus: str | None, per_gpu: int = 1, cpus: int | None = None) -> list[WorkerSlot]:
+    """The worker slots for ``--workers`` and ``--gpus`` (``all``, ``none`` or ``0,1,...``).
+
+    With GPUs: ``per_gpu`` workers per listed GPU. Without: ``workers`` CPU workers sharing
+    the cores evenly, each with at least one thread.
+    """
+    cpus = cpus or os.cpu_count() or 1
+    if gpus and gpus != "none":
+        if gpus == "all":
+            indices = detect_gpus()
+            if not indices:
+                raise WorkerLayoutError("--gpus all: no NVIDIA GPU found (nvidia-smi lists none); "
+                                        "drop --gpus to run on the CPU")
+        else:
+            indices = [g.strip() for g in gpus.split(",")]
+            if not all(g.isdigit() for g in indices) or len(set(indices)) != len(indices):
+                raise WorkerLayoutError(f"--gpus expects all, none or distinct GPU indices like 0,1; got {gpus!r}")
+        if per_gpu < 1:
+            raise WorkerLayoutError(f"--trials-per-gpu must be at least 1, got {per_gpu}")
+        count = len(indices) * per_gpu
+        threads = max(1, cpus // count)
+        return [WorkerSlot(i, threads, indices[i // per_gpu]) for i in range(count)]
+    workers = workers or 1
+    if workers < 1:
+        raise WorkerLayoutError(f"--workers must be at least 1, got {workers}")
+    threads = max(1, cpus // workers)
+    return [WorkerSlot(i, threads, None) for i in range(workers)]
+
+
+def start_worker(slot: WorkerSlot, name: str, storage_url: str, *, trials: int, timeout: float | None,
+                 artifacts: str | None, mixed_precision: bool = False) -> subprocess.Popen:
+    """Start one ``digitune worker`` process for ``slot`` on study ``name``."""
+    cmd = [sys.executable, "-m", "search.cli", "worker", name, "--storage", storage_url, "--trials", str(trials),
+           "--no-progress"]
+    if timeout:
+        cmd += ["--timeout", str(timeout)]
+    if artifacts:
+        cmd += ["--artifacts", artifacts]
+    if mixed_precision:
+        cmd.append("--mixed-precision")
+    return subprocess.Popen(cmd, env={**os.environ, **slot.env()})
+
+
+def apply_thread_budget() -> None:
+    """Give this process's backend the thread budget its launcher set in ``$DIGITUNE_THREADS``."""
+    threads = os.environ.get(THREADS_ENV)
+    if not threads:
+        return
+    import keras
+
+    if keras.backend.backend() == "tensorflow":
+        import importlib
+
+        config = importlib.import_module("tensorflow").config.threading
+        config.set_intra_op_parallelism_threads(int(threads))
+        config.set_inter_op_parallelism_threads(1)
+    elif keras.backend.backend() == "torch":
+        import importlib
+
+        importlib.import_module("torch").set_num_threads(int(threads))
