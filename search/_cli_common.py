@@ -56,6 +56,7 @@ def setup_logging() -> None:
 
     # digitune logs one line per trial, failures with their reason; Optuna's own lines would repeat them.
     optuna.logging.set_verbosity(optuna.logging.ERROR)
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)  # retracing notes: every new model retraces
     logger = logging.getLogger("digitune")
     if not logger.handlers:
         if err.is_terminal:

@@ -21,6 +21,7 @@ from models import PRESET_NAMES, Dataset, load_dataset
 from ._artifacts import ModelKeeper
 from ._objective import BASELINE_ATTR, Objective
 from ._signals import interrupts
+from ._space import check_space_fits
 from ._spec import Choice, Param, Range, SpecError, StudySpec, spec_from_dict
 
 _logger = logging.getLogger("digitune")
@@ -147,6 +148,7 @@ def open_study(spec: StudySpec, storage: optuna.storages.BaseStorage, dataset: D
     ``seed_offset`` goes into the sampler's seed of a resumed study (a worker passes its
     process id, so that workers joining at once do not draw the same parameters).
     """
+    check_space_fits(spec, dataset.info.image_shape)
     pruner = make_pruner(spec)
     try:
         study = optuna.load_study(study_name=spec.name, storage=storage, sampler=make_sampler(spec), pruner=pruner)

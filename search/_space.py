@@ -11,9 +11,9 @@ from typing import Any
 
 import optuna
 
-from models import CNNConfig, ConvBlock, MLPConfig, ModelConfig, TrainConfig
+from models import CNNConfig, ConfigError, ConvBlock, MLPConfig, ModelConfig, TrainConfig
 
-from ._spec import Choice, Param, Range, StudySpec
+from ._spec import Choice, Param, Range, SpecError, StudySpec
 
 
 def _suggest(trial: optuna.Trial, name: str, param: Param) -> Any:
@@ -50,3 +50,36 @@ def sample_configs(trial: optuna.Trial, spec: StudySpec) -> tuple[ModelConfig, T
         seed=spec.seed + trial.number,
     )
     return model, train
+
+
+def check_space_fits(spec: StudySpec, image_shape: tuple[int, ...]) -> None:
+    """Refuse a CNN space in which no config fits the images, before any trial runs.
+
+    Tries the CNN that shrinks the feature map least (fewest blocks, smallest kernel,
+    stride and pool, 'same' padding where allowed). If even that one cannot fit,
+    ``SpecError``; if only some configs cannot, those trials fail alone with their reason.
+    """
+    params = spec.family_space.get("cnn")
+    if params is None:
+        return
+
+    def least(name: str) -> Any:
+        param = params[name]
+        if isinstance(param, Choice):
+            if name == "padding":
+                return "same" if "same" in param.choices else "valid"
+            if name == "pool":
+                return "none" if "none" in param.choices else param.choices[0]
+            return min(param.choices)
+        if isinstance(param, Range):
+            return int(param.low)
+        return param
+
+    block = ConvBlock(filters=1, kernel_size=least("kernel_size"), stride=least("stride"), padding=least("padding"),
+                      pool=least("pool"), pool_size=least("pool_size"))
+    try:
+        CNNConfig(blocks=(block,) * least("blocks")).feature_map_sizes(image_shape)
+    except ConfigError as exc:
+        raise SpecError(
+            f"{spec.path or 'the study'}: [space.cnn] cannot fit {image_shape[0]}x{image_shape[1]} images with any "
+            f"of its configs ({exc}); allow padding = \"same\", smaller kernels or fewer blocks") from exc

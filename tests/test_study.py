@@ -12,7 +12,7 @@ from optuna.trial import TrialState
 from conftest import write_study
 from models import build_model, model_config_from_dict
 from search._runner import MAX_CONSECUTIVE_FAILURES
-from search import FINISHED, SpecError, load_spec, open_storage, run_study, stored_spec
+from search import FINISHED, SpecError, load_spec, open_storage, run_study, spec_from_dict, stored_spec
 
 CURVES = ("loss", "accuracy", "val_loss", "val_accuracy", "epoch_seconds")
 
@@ -90,21 +90,36 @@ def test_other_data_is_refused(tmp_path, storage, small_digits):
 
 
 def test_failing_trials_fail_alone_with_their_reason(tmp_path, storage, small_digits):
-    # Four 'valid' 5x5 conv blocks cannot fit 8x8 images: every CNN trial fails, MLPs go on.
-    spec = load_spec(write_study(tmp_path, trials=4, sampler="random", blocks=4, kernel_size=5, padding="valid"))
+    # One 'valid' 5x5 conv block fits 8x8 images (8 -> 4 -> pool 2); a second cannot: those CNN trials
+    # fail with their reason, the others go on.
+    spec = load_spec(write_study(tmp_path, trials=6, sampler="random", blocks="{low = 1, high = 3}",
+                                 kernel_size=5, padding="valid"))
     summary = run_study(spec, storage, dataset=small_digits)
     study = summary.study
     failed = study.get_trials(states=(TrialState.FAIL,))
-    assert summary.finished == 4
+    assert summary.finished == 6
     assert failed, "expected some CNN trials to fail"
     for trial in failed:
-        assert trial.user_attrs["family"] == "cnn"
+        assert trial.user_attrs["family"] == "cnn" and trial.params["cnn_blocks"] >= 2
         assert "shrinks the feature map below 1x1" in trial.user_attrs["fail_reason"]
-    assert all(t.user_attrs["family"] == "mlp" for t in study.get_trials(states=FINISHED))
+    finished = study.get_trials(states=FINISHED)
+    assert all(t.user_attrs["family"] == "mlp" or t.params["cnn_blocks"] == 1 for t in finished)
+
+
+def test_a_cnn_space_that_never_fits_is_refused_before_any_trial(tmp_path, storage, small_digits):
+    spec = load_spec(write_study(tmp_path, trials=2, family='"cnn"', blocks=4, kernel_size=5, padding="valid"))
+    with pytest.raises(SpecError, match=r"tiny\.toml: \[space\.cnn\] cannot fit 8x8 images with any of its configs"):
+        run_study(spec, storage, dataset=small_digits)
+    assert optuna.get_all_study_names(storage=storage) == []
 
 
 def test_a_space_that_always_fails_stops(tmp_path, storage, small_digits):
-    spec = load_spec(write_study(tmp_path, trials=2, family='"cnn"', blocks=4, kernel_size=5, padding="valid"))
-    summary = run_study(spec, storage, dataset=small_digits)
+    # SGD at learning rate 10 on a deep leaky-ReLU net: the loss turns NaN in the first epoch, every time.
+    spec = load_spec(write_study(tmp_path, trials=2, family='"mlp"'))
+    data = spec.to_dict()
+    data["space"].update(optimizer="sgd", learning_rate=10.0)
+    data["space"]["mlp"].update(hidden_layers=3, units=100, activation="leaky_relu", initializer="he_normal")
+    summary = run_study(spec_from_dict(data), storage, dataset=small_digits)
     assert summary.finished == 0 and summary.failed == MAX_CONSECUTIVE_FAILURES == 10
     assert all(t.state == TrialState.FAIL for t in summary.study.trials)
+    assert all("NaN or infinite" in t.user_attrs["fail_reason"] for t in summary.study.trials)

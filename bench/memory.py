@@ -1,0 +1,92 @@
+"""Resident memory of one worker over many trials: does a long-lived worker grow?
+
+    python bench/memory.py [--trials 200] [--storage sqlite:///tmp/memory.db]
+
+Runs small MLP and CNN trials on 300 digits, one worker, in this process, and prints the
+resident set size (VmRSS) after trials 10, 50, 100, ... and its growth from trial 10 to
+the last (the first trials warm up TensorFlow and the caches, so they are not the baseline).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+STUDY = """
+[study]
+name = "memory"
+trials = {trials}
+sampler = "random"
+pruner = "none"
+save_models = 0
+
+[data]
+source = "digits"
+limit = 300
+
+[space]
+family = ["mlp", "cnn"]
+epochs = 1
+batch_size = 64
+
+[space.mlp]
+hidden_layers = {{low = 1, high = 3}}
+units = {{low = 16, high = 128, log = true}}
+
+[space.cnn]
+blocks = {{low = 1, high = 2}}
+filters = {{low = 4, high = 16}}
+kernel_size = 3
+padding = "same"
+dense_units = 16
+"""
+
+
+def rss_mib() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def main() -> None:
+    import optuna
+
+    from search import load_spec, open_storage, run_study
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--trials", type=int, default=200)
+    parser.add_argument("--storage")
+    args = parser.parse_args()
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    folder = Path(tempfile.mkdtemp(prefix="digitune-memory-"))
+    (folder / "memory.toml").write_text(STUDY.format(trials=args.trials))
+    storage = open_storage(args.storage or f"sqlite:///{folder / 'memory.db'}")
+    samples: dict[int, float] = {}
+    marks = {10, 25, 50, 100, 150, 200, args.trials}
+
+    def on_trial(study, trial) -> None:
+        n = trial.number + 1
+        if n in marks:
+            samples[n] = rss_mib()
+            print(f"after trial {n:4d}: {samples[n]:8.1f} MiB", flush=True)
+
+    start = time.perf_counter()
+    run_study(load_spec(folder / "memory.toml"), storage, on_trial=on_trial)
+    wall = time.perf_counter() - start
+    first, last = min(samples), max(samples)
+    growth = 100 * (samples[last] - samples[first]) / samples[first]
+    print(f"{args.trials} trials in {wall:.0f} s; RSS {samples[first]:.1f} MiB after trial {first}, "
+          f"{samples[last]:.1f} MiB after trial {last}: {growth:+.1f} %")
+
+
+if __name__ == "__main__":
+    main()
