@@ -165,10 +165,10 @@ def _run_with_progress(spec, storage: str | None, target: int, timeout: float | 
     url = resolve_storage_url(storage)
     store = storage_from(url)
     data = load_dataset(spec.data.source, **spec.data.load_kwargs())
+    study = open_study(spec, store, data, seed_offset=seed_offset)
     info = data.info
     err.print(f"data: {info.name} {info.image_shape[0]}x{info.image_shape[1]}, {info.n_train} train / "
               f"{info.n_val} validation / {info.n_test} test ({info.source})", highlight=False)
-    study = open_study(spec, store, data, seed_offset=seed_offset)
     already = count_finished(study)
     err.print(f"study {spec.name!r} in {redact(url)}: {already} finished trials, target {target}", highlight=False)
 
