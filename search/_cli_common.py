@@ -30,6 +30,9 @@ ArtifactsOption = Annotated[Optional[str], typer.Option(
                         "database, else studies/artifacts).")]
 MixedPrecisionOption = Annotated[bool, typer.Option(
     "--mixed-precision", help="Train in mixed float16 precision (for GPUs with tensor cores).")]
+RecycleOption = Annotated[int, typer.Option(
+    "--recycle-after", min=0, help="Restart each worker process after this many trials, so memory that "
+                                   "TensorFlow keeps per model is given back (0: never).")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of a table.")]
 
 

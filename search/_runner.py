@@ -43,6 +43,7 @@ class RunSummary:
     finished: int
     ran: int
     failed: int
+    recycled: bool = False  # stopped after ``max_trials`` trials so a fresh process can go on
 
 
 def make_sampler(spec: StudySpec, *, stream: tuple[int, ...] = ()) -> optuna.samplers.BaseSampler:
@@ -231,8 +232,12 @@ def run_study(
     on_trial: Callable[[optuna.Study, FrozenTrial], None] | None = None,
     seed_offset: int = 0,
     keeper: ModelKeeper | None = None,
+    max_trials: int | None = None,
 ) -> RunSummary:
     """Run ``spec`` until its study holds ``n_trials`` finished (complete or pruned) trials.
+
+    ``max_trials`` caps the trials this call runs (a worker recycled after that many, since
+    TensorFlow keeps a few MiB per model it has built, even after ``clear_session``).
 
     A study that already exists is resumed, so running the same file again continues it.
     Trials that fail are recorded with their reason and do not count; the run stops after
@@ -280,6 +285,9 @@ def run_study(
                 _logger.error("stopping: %d trials in a row failed; see their fail_reason (digitune show %s)",
                               counts["failed_in_a_row"], study.study_name)
                 break
+            if max_trials is not None and counts["ran"] >= max_trials:
+                finished = count_finished(study)
+                return RunSummary(study, finished, counts["ran"], counts["failed"], recycled=finished < n_trials)
     return RunSummary(study, count_finished(study), counts["ran"], counts["failed"])
 
 

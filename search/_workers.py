@@ -14,6 +14,7 @@ import sys
 from dataclasses import dataclass
 
 THREADS_ENV = "DIGITUNE_THREADS"
+RECYCLE_EXIT = 75  # EX_TEMPFAIL: a worker that stopped after its --recycle-after trials, to be started again
 
 
 class WorkerLayoutError(ValueError):
@@ -85,10 +86,10 @@ def plan_workers(workers: int | None, gpus: str | None, per_gpu: int = 1, cpus: 
 
 
 def start_worker(slot: WorkerSlot, name: str, storage_url: str, *, trials: int, timeout: float | None,
-                 artifacts: str | None, mixed_precision: bool = False) -> subprocess.Popen:
+                 artifacts: str | None, mixed_precision: bool = False, recycle_after: int = 0) -> subprocess.Popen:
     """Start one ``digitune worker`` process for ``slot`` on study ``name``."""
     cmd = [sys.executable, "-m", "search.cli", "worker", name, "--storage", storage_url, "--trials", str(trials),
-           "--no-progress"]
+           "--no-progress", "--recycle-after", str(recycle_after)]
     if timeout:
         cmd += ["--timeout", str(timeout)]
     if artifacts:

@@ -22,7 +22,7 @@ from typing import Annotated, Any, Optional  # noqa: E402
 import typer  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from search._cli_common import ArtifactsOption, JsonOption, MixedPrecisionOption, StorageOption, app, err, out, setup_logging, storage_from, user_errors  # noqa: E402
+from search._cli_common import ArtifactsOption, JsonOption, MixedPrecisionOption, RecycleOption, StorageOption, app, err, out, setup_logging, storage_from, user_errors  # noqa: E402
 
 
 @app.command()
@@ -51,6 +51,7 @@ def run(
     trials_per_gpu: Annotated[int, typer.Option(
         "--trials-per-gpu", min=1, help="Workers (trials at a time) per GPU with --gpus.")] = 1,
     mixed_precision: MixedPrecisionOption = False,
+    recycle_after: RecycleOption = 0,
 ) -> None:
     """Run (or continue) the study in STUDY_FILE until it holds --trials finished trials."""
     from search import load_spec, spec_from_dict
@@ -64,9 +65,10 @@ def run(
         if dataset:
             data["data"]["source"] = dataset
         spec = spec_from_dict(data, source=f"{study_file} (with command-line options)")
-    if workers > 1 or (gpus and gpus != "none"):
+    if workers > 1 or (gpus and gpus != "none") or recycle_after:
         _run_with_workers(spec, storage, trials or spec.trials, timeout, artifacts=artifacts, workers=workers,
-                          gpus=gpus, per_gpu=trials_per_gpu, mixed_precision=mixed_precision)
+                          gpus=gpus, per_gpu=trials_per_gpu, mixed_precision=mixed_precision,
+                          recycle_after=recycle_after)
     else:
         _run_with_progress(spec, storage, trials or spec.trials, timeout, artifacts=artifacts,
                            mixed_precision=mixed_precision)
@@ -83,6 +85,7 @@ def worker(
     storage: StorageOption = None,
     artifacts: ArtifactsOption = None,
     mixed_precision: MixedPrecisionOption = False,
+    recycle_after: RecycleOption = 0,
     no_progress: Annotated[bool, typer.Option("--no-progress", hidden=True)] = False,
 ) -> None:
     """Join an existing study from its stored spec; several workers may run on one study at once."""
@@ -91,11 +94,12 @@ def worker(
     setup_logging()
     spec = stored_spec(load_study(name, storage_from(storage)))
     _run_with_progress(spec, storage, trials or spec.trials, timeout, seed_offset=os.getpid(), artifacts=artifacts,
-                       mixed_precision=mixed_precision, show_progress=not no_progress)
+                       mixed_precision=mixed_precision, show_progress=not no_progress, recycle_after=recycle_after)
 
 
 def _run_with_workers(spec, storage: str | None, target: int, timeout: float | None, *, artifacts: str | None,
-                      workers: int, gpus: str | None, per_gpu: int, mixed_precision: bool) -> None:
+                      workers: int, gpus: str | None, per_gpu: int, mixed_precision: bool,
+                      recycle_after: int = 0) -> None:
     """Create or check the study here, then run it in worker processes while a progress bar watches."""
     import time
 
@@ -103,7 +107,7 @@ def _run_with_workers(spec, storage: str | None, target: int, timeout: float | N
 
     from models import load_dataset
     from search import count_finished, open_study, redact, resolve_storage_url
-    from search._workers import WorkerLayoutError, plan_workers, start_worker
+    from search._workers import RECYCLE_EXIT, WorkerLayoutError, plan_workers, start_worker
 
     try:
         slots = plan_workers(workers, gpus, per_gpu)
@@ -118,14 +122,24 @@ def _run_with_workers(spec, storage: str | None, target: int, timeout: float | N
     layout = ", ".join(f"GPU {s.gpu}" if s.gpu is not None else f"{s.threads} thread(s)" for s in slots)
     err.print(f"study {spec.name!r} in {redact(url)}: {already} finished trials, target {target}; "
               f"{len(slots)} workers ({layout})", highlight=False)
-    procs = [start_worker(slot, spec.name, url, trials=target, timeout=timeout, artifacts=artifacts,
-                          mixed_precision=mixed_precision) for slot in slots]
+    def start(slot):
+        return start_worker(slot, spec.name, url, trials=target, timeout=timeout, artifacts=artifacts,
+                            mixed_precision=mixed_precision, recycle_after=recycle_after)
+
+    procs = [start(slot) for slot in slots]
+    recycled = 0
     progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                         TextColumn("best {task.fields[best]}"), TimeElapsedColumn(), console=err)
     task = progress.add_task("trials", total=target, completed=min(already, target), best=_best_text(study))
     try:
         with progress:
-            while any(p.poll() is None for p in procs):
+            while True:
+                for i, p in enumerate(procs):
+                    if p.poll() == RECYCLE_EXIT:  # it ran its --recycle-after trials: a fresh process goes on
+                        procs[i] = start(slots[i])
+                        recycled += 1
+                if all(p.poll() is not None for p in procs):
+                    break
                 time.sleep(1.0)
                 progress.update(task, completed=min(count_finished(study), target), best=_best_text(study))
             progress.update(task, completed=min(count_finished(study), target), best=_best_text(study))
@@ -140,14 +154,14 @@ def _run_with_workers(spec, storage: str | None, target: int, timeout: float | N
         raise typer.Exit(130) from None
     codes = [p.returncode for p in procs]
     err.print(f"study {spec.name!r}: {count_finished(study)} finished trials, best {_best_text(study)}; "
-              f"worker exit codes {codes}. See: digitune show {spec.name}", highlight=False)
+              f"worker exit codes {codes}, {recycled} recycled. See: digitune show {spec.name}", highlight=False)
     if any(codes):
         raise typer.Exit(next(c for c in codes if c))
 
 
 def _run_with_progress(spec, storage: str | None, target: int, timeout: float | None, seed_offset: int = 0,
                        artifacts: str | None = None, mixed_precision: bool = False,
-                       show_progress: bool = True) -> None:
+                       show_progress: bool = True, recycle_after: int = 0) -> None:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
         TimeRemainingColumn
 
@@ -155,7 +169,7 @@ def _run_with_progress(spec, storage: str | None, target: int, timeout: float | 
     from search import FINISHED, ModelKeeper, artifact_dir, count_finished, open_study, redact, \
         resolve_storage_url, run_study
 
-    from search._workers import apply_thread_budget
+    from search._workers import RECYCLE_EXIT, apply_thread_budget
 
     apply_thread_budget()
     if mixed_precision:
@@ -188,7 +202,8 @@ def _run_with_progress(spec, storage: str | None, target: int, timeout: float | 
         with progress:
             summary = run_study(spec, store, dataset=data, n_trials=target, timeout=timeout, on_trial=on_trial,
                                 seed_offset=seed_offset, keeper=ModelKeeper(artifact_dir(url, artifacts),
-                                                                            spec.save_models))
+                                                                            spec.save_models),
+                                max_trials=recycle_after or None)
     except KeyboardInterrupt as exc:
         signal_name = str(exc) or "SIGINT"
         err.print(f"interrupted ({signal_name}): the running trial is marked failed and {count_finished(study)} "
@@ -198,6 +213,8 @@ def _run_with_progress(spec, storage: str | None, target: int, timeout: float | 
     err.print(f"study {spec.name!r}: {summary.finished} finished trials ({summary.ran} run now, "
               f"{summary.failed} failed), best {_best_text(summary.study)}. "
               f"See: digitune show {spec.name}", highlight=False)
+    if summary.recycled:
+        raise typer.Exit(RECYCLE_EXIT)
 
 
 @app.command("export-model")

@@ -61,3 +61,14 @@ def test_gpus_all_without_a_gpu_is_a_user_error(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1] == (
         "error: --gpus all: no NVIDIA GPU found (nvidia-smi lists none); drop --gpus to run on the CPU")
+
+
+@pytest.mark.slow
+def test_workers_are_recycled_after_k_trials(tmp_path):
+    path = write_study(tmp_path, "recycle", trials=5, family='"mlp"')
+    db = f"sqlite:///{tmp_path / 'r.db'}"
+    result = run_cli("run", str(path), "--storage", db, "--recycle-after", "2", cwd=tmp_path, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert "worker exit codes [0], 2 recycled" in result.stderr
+    study = optuna.load_study(study_name="recycle", storage=db)
+    assert len(study.get_trials(states=FINISHED)) == 5 and len(study.trials) == 5
