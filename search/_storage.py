@@ -1,8 +1,10 @@
-"""Where studies live: one function resolves the URL, one opens Optuna's RDB storage on it.
+"""Where studies live: one function resolves the URL, one opens the storage on it.
 
 The database stays a plain Optuna database, so the ``optuna`` CLI and optuna-dashboard
 open it too. SQLite files get WAL journaling and a busy timeout so several local workers
-can share one; a ``postgresql+psycopg://`` URL serves workers on many machines.
+can share one; a ``postgresql+psycopg://`` URL serves workers on many machines; a
+``grpc://host:port`` URL reaches Optuna's gRPC storage proxy (``digitune storage-proxy``),
+which serves hundreds of workers over one database.
 """
 
 from __future__ import annotations
@@ -21,6 +23,13 @@ STORAGE_ENV = "DIGITUNE_STORAGE"
 HEARTBEAT_SECONDS = 10
 GRACE_SECONDS = 60
 SQLITE_BUSY_TIMEOUT = 60
+CONNECT_TIMEOUT = 10  # seconds to reach a database server (or the gRPC proxy) before giving up
+POOL_RECYCLE_SECONDS = 1800  # reopen pooled connections before firewalls or servers drop idle ones
+# The driver's name for its connect timeout (libpq's and MySQL's connect_timeout, pg8000's timeout).
+TIMEOUT_ARGUMENT = {"psycopg": "connect_timeout", "psycopg2": "connect_timeout", "pg8000": "timeout",
+                    "pymysql": "connect_timeout", "mysqldb": "connect_timeout"}
+GRPC_SCHEME = "grpc"
+GRPC_DEFAULT_PORT = 13000
 
 
 class StorageError(RuntimeError):
@@ -46,19 +55,51 @@ def redact(url: str) -> str:
         return url.split("@")[-1] if "@" in url else url
 
 
-def open_storage(url: str, *, heartbeat: bool = True) -> optuna.storages.RDBStorage:
-    """Optuna's RDB storage on ``url``, created if new; ``StorageError`` if it cannot be reached.
+def grpc_address(url: str) -> tuple[str, int] | None:
+    """``(host, port)`` of a ``grpc://host[:port]`` URL (port 13000 by default); None for any other URL.
 
-    With ``heartbeat``, running trials send a heartbeat; one whose worker died is marked
-    failed after the grace period and its parameters are tried again.
+    An IPv6 host keeps its brackets (``grpc://[::1]:13000`` gives ``("[::1]", 13000)``), as gRPC wants it.
     """
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme.lower() != GRPC_SCHEME:
+        return None
+    address = rest.split("/", 1)[0].rsplit("@", 1)[-1]
+    if address.startswith("["):  # [ipv6]:port
+        host, _, tail = address[1:].partition("]")
+        port_text = tail.removeprefix(":")
+    else:
+        host, _, port_text = address.partition(":")
+    try:
+        port = int(port_text) if port_text else GRPC_DEFAULT_PORT
+    except ValueError:
+        raise StorageError(f"storage URL {redact(url)!r} has a bad port {port_text!r}; "
+                           f"use grpc://HOST:PORT, e.g. grpc://127.0.0.1:{GRPC_DEFAULT_PORT}") from None
+    if not host or not 0 < port < 65536:
+        raise StorageError(f"storage URL {redact(url)!r} needs a host and a port from 1 to 65535; "
+                           f"use grpc://HOST:PORT, e.g. grpc://127.0.0.1:{GRPC_DEFAULT_PORT}")
+    return (f"[{host}]" if ":" in host else host), port  # gRPC wants an IPv6 address in brackets
+
+
+def open_storage(url: str, *, heartbeat: bool = True) -> optuna.storages.BaseStorage:
+    """The storage on ``url``, created if new; ``StorageError`` if it cannot be reached.
+
+    A database URL gives Optuna's RDB storage. With ``heartbeat``, its running trials send
+    a heartbeat; one whose worker died is marked failed after the grace period and its
+    parameters are tried again. A ``grpc://host:port`` URL gives Optuna's gRPC storage
+    proxy client; heartbeats are an RDB-storage feature, so trials run through the proxy
+    send none (a trial whose worker died stays RUNNING there).
+    """
+    address = grpc_address(url)
+    if address is not None:
+        return _open_grpc(url, *address)
     try:
         parsed = make_url(url)
     except (ArgumentError, ValueError) as exc:
-        raise StorageError(f"storage URL {redact(url)!r} is not a database URL; use sqlite:///path/to/file.db "
-                           f"or postgresql+psycopg://user@host/db") from exc
+        raise StorageError(f"storage URL {redact(url)!r} is not a database URL; use sqlite:///path/to/file.db, "
+                           f"postgresql+psycopg://user@host/db or grpc://host:port") from exc
+    backend = parsed.get_backend_name()
     engine_kwargs: dict = {}
-    if parsed.get_backend_name() == "sqlite":
+    if backend == "sqlite":
         database = parsed.database or ""
         if database and database != ":memory:":
             folder = Path(database).expanduser().parent
@@ -70,7 +111,21 @@ def open_storage(url: str, *, heartbeat: bool = True) -> optuna.storages.RDBStor
                                        f"{exc.strerror}") from exc
         engine_kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT}
     else:
-        engine_kwargs["pool_pre_ping"] = True
+        # A connection dropped by the server or a firewall is replaced rather than failing a trial.
+        engine_kwargs.update(pool_pre_ping=True, pool_recycle=POOL_RECYCLE_SECONDS)
+        try:
+            driver = parsed.get_driver_name()
+        except (SQLAlchemyError, ImportError):  # an unknown dialect: RDBStorage below reports it
+            driver = None
+        connect_args: dict = {}
+        timeout_key = TIMEOUT_ARGUMENT.get(driver)
+        if timeout_key and timeout_key not in parsed.query:
+            # A dead host fails after CONNECT_TIMEOUT seconds instead of hanging; the URL's own value wins.
+            connect_args[timeout_key] = CONNECT_TIMEOUT
+        if driver in ("psycopg", "psycopg2") and "application_name" not in parsed.query:
+            connect_args["application_name"] = "digitune"  # how our connections show in pg_stat_activity
+        if connect_args:
+            engine_kwargs["connect_args"] = connect_args
     heartbeat_kwargs: dict = {}
     if heartbeat:
         with warnings.catch_warnings():
@@ -83,11 +138,55 @@ def open_storage(url: str, *, heartbeat: bool = True) -> optuna.storages.RDBStor
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             storage = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **heartbeat_kwargs)
     except (SQLAlchemyError, ImportError, ModuleNotFoundError) as exc:
-        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-        raise StorageError(f"cannot open storage {redact(url)}: {reason}") from exc
+        raise StorageError(f"cannot open storage {redact(url)}: {_reason(exc, url)}") from exc
     except RuntimeError as exc:  # Optuna's schema-version check
-        raise StorageError(f"storage {redact(url)}: {str(exc).splitlines()[0]}") from exc
-    if parsed.get_backend_name() == "sqlite":
+        raise StorageError(_schema_message(url, parsed.password is not None, str(exc))) from exc
+    if backend == "sqlite":
         with storage.engine.connect() as conn:
             conn.execute(sqlalchemy.text("PRAGMA journal_mode=WAL"))
+    return storage
+
+
+def _reason(exc: BaseException, url: str) -> str:
+    """The first line of the driver's own message, with the password scrubbed out just in case."""
+    reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    text = reason[0] if reason else type(exc).__name__
+    try:
+        password = make_url(url).password
+    except (ArgumentError, ValueError):
+        password = None
+    return text.replace(str(password), "***") if password else text
+
+
+def _schema_message(url: str, has_password: bool, optuna_message: str) -> str:
+    """Optuna refused the database's schema version: say which way it is off and how to fix it."""
+    shown = redact(url)
+    if "optuna storage upgrade" in optuna_message:
+        fill_in = " (with the real password for ***)" if has_password else ""
+        return (f"storage {shown} has an older Optuna schema than this Optuna ({optuna.__version__}) uses; "
+                f"back it up, then upgrade it with `optuna storage upgrade --storage {shown}`{fill_in}")
+    if "pip install -U optuna" in optuna_message:
+        return (f"storage {shown} was set up by a newer Optuna than this one ({optuna.__version__}); "
+                f"upgrade Optuna with `pip install -U optuna`")
+    return f"storage {shown}: {optuna_message.strip().splitlines()[0]}"
+
+
+def _open_grpc(url: str, host: str, port: int) -> optuna.storages.BaseStorage:
+    """Optuna's gRPC storage proxy client, once the proxy answers (``StorageError`` if it does not)."""
+    try:
+        import grpc  # noqa: F401  (Optuna imports it lazily; a missing package should fail here, clearly)
+        import google.protobuf  # noqa: F401
+    except ImportError as exc:
+        raise StorageError(f"cannot open storage {redact(url)}: the gRPC storage proxy needs the grpcio and "
+                           f"protobuf packages (pip install grpcio protobuf)") from exc
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        storage = optuna.storages.GrpcStorageProxy(host=host, port=port)
+    try:
+        storage.wait_server_ready(timeout=CONNECT_TIMEOUT)
+    except ConnectionError as exc:
+        storage.close()
+        raise StorageError(f"cannot open storage {redact(url)}: no storage proxy answered at {host}:{port} within "
+                           f"{CONNECT_TIMEOUT} s; start one with `digitune storage-proxy --storage URL "
+                           f"--host HOST --port {port}`") from exc
     return storage

@@ -84,3 +84,63 @@ def run_cli(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: f
     full_env.update(env or {})
     return subprocess.run([digitune_exe(), *args], cwd=cwd, env=full_env, capture_output=True, text=True,
                           timeout=timeout)
+
+
+# --------------------------------------------------------------------------- storages (contract suite)
+
+POSTGRES_ADMIN_ENV = "DIGITUNE_TEST_POSTGRES"
+POSTGRES_ADMIN_DEFAULT = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+
+
+def _postgres_admin_url() -> str:
+    """The server tests make their databases on: ``$DIGITUNE_TEST_POSTGRES`` or the local ``test`` database."""
+    return os.environ.get(POSTGRES_ADMIN_ENV) or POSTGRES_ADMIN_DEFAULT
+
+
+def _postgres_connect(url: str):
+    """A psycopg connection (autocommit) from a SQLAlchemy-style URL; skips the test if there is no server.
+
+    A fresh server has no ``test`` database; its ``postgres`` database serves as well.
+    """
+    psycopg = pytest.importorskip("psycopg", reason="PostgreSQL tests need psycopg (pip install 'psycopg[binary]')")
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    reason = "no database to connect to"
+    for dbname in dict.fromkeys([parsed.database or "postgres", "postgres"]):
+        try:
+            return psycopg.connect(host=parsed.host or "127.0.0.1", port=parsed.port or 5432,
+                                   user=parsed.username or "postgres", password=parsed.password,
+                                   dbname=dbname, autocommit=True, connect_timeout=5)
+        except psycopg.OperationalError as exc:
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            if f'database "{dbname}" does not exist' not in str(exc):
+                break
+    pytest.skip(f"PostgreSQL is not reachable at {parsed.render_as_string(hide_password=True)} "
+                f"(set ${POSTGRES_ADMIN_ENV} to another server): {reason}")
+
+
+@pytest.fixture
+def postgres_url():
+    """A fresh, empty PostgreSQL database for this test (``digitune_test_<random>``), dropped afterwards."""
+    import secrets
+
+    from sqlalchemy.engine import make_url
+
+    admin = _postgres_admin_url()
+    name = f"digitune_test_{secrets.token_hex(6)}"
+    with _postgres_connect(admin) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield make_url(admin).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with _postgres_connect(admin) as conn:  # FORCE: a worker that is still connected must not keep it
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def storage_url(request, tmp_path: Path) -> str:
+    """The same test over each storage digitune supports: a SQLite file and a PostgreSQL server."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'studies.db'}"
+    return request.getfixturevalue("postgres_url")
