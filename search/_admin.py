@@ -309,10 +309,15 @@ def _storage_checks(url: str) -> list[Check]:
         n_studies = len(optuna.get_all_study_names(storage=storage))
         storage_row = Check("storage", OK, f"{shown}: reachable, {n_studies} "
                                            f"{'study' if n_studies == 1 else 'studies'}")
-        schema_row = _schema_check(url, shown, scrub, storage)
+        if isinstance(storage, optuna.storages.RDBStorage):
+            schema_row = _schema_check(url, shown, scrub, storage)
+        else:  # a gRPC proxy: the schema is the proxy's database's, checked where it runs
+            schema_row = Check("schema", OK, "not checked through a storage proxy; run doctor with the proxy's "
+                                             "database URL")
     finally:
-        storage.remove_session()
-        storage.engine.dispose()
+        if isinstance(storage, optuna.storages.RDBStorage):
+            storage.remove_session()
+            storage.engine.dispose()
     return [storage_row, schema_row]
 
 

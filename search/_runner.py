@@ -267,7 +267,9 @@ def run_study(
                 break
             trial = slots.claim(study, n_trials)
             if trial is None:
-                if count_finished(study) >= n_trials:
+                if count_finished(study) >= n_trials or not slots.heartbeats:
+                    # Without heartbeats (a gRPC proxy) a dead worker's trial would hold its slot for ever:
+                    # do not wait for it.
                     break
                 time.sleep(1.0)  # the other workers' running trials may still fail; then we take over
                 continue
@@ -312,6 +314,11 @@ def _run_one(study: optuna.Study, storage: optuna.storages.BaseStorage, trial: o
     return study.tell(trial, values)
 
 
+def _heartbeat_enabled(storage: optuna.storages.BaseStorage) -> bool:
+    """Whether ``storage`` records heartbeats (an RDB storage opened with a heartbeat interval)."""
+    return getattr(storage, "get_heartbeat_interval", lambda: None)() is not None
+
+
 class _Heartbeat:
     """Records the running trial's heartbeat every few seconds (RDB storages), as ``Study.optimize`` does."""
 
@@ -321,8 +328,7 @@ class _Heartbeat:
         self.thread: threading.Thread | None = None
 
     def __enter__(self) -> "_Heartbeat":
-        enabled = getattr(self.storage, "is_heartbeat_enabled", lambda: False)()
-        if enabled:
+        if _heartbeat_enabled(self.storage):
             study_id = self.storage.get_study_id_from_name(self.study.study_name)
             trial_id = self.storage.get_trial_id_from_study_id_trial_number(study_id, self.trial.number)
             interval = self.storage.get_heartbeat_interval() or 60
@@ -397,9 +403,13 @@ class _SlotLock:
         else:
             yield
 
+    @property
+    def heartbeats(self) -> bool:
+        return _heartbeat_enabled(self.storage)
+
     def claim(self, study: optuna.Study, target: int) -> optuna.Trial | None:
         """A new (or queued) trial if the study has room for one, else None."""
-        if hasattr(self.storage, "is_heartbeat_enabled") and self.storage.is_heartbeat_enabled():
+        if self.heartbeats:
             optuna.storages.fail_stale_trials(study)  # a dead worker's trial: failed, and queued again
         with self._locked():
             active = len(study.get_trials(deepcopy=False, states=(*FINISHED, TrialState.RUNNING)))

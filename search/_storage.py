@@ -22,6 +22,9 @@ DEFAULT_STORAGE = "sqlite:///studies/digitune.db"
 STORAGE_ENV = "DIGITUNE_STORAGE"
 HEARTBEAT_SECONDS = 10
 GRACE_SECONDS = 60
+# Overrides, e.g. for tests that kill a worker and want its trial recovered in seconds.
+HEARTBEAT_ENV = "DIGITUNE_HEARTBEAT_INTERVAL"
+GRACE_ENV = "DIGITUNE_GRACE_PERIOD"
 SQLITE_BUSY_TIMEOUT = 60
 CONNECT_TIMEOUT = 10  # seconds to reach a database server (or the gRPC proxy) before giving up
 POOL_RECYCLE_SECONDS = 1800  # reopen pooled connections before firewalls or servers drop idle ones
@@ -131,7 +134,8 @@ def open_storage(url: str, *, heartbeat: bool = True) -> optuna.storages.BaseSto
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3)
-        heartbeat_kwargs = dict(heartbeat_interval=HEARTBEAT_SECONDS, grace_period=GRACE_SECONDS,
+        heartbeat_kwargs = dict(heartbeat_interval=int(os.environ.get(HEARTBEAT_ENV, HEARTBEAT_SECONDS)),
+                                grace_period=int(os.environ.get(GRACE_ENV, GRACE_SECONDS)),
                                 heartbeat_stale_trial_callback=retry)
     try:
         with warnings.catch_warnings():  # heartbeats are marked experimental; we rely on them knowingly

@@ -1,0 +1,65 @@
+"""Faults: a worker killed with SIGKILL in the middle of a trial."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from conftest import digitune_exe, run_cli, write_study
+from search import FINISHED
+
+pytestmark = pytest.mark.slow
+
+# Heartbeats every second, a dead worker's trial failed after 4 s (the defaults are 10 s and 60 s).
+FAST_HEARTBEAT = {"DIGITUNE_HEARTBEAT_INTERVAL": "1", "DIGITUNE_GRACE_PERIOD": "4"}
+
+
+def _env(extra: dict[str, str]) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "DIGITUNE_STORAGE"}
+    env.update(extra)
+    return env
+
+
+def test_a_worker_killed_mid_trial_is_recovered_and_its_config_retried(tmp_path):
+    # Long trials (many epochs on the full digits) so the kill lands inside one.
+    path = write_study(tmp_path, "killed", trials=3, family='"mlp"', pruner="none")
+    text = path.read_text().replace("limit = 300", "").replace("epochs = {low = 1, high = 3}", "epochs = 40")
+    path.write_text(text)
+    db = tmp_path / "k.db"
+    url = f"sqlite:///{db}"
+    victim = subprocess.Popen([digitune_exe(), "run", str(path), "--storage", url], cwd=tmp_path,
+                              env=_env(FAST_HEARTBEAT), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    running = []
+    while not running:
+        assert victim.poll() is None and time.monotonic() < deadline, victim.communicate()[1]
+        time.sleep(0.5)
+        if db.exists():
+            try:
+                study = optuna.load_study(study_name="killed", storage=url)
+                running = study.get_trials(states=(TrialState.RUNNING,))
+            except KeyError:
+                pass
+    time.sleep(2)  # well inside the trial's 40 epochs
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    killed = running[0]
+
+    result = run_cli("worker", "killed", "--storage", url, cwd=tmp_path, env=FAST_HEARTBEAT, timeout=600)
+    assert result.returncode == 0, result.stderr
+    study = optuna.load_study(study_name="killed", storage=url)
+    dead = study.trials[killed.number]
+    # Marked failed once its heartbeat went stale: Optuna only finds trials stale that sent heartbeats,
+    # so this also shows the runner records them.
+    assert dead.state == TrialState.FAIL
+    retried = [t for t in study.trials if t.system_attrs.get("failed_trial") == killed.number]
+    assert len(retried) == 1 and retried[0].params == killed.params
+    assert retried[0].state in FINISHED
+    assert len(study.get_trials(states=FINISHED)) == 3  # the study still reaches its target
+
