@@ -1,10 +1,12 @@
 """Resident memory of one worker over many trials: does a long-lived worker grow?
 
-    python bench/memory.py [--trials 200] [--storage sqlite:///tmp/memory.db]
+    python bench/memory.py [--trials 200] [--storage sqlite:///tmp/memory.db] [--recycle-after K]
 
 Runs small MLP and CNN trials on 300 digits, one worker, in this process, and prints the
 resident set size (VmRSS) after trials 10, 50, 100, ... and its growth from trial 10 to
 the last (the first trials warm up TensorFlow and the caches, so they are not the baseline).
+With --recycle-after K it runs `digitune run --recycle-after K` instead and samples the
+RSS of its worker processes every second: the largest any worker reached, per 50 trials.
 """
 
 from __future__ import annotations
@@ -65,10 +67,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--trials", type=int, default=200)
     parser.add_argument("--storage")
+    parser.add_argument("--recycle-after", type=int, default=0)
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     folder = Path(tempfile.mkdtemp(prefix="digitune-memory-"))
     (folder / "memory.toml").write_text(STUDY.format(trials=args.trials))
+    if args.recycle_after:
+        recycled_run(folder, args.storage or f"sqlite:///{folder / 'memory.db'}", args.trials, args.recycle_after)
+        return
     storage = open_storage(args.storage or f"sqlite:///{folder / 'memory.db'}")
     samples: dict[int, float] = {}
     marks = {10, 25, 50, 100, 150, 200, args.trials}
@@ -86,6 +92,48 @@ def main() -> None:
     growth = 100 * (samples[last] - samples[first]) / samples[first]
     print(f"{args.trials} trials in {wall:.0f} s; RSS {samples[first]:.1f} MiB after trial {first}, "
           f"{samples[last]:.1f} MiB after trial {last}: {growth:+.1f} %")
+
+
+def _worker_rss() -> list[float]:
+    """VmRSS (MiB) of every running `search.cli worker` process."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ")
+            if b"search.cli worker" not in cmdline:
+                continue
+            for line in (proc / "status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    found.append(int(line.split()[1]) / 1024)
+        except OSError:
+            continue
+    return found
+
+
+def recycled_run(folder: Path, storage: str, trials: int, recycle_after: int) -> None:
+    import subprocess
+
+    import optuna
+
+    cmd = [sys.executable, "-m", "search.cli", "run", str(folder / "memory.toml"), "--storage", storage,
+           "--recycle-after", str(recycle_after)]
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    peaks: dict[int, float] = {}
+    while proc.poll() is None:
+        time.sleep(1.0)
+        try:
+            done = len(optuna.load_study(study_name="memory", storage=storage).trials)
+        except KeyError:
+            continue
+        bucket = min(trials, (done // 50 + 1) * 50)
+        peaks[bucket] = max([peaks.get(bucket, 0.0), *_worker_rss()])
+    wall = time.perf_counter() - start
+    for bucket in sorted(peaks):
+        print(f"trials up to {bucket:4d}: largest worker RSS {peaks[bucket]:8.1f} MiB")
+    print(f"{trials} trials in {wall:.0f} s with --recycle-after {recycle_after}; exit code {proc.returncode}")
 
 
 if __name__ == "__main__":
