@@ -22,11 +22,11 @@ def list_studies(storage: optuna.storages.BaseStorage) -> list[dict[str, Any]]:
     for summary in optuna.get_all_study_summaries(storage=storage, include_best_trial=False):
         study = optuna.load_study(study_name=summary.study_name, storage=storage)
         trials = study.get_trials(deepcopy=False)
-        finished = [t for t in trials if t.state == TrialState.COMPLETE and t.values is not None]
-        maximize = summary.direction == optuna.study.StudyDirection.MAXIMIZE
+        finished = [t for t in trials if t.state == TrialState.COMPLETE and t.values is not None and _feasible(t)]
         best = None
-        if finished and len(summary.directions) == 1:
-            best = (max if maximize else min)(t.value for t in finished)
+        if finished and len(summary.directions) == 1:  # a multi-objective study has a front, not a best value
+            maximize = summary.directions[0] == optuna.study.StudyDirection.MAXIMIZE
+            best = (max if maximize else min)(t.values[0] for t in finished)
         activity = [t.datetime_complete or t.datetime_start for t in trials if t.datetime_start]
         rows.append({
             "name": summary.study_name,

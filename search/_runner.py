@@ -410,7 +410,9 @@ class _SlotLock:
     def claim(self, study: optuna.Study, target: int) -> optuna.Trial | None:
         """A new (or queued) trial if the study has room for one, else None."""
         if self.heartbeats:
-            optuna.storages.fail_stale_trials(study)  # a dead worker's trial: failed, and queued again
+            with warnings.catch_warnings():  # Optuna marks the heartbeat API experimental
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                optuna.storages.fail_stale_trials(study)  # a dead worker's trial: failed, and queued again
         with self._locked():
             active = len(study.get_trials(deepcopy=False, states=(*FINISHED, TrialState.RUNNING)))
             if active >= target:

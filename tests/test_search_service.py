@@ -73,6 +73,8 @@ def test_multi_objective_study_gives_a_pareto_front(tmp_path, small_digits):
         assert not trial.intermediate_values  # multi-objective trials cannot report
     shown = run_cli("show", "tiny", "--storage", db, cwd=tmp_path)
     assert "Pareto front (val_accuracy:max, params:min)" in shown.stdout
+    (row,) = json.loads(run_cli("studies", "--storage", db, "--json", cwd=tmp_path).stdout)
+    assert row["directions"] == ["maximize", "minimize"] and row["best_value"] is None
 
 
 def test_multi_objective_trials_stop_when_validation_stalls(tmp_path, small_digits):
