@@ -261,18 +261,22 @@ def run_study(
 
     with interrupts() as interrupt, _SlotLock(storage, study.study_name) as slots:
         objective = Objective(spec, dataset, interrupt, keeper)
+        waiting_since: float | None = None
         while True:
             interrupt.check()
             if deadline is not None and time.monotonic() >= deadline:
                 break
             trial = slots.claim(study, n_trials)
             if trial is None:
-                if count_finished(study) >= n_trials or not slots.heartbeats:
-                    # Without heartbeats (a gRPC proxy) a dead worker's trial would hold its slot for ever:
-                    # do not wait for it.
+                waiting_since = waiting_since or time.monotonic()
+                if (count_finished(study) >= n_trials or not slots.heartbeats
+                        or time.monotonic() - waiting_since > slots.patience):
+                    # Without heartbeats (a gRPC proxy), or past the grace period, a trial that stays
+                    # running may belong to no live worker: leave it rather than wait for ever.
                     break
                 time.sleep(1.0)  # the other workers' running trials may still fail; then we take over
                 continue
+            waiting_since = None
             frozen = _run_one(study, storage, trial, objective)
             counts["ran"] += 1
             if frozen.state == TrialState.FAIL:
@@ -406,6 +410,13 @@ class _SlotLock:
     @property
     def heartbeats(self) -> bool:
         return _heartbeat_enabled(self.storage)
+
+    @property
+    def patience(self) -> float:
+        """How long to wait for others' running trials: past the grace period they are failed, or never will be."""
+        grace = getattr(self.storage, "grace_period", None) or 0
+        interval = getattr(self.storage, "heartbeat_interval", None) or 0
+        return grace + 3 * interval + 5
 
     def claim(self, study: optuna.Study, target: int) -> optuna.Trial | None:
         """A new (or queued) trial if the study has room for one, else None."""
