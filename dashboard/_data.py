@@ -8,6 +8,7 @@ it is read once. Nothing here writes to the storage.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import copy
 import datetime as dt
@@ -33,10 +34,6 @@ SPEC_ATTR = "digitune_spec"
 DATASET_ATTR = "dataset"
 MANIFEST_ATTR = "manifest"
 STATES = tuple(state.name.lower() for state in TrialState)
-
-
-class EmptyStorage(LookupError):
-    """The storage does not exist yet (a SQLite file never written); it holds no studies."""
 
 
 # --------------------------------------------------------------------------- records of one study
@@ -92,8 +89,10 @@ class StudyData:
         return tuple(int(d) for d in shape) if shape else None
 
     def record(self, number: int) -> dict[str, Any]:
-        return self.records[number] if 0 <= number < len(self.records) and self.records[number]["number"] == number \
-            else next(r for r in self.records if r["number"] == number)
+        """The record of trial ``number`` (trial numbers count from 0 without gaps, so it is usually at that index)."""
+        if 0 <= number < len(self.records) and self.records[number]["number"] == number:
+            return self.records[number]
+        return next(r for r in self.records if r["number"] == number)
 
     @cached_property
     def optuna_study(self) -> optuna.Study:
@@ -284,7 +283,11 @@ class Reader:
         if self._opened() is None:
             raise KeyError(name)
         with self._lock:
-            study_id = self.storage.get_study_id_from_name(name)
+            try:
+                study_id = self.storage.get_study_id_from_name(name)
+            except KeyError:
+                self._cache.pop(name, None)  # deleted: forget its trials
+                raise
             cache = self._cache.get(name)
             if cache is None or cache.study_id != study_id:  # new, or deleted and made again
                 cache = _Cache(study_id=study_id, trials={}, records={}, max_trial_id=-1, version=0)
@@ -385,6 +388,15 @@ def trial_alive(start: dt.datetime | None, heartbeat: dt.datetime | None, *, now
     if heartbeat is not None and db_now is not None:
         return (db_now - heartbeat).total_seconds() <= HEARTBEAT_ALIVE_SECONDS
     return start is not None and (now - start).total_seconds() <= RECENT_START_SECONDS
+
+
+def storage_url(argv: list[str]) -> str:
+    """The storage URL for the app: ``--storage URL`` among ``argv`` (what follows ``streamlit run app.py --``),
+    else ``$DIGITUNE_STORAGE``, else digitune's default."""
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    parser.add_argument("--storage")
+    known, _ = parser.parse_known_args(argv)
+    return resolve_storage_url(known.storage)
 
 
 def _missing_sqlite_file(url: str) -> bool:

@@ -25,15 +25,16 @@ STATE_COLORS = {"complete": "#2ca02c", "pruned": "#ff9f1c", "fail": "#d62728", "
 GREY = "#b0b0b0"
 BASELINE_MARKER = dict(symbol="star", size=15, color="#e6b800", line=dict(width=1, color="#5a4500"))
 MANY_CURVES = 150  # beyond this many, curves are drawn as one trace per style rather than one per trial
+MANY_POINTS = 3000
 OPTUNA_PLOTS = ("importance", "parallel", "slice", "contour", "edf")
 
 
 def _layout(fig: go.Figure, title: str, *, x: str | None = None, y: str | None = None, height: int = 450,
             legend: bool = True) -> go.Figure:
-    fig.update_layout(
+    fig.update_layout(  # the legend goes under the plot, where it cannot run into the title in a narrow column
         title=dict(text=title, x=0.01), template="plotly_white", height=height, uirevision="digitune",
-        margin=dict(l=60, r=20, t=60, b=50), showlegend=legend,
-        legend=dict(orientation="h", yanchor="bottom", y=1.02, xanchor="right", x=1),
+        margin=dict(l=60, r=20, t=50, b=40), showlegend=legend,
+        legend=dict(orientation="h", yanchor="top", y=-0.2, xanchor="left", x=0),
     )
     if x:
         fig.update_xaxes(title_text=x)
@@ -112,8 +113,13 @@ def history_figure(data: StudyData, *, objective: int = 0, log_y: bool = False) 
     return fig
 
 
+def _scatter(count: int) -> type:
+    """WebGL scatter for big studies: SVG gets slow in the browser beyond a few thousand points."""
+    return go.Scattergl if count > MANY_POINTS else go.Scatter
+
+
 def _points(rows: list[dict[str, Any]], objective: int, name: str, marker: dict[str, Any]) -> go.Scatter:
-    return go.Scatter(x=[r["number"] for r in rows], y=[r["values"][objective] for r in rows], mode="markers",
+    return _scatter(len(rows))(x=[r["number"] for r in rows], y=[r["values"][objective] for r in rows], mode="markers",
                       name=name, marker=dict(opacity=0.85, **marker), text=[_hover(r) for r in rows],
                       hovertemplate="%{text}<br>%{y:.4g}<extra></extra>")
 
@@ -227,7 +233,7 @@ def params_figure(data: StudyData) -> go.Figure:
     for family in sorted({family_of(r) for r in done}):
         rows = [r for r in done if family_of(r) == family and not r["baseline"]]
         if rows:
-            fig.add_trace(go.Scatter(
+            fig.add_trace(_scatter(len(rows))(
                 x=[r["params_count"] for r in rows], y=[r["accuracy"] for r in rows], mode="markers", name=family,
                 marker=dict(color=[FAMILY_COLORS.get(family, GREY) if r["feasible"] else GREY for r in rows],
                             size=9, opacity=0.85),
@@ -333,9 +339,8 @@ def trials_table(data: StudyData, *, states: Iterable[str] | None = None, famili
         if families is not None and family_of(record) not in families:
             continue
         values = record["values"] if record["state"] in ("complete", "pruned") else None
-        if value_range is not None:
-            if not values or not value_range[0] <= values[0] <= value_range[1]:
-                continue
+        if value_range is not None and not (values and value_range[0] <= values[0] <= value_range[1]):
+            continue
         row: dict[str, Any] = {"number": record["number"], "state": record["state"]}
         for i, metric in enumerate(data.metrics):
             row[metric] = values[i] if values and i < len(values) else None
@@ -411,8 +416,7 @@ def trial_curves_figure(record: dict[str, Any]) -> go.Figure:
         if values:
             fig.add_trace(go.Scatter(x=list(range(1, len(values) + 1)), y=values, name=key, mode="lines+markers",
                                      line=dict(color=color, dash=dash)), row=1, col=1 if "accuracy" in key else 2)
-    _layout(fig, f"Trial {record['number']}: learning curves", height=400)
-    fig.update_layout(margin=dict(t=110), legend=dict(y=1.18))
+    _layout(fig, f"Trial {record['number']}: learning curves", height=420)
     fig.update_xaxes(title_text="epoch")
     return fig
 

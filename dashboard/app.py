@@ -15,14 +15,13 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
-import argparse  # noqa: E402
 import json  # noqa: E402
 import sys  # noqa: E402
 from typing import Any, Callable  # noqa: E402
 
 import streamlit as st  # noqa: E402
 
-from search import StorageError, resolve_storage_url  # noqa: E402
+from search import StorageError  # noqa: E402
 
 from dashboard._data import (  # noqa: E402
     Reader,
@@ -32,6 +31,7 @@ from dashboard._data import (  # noqa: E402
     learning_curves,
     model_layers,
     running_trials,
+    storage_url,
     study_summary,
 )
 from dashboard._figures import (  # noqa: E402
@@ -57,14 +57,6 @@ REFRESH_CHOICES = (2, 5, 10, 30)
 PLOTLY_CONFIG = {"displaylogo": False}
 
 
-def storage_argument(argv: list[str]) -> str | None:
-    """``--storage URL`` from the arguments after ``streamlit run dashboard/app.py --``, if given."""
-    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
-    parser.add_argument("--storage")
-    known, _ = parser.parse_known_args(argv)
-    return known.storage
-
-
 @st.cache_resource(show_spinner=False)
 def get_reader(url: str) -> Reader:
     """One reader (and trial cache) per storage, shared by every browser session."""
@@ -79,7 +71,7 @@ def fmt(value: Any, digits: int = 4) -> str:
     if value is None:
         return "–"
     if isinstance(value, float):
-        return f"{value:.{digits}g}" if abs(value) >= 1000 else f"{value:.{digits}f}"
+        return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.{digits}f}"
     if isinstance(value, int):
         return f"{value:,}"
     return str(value)
@@ -163,11 +155,13 @@ def study_page(reader: Reader) -> None:
     counts = summary["trials"]
     cols = st.columns(6)
     target = f" / {summary['target_trials']}" if summary["target_trials"] else ""
-    cols[0].metric("trials", f"{summary['n_trials']}{target}")
+    cols[0].metric("finished", f"{counts['complete'] + counts['pruned']}{target}",
+                   help=f"complete and pruned trials (of {summary['n_trials']} in all), against the study's target")
     cols[1].metric("complete", counts["complete"])
     cols[2].metric("pruned", counts["pruned"])
     cols[3].metric("failed", counts["fail"])
-    cols[4].metric("running", counts["running"], help="workers running now" if summary["running_now"] else None)
+    alive = sum(r["alive"] for r in summary["running"])
+    cols[4].metric("running", counts["running"], help=f"{alive} with a worker alive now (a recent heartbeat or start)")
     if data.is_multi_objective:
         cols[5].metric("Pareto front", f"{len(summary['pareto_front'])} trials")
     else:
@@ -197,13 +191,20 @@ def study_page(reader: Reader) -> None:
         "Contour": lambda: _optuna_tab(data, "contour", objective),
         "EDF": lambda: _optuna_tab(data, "edf", objective),
         "Pareto": lambda: _pareto_tab(data),
-        "Timeline": lambda: chart(data.memoized("timeline", lambda: timeline_figure(data))),
+        "Timeline": lambda: _timeline_tab(data),
         "Trials": lambda: _trials_tab(data),
     }
     for label, tab in tabs.items():
         if tab.open is not False:  # only the open tab runs (None: state not tracked, run all)
             with tab:
                 renderers[label]()
+
+
+def _timeline_tab(data: StudyData) -> None:
+    if any(r["state"] == "running" for r in data.records):  # their bars grow until now: draw afresh
+        chart(timeline_figure(data), key="timeline")
+    else:
+        chart(data.memoized("timeline", lambda: timeline_figure(data)), key="timeline")
 
 
 def _history_tab(data: StudyData, objective: int) -> None:
@@ -230,9 +231,9 @@ def _curves_tab(data: StudyData) -> None:
 def _families_tab(data: StudyData) -> None:
     left, right = st.columns(2)
     with left:
-        chart(data.memoized("families", lambda: families_figure(data)))
+        chart(data.memoized("families", lambda: families_figure(data)), key="families")
     with right:
-        chart(data.memoized("params", lambda: params_figure(data)))
+        chart(data.memoized("params", lambda: params_figure(data)), key="params")
     rows = []
     for family in sorted({family_of(r) for r in data.records if r["state"] == "complete"}):
         done = [r for r in data.records if r["state"] == "complete" and family_of(r) == family]
@@ -250,7 +251,7 @@ def _importance_tab(data: StudyData, objective: int) -> None:
     fig, message = data.memoized(("optuna", "importance", objective), lambda: optuna_figure(
         "importance", data.optuna_study, objective=objective, objective_name=data.objectives[objective]))
     st.subheader("All trials")
-    _chart_or_message(fig, message)
+    _chart_or_message(fig, message, key="importance_all")
     families = sorted({family_of(r) for r in data.records if r["state"] == "complete"})
     if not families:
         return
@@ -260,11 +261,11 @@ def _importance_tab(data: StudyData, objective: int) -> None:
         with col:
             try:
                 importances = data.memoized(("family_importance", family, objective),
-                                            lambda: family_importances(data, family, objective=objective))
+                                            lambda f=family: family_importances(data, f, objective=objective))
             except ValueError as exc:
                 st.info(f"Importance within {family.upper()} trials: {exc}")
                 continue
-            chart(importances_figure(importances, f"{family.upper()} trials only"))
+            chart(importances_figure(importances, f"{family.upper()} trials only"), key=f"importance_{family}")
 
 
 def _optuna_tab(data: StudyData, kind: str, objective: int) -> None:
@@ -284,9 +285,9 @@ def _optuna_tab(data: StudyData, kind: str, objective: int) -> None:
     _chart_or_message(fig, message)
 
 
-def _chart_or_message(fig, message: str | None) -> None:
+def _chart_or_message(fig, message: str | None, key: str | None = None) -> None:
     if fig is not None:
-        chart(fig)
+        chart(fig, key=key)
     else:
         st.info(message)
 
@@ -315,7 +316,10 @@ def _trials_tab(data: StudyData) -> None:
     value_range = None
     if len(values) >= 2 and min(values) < max(values):
         low, high = float(min(values)), float(max(values))
-        chosen = cols[2].slider(f"{data.objectives[0]} range", low, high, (low, high), key="filter_values")
+        # Keyed on its bounds: when a new trial widens them the slider starts over at the full range
+        # instead of silently hiding the newcomer.
+        chosen = cols[2].slider(f"{data.objectives[0]} range", low, high, (low, high),
+                                key=f"filter_values:{low}:{high}")
         if chosen != (low, high):
             value_range = chosen
     rows = trials_table(data, states=chosen_states, families=chosen_families, value_range=value_range)
@@ -462,7 +466,7 @@ RENDER = {"Studies": studies_page, "Study": study_page, "Trial": trial_page, "Co
 def main() -> None:
     st.set_page_config(page_title="digitune", layout="wide")
     try:
-        reader = get_reader(resolve_storage_url(storage_argument(sys.argv[1:])))
+        reader = get_reader(storage_url(sys.argv[1:]))
     except StorageError as exc:
         st.error(f"Cannot open the study storage: {exc}")
         return
