@@ -17,7 +17,7 @@ from typing import Any
 
 import optuna
 from optuna.artifacts import FileSystemArtifactStore, download_artifact, upload_artifact
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy.engine import make_url
 
 ARTIFACTS_ENV = "DIGITUNE_ARTIFACTS"
@@ -40,8 +40,9 @@ def artifact_dir(storage_url: str, override: str | os.PathLike | None = None) ->
     return Path("studies") / "artifacts"
 
 
-def _feasible(constraints: dict[str, float] | None) -> bool:
-    return all(v <= 0 for v in (constraints or {}).values())
+def is_feasible(trial: FrozenTrial) -> bool:
+    """Whether ``trial`` meets all its constraints (``trial.set_constraint`` values <= 0), as Optuna judges it."""
+    return all(v <= 0 for v in (trial.constraints or {}).values())
 
 
 class ModelKeeper:
@@ -67,7 +68,7 @@ class ModelKeeper:
         maximize = study.directions[0] == optuna.study.StudyDirection.MAXIMIZE
         better = [
             t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-            if t.values and _feasible(t.constraints) and (t.values[0] > value if maximize else t.values[0] < value)
+            if t.values and is_feasible(t) and (t.values[0] > value if maximize else t.values[0] < value)
         ]
         if len(better) >= self.keep:
             return None

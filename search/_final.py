@@ -15,7 +15,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from models import DataError, Dataset, TrainConfig, model_config_from_dict, read_images
 
-from ._artifacts import ModelKeeper
+from ._artifacts import ModelKeeper, is_feasible
 
 TEST_ATTR = "test_accuracy"
 
@@ -36,7 +36,7 @@ class ExportResult:
 def best_trial(study: optuna.Study) -> FrozenTrial:
     """The best feasible completed trial (by the first objective for multi-objective studies)."""
     complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-                if t.values and all(v <= 0 for v in (t.constraints or {}).values())]
+                if t.values and is_feasible(t)]
     if not complete:
         raise NoModelError(f"study {study.study_name!r} has no completed feasible trial yet; "
                            f"run it first (digitune run or digitune worker)")

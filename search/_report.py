@@ -8,6 +8,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from ._artifacts import is_feasible
 from ._runner import DATASET_ATTR, SPEC_ATTR, load_study
 
 
@@ -22,7 +23,7 @@ def list_studies(storage: optuna.storages.BaseStorage) -> list[dict[str, Any]]:
     for summary in optuna.get_all_study_summaries(storage=storage, include_best_trial=False):
         study = optuna.load_study(study_name=summary.study_name, storage=storage)
         trials = study.get_trials(deepcopy=False)
-        finished = [t for t in trials if t.state == TrialState.COMPLETE and t.values is not None and _feasible(t)]
+        finished = [t for t in trials if t.state == TrialState.COMPLETE and t.values is not None and is_feasible(t)]
         best = None
         if finished and len(summary.directions) == 1:  # a multi-objective study has a front, not a best value
             maximize = summary.directions[0] == optuna.study.StudyDirection.MAXIMIZE
@@ -57,7 +58,7 @@ def trial_record(trial: FrozenTrial) -> dict[str, Any]:
         "fail_reason": attrs.get("fail_reason"),
         "baseline": attrs.get("baseline"),
         "constraints": dict(trial.constraints) if trial.constraints else None,
-        "feasible": _feasible(trial),
+        "feasible": is_feasible(trial),
     }
 
 
@@ -85,11 +86,8 @@ def study_detail(name: str, storage: optuna.storages.BaseStorage, *, top: int = 
         return detail
     maximize = directions[0] == "maximize"
     ranked = sorted(complete, key=lambda t: t.value, reverse=maximize)
-    feasible = [t for t in ranked if _feasible(t)]
+    feasible = [t for t in ranked if is_feasible(t)]
     detail["best"] = trial_record(feasible[0]) if feasible else None
     detail["top"] = [trial_record(t) for t in ranked[:top]]
     return detail
 
-
-def _feasible(trial: FrozenTrial) -> bool:
-    return all(v <= 0 for v in (trial.constraints or {}).values())
