@@ -34,6 +34,15 @@ from dashboard._data import (  # noqa: E402
     storage_url,
     study_summary,
 )
+from dashboard._model import (  # noqa: E402
+    MAX_UPLOAD_BYTES,
+    SavedModel,
+    UploadError,
+    load_saved_model,
+    misclassified,
+    predict_upload,
+    submission_csv,
+)
 from dashboard._figures import (  # noqa: E402
     compare_figure,
     confusion_figure,
@@ -398,6 +407,63 @@ def trial_page(reader: Reader) -> None:
     else:
         st.info("Confusion matrix and per-class accuracy: not recorded for this trial "
                 "(only complete trials of newer digitune versions have them).")
+    _saved_model_section(reader, data, record)
+
+
+@st.cache_resource(show_spinner="Loading the saved model…", max_entries=8)
+def _saved_model(url: str, _storage: Any, study_name: str, number: int, artifact: str) -> SavedModel | None:
+    return load_saved_model(url, _storage, study_name, number)
+
+
+# Keyed by the artifact id; the leading underscore keeps Streamlit from hashing the model.
+@st.cache_data(show_spinner=False, max_entries=32)
+def _mistakes(artifact: str, _saved: SavedModel) -> list[dict[str, Any]]:
+    return misclassified(_saved)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _submission(artifact: str, _saved: SavedModel) -> str:
+    return submission_csv(_saved)
+
+
+def _saved_model_section(reader: Reader, data: StudyData, record: dict[str, Any]) -> None:
+    st.subheader("Saved model")
+    number = record["number"]
+    artifact = (data.user_attrs.get("saved_models") or {}).get(str(number))
+    if artifact is None:
+        st.info("No saved model for this trial: digitune keeps the models of a study's best `save_models` "
+                "trials (export any trial's config with `digitune export-model`).")
+        return
+    saved = _saved_model(reader.url or "", reader.storage, data.name, number, artifact)
+    if saved is None:
+        st.info("This trial's model was saved, but its file is not in the artifact folder here.")
+        return
+    left, right = st.columns(2)
+    left.download_button("Download the model (.keras)", saved.keras_bytes,
+                         file_name=f"{data.name}-trial-{number}.keras", mime="application/octet-stream",
+                         key="download_model")
+    right.download_button("Download a submission CSV (held-out test images)",
+                          _submission(artifact, saved),
+                          file_name=f"{data.name}-trial-{number}-submission.csv", mime="text/csv",
+                          key="download_submission")
+    mistakes = _mistakes(artifact, saved)
+    st.markdown(f"**Misclassified validation images** ({len(mistakes)} shown, most confident first)")
+    if mistakes:
+        columns = st.columns(8)
+        for i, item in enumerate(mistakes):
+            columns[i % 8].image(item["image"], caption=f"true {item['true']} → {item['predicted']} "
+                                                        f"({item['probability']:.0%})")
+    upload = st.file_uploader(f"Upload a digit (PNG, at most {MAX_UPLOAD_BYTES // 1024} KiB)", type=["png"],
+                              key=f"upload:{data.name}:{number}")
+    if upload is not None:
+        try:
+            probabilities = predict_upload(saved, upload.getvalue())
+        except UploadError as exc:
+            st.error(f"Cannot read that image: {exc}")
+        else:
+            label = int(probabilities.argmax())
+            st.metric("prediction", label, help=f"probability {probabilities[label]:.1%}")
+            st.bar_chart({"probability": [float(p) for p in probabilities]})
 
 
 def _trial_label(record: dict[str, Any]) -> str:
