@@ -21,7 +21,9 @@ from typing import Any, Callable  # noqa: E402
 
 import streamlit as st  # noqa: E402
 
-from search import StorageError  # noqa: E402
+import tomllib  # noqa: E402
+
+from search import PRUNERS, SAMPLERS, SpecError, StorageError, spec_from_dict  # noqa: E402
 
 from dashboard._data import (  # noqa: E402
     Reader,
@@ -34,6 +36,7 @@ from dashboard._data import (  # noqa: E402
     storage_url,
     study_summary,
 )
+from dashboard._launch import DATASETS, Launch, launch, study_from_fields  # noqa: E402
 from dashboard._model import (  # noqa: E402
     MAX_UPLOAD_BYTES,
     SavedModel,
@@ -61,7 +64,7 @@ from dashboard._figures import (  # noqa: E402
     trials_table,
 )
 
-PAGES = ("Studies", "Study", "Trial", "Compare")
+PAGES = ("Studies", "Study", "Trial", "Compare", "Launch")
 REFRESH_CHOICES = (2, 5, 10, 30)
 PLOTLY_CONFIG = {"displaylogo": False}
 
@@ -526,7 +529,71 @@ def compare_page(reader: Reader) -> None:
 # --------------------------------------------------------------------------- the app
 
 
-RENDER = {"Studies": studies_page, "Study": study_page, "Trial": trial_page, "Compare": compare_page}
+# --------------------------------------------------------------------------- Launch
+
+
+@st.cache_resource
+def _launches() -> dict[str, Launch]:
+    """Studies launched from this dashboard process, by name (shared by every browser session)."""
+    return {}
+
+
+def launch_page(reader: Reader) -> None:
+    st.title("Launch a study")
+    st.caption("Starts `digitune run` in the background on this storage; launching is the only thing the "
+               "dashboard writes.")
+    launches = _launches()
+    with st.container(border=True):
+        name = st.text_input("Study name", value="dashboard-study", key="launch_name")
+        left, right = st.columns(2)
+        dataset = left.selectbox("Dataset", DATASETS, key="launch_dataset")
+        trials = right.number_input("Trials", min_value=1, max_value=10_000, value=12, key="launch_trials")
+        sampler = left.selectbox("Sampler", SAMPLERS, key="launch_sampler")
+        pruner = right.selectbox("Pruner", PRUNERS, key="launch_pruner")
+        families = left.multiselect("Families", ["mlp", "cnn"], default=["mlp", "cnn"], key="launch_families")
+        workers = right.number_input("Worker processes", min_value=1, max_value=64, value=1, key="launch_workers")
+        uploaded = st.file_uploader("…or a study file (TOML) instead of these fields", type=["toml"],
+                                    key="launch_file")
+        if st.button("Launch", type="primary", key="launch_button"):
+            try:
+                if uploaded is not None:
+                    definition = spec_from_dict(tomllib.loads(uploaded.getvalue().decode()),
+                                                source=uploaded.name).to_dict()
+                else:
+                    definition = study_from_fields(name=name, dataset=dataset, trials=int(trials), sampler=sampler,
+                                                   pruner=pruner, families=families or ["mlp"])
+            except (SpecError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+                st.error(f"Cannot launch: {exc}")
+            else:
+                study = definition["study"]["name"]
+                if study in launches and launches[study].running:
+                    st.warning(f"Study {study!r} is already running from this dashboard.")
+                else:
+                    launches[study] = launch(definition, reader.url or "", workers=int(workers))
+                    st.success(f"Launched study {study!r} ({definition['study']['trials']} trials).")
+    if not launches:
+        return
+    st.subheader("Launched from this dashboard")
+    for study, item in list(launches.items()):
+        with st.container(border=True):
+            finished = 0
+            try:
+                data = reader.study(study)
+                finished = sum(r["state"] in ("complete", "pruned") for r in data.records)
+            except KeyError:
+                pass  # not created yet
+            target = int(tomllib.loads(item.study_file.read_text())["study"]["trials"])
+            state = "running" if item.running else f"ended (exit code {item.returncode})"
+            st.markdown(f"**{study}**: {state}, {finished} of {target} trials finished")
+            st.progress(min(finished / target, 1.0))
+            st.code(item.log_tail() or "(no output yet)", language=None)
+            if item.running and st.button("Stop", key=f"stop:{study}"):
+                code = item.stop()
+                st.info(f"Stopped {study!r} (exit code {code}); its finished trials stay in the study.")
+
+
+RENDER = {"Studies": studies_page, "Study": study_page, "Trial": trial_page, "Compare": compare_page,
+          "Launch": launch_page}
 
 
 def main() -> None:
