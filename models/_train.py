@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import math
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import keras
 import numpy as np
@@ -132,12 +133,13 @@ def train(
     log = TrainLog() if log is None else log
     clear_state()
     keras.utils.set_random_seed(train_config.seed)
-    model = build_model(model_config, dataset.x_train.shape[1:], dataset.info.num_classes)
-    model.compile(
-        optimizer=_optimizer(train_config),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
-    )
+    with _out_of_memory_as_training_error("building the model"):
+        model = build_model(model_config, dataset.x_train.shape[1:], dataset.info.num_classes)
+        model.compile(
+            optimizer=_optimizer(train_config),
+            loss="sparse_categorical_crossentropy",
+            metrics=["accuracy"],
+        )
     log.params = int(model.count_params())
     log.device = describe_device()
     log.backend = keras.backend.backend()
@@ -155,21 +157,17 @@ def train(
         x, y, validation = np.concatenate([x, dataset.x_val]), np.concatenate([y, dataset.y_val]), None
     start = time.perf_counter()
     try:
-        model.fit(
-            x, y,
-            validation_data=validation,
-            batch_size=train_config.batch_size,
-            validation_batch_size=max(train_config.batch_size, 1024),
-            epochs=train_config.epochs,
-            callbacks=all_callbacks,
-            shuffle=True,
-            verbose=verbose,
-        )
-    except Exception as exc:
-        if _is_out_of_memory(exc):
-            first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-            raise TrainingError(f"out of memory while training: {first_line}") from exc
-        raise
+        with _out_of_memory_as_training_error("training"):
+            model.fit(
+                x, y,
+                validation_data=validation,
+                batch_size=train_config.batch_size,
+                validation_batch_size=max(train_config.batch_size, 1024),
+                epochs=train_config.epochs,
+                callbacks=all_callbacks,
+                shuffle=True,
+                verbose=verbose,
+            )
     finally:
         log.train_seconds = time.perf_counter() - start
 
@@ -192,6 +190,18 @@ def train(
         test_loss, test_accuracy = model.evaluate(dataset.x_test, dataset.y_test, batch_size=1024, verbose=0)
         result.test_loss, result.test_accuracy = float(test_loss), float(test_accuracy)
     return result
+
+
+@contextlib.contextmanager
+def _out_of_memory_as_training_error(doing: str) -> Iterator[None]:
+    """Turn any backend's out-of-memory error into a ``TrainingError`` (this trial fails, the study goes on)."""
+    try:
+        yield
+    except Exception as exc:
+        if _is_out_of_memory(exc):
+            first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+            raise TrainingError(f"out of memory while {doing}: {first_line}") from exc
+        raise
 
 
 def _is_out_of_memory(exc: BaseException) -> bool:

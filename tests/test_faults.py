@@ -1,4 +1,4 @@
-"""Faults: a worker killed with SIGKILL in the middle of a trial."""
+"""Faults: a worker killed with SIGKILL in the middle of a trial, a trial that runs out of memory."""
 
 from __future__ import annotations
 
@@ -63,3 +63,30 @@ def test_a_worker_killed_mid_trial_is_recovered_and_its_config_retried(tmp_path)
     assert retried[0].state in FINISHED
     assert len(study.get_trials(states=FINISHED)) == 3  # the study still reaches its target
 
+
+
+def _limit_address_space() -> None:
+    """12 GiB of address space: an allocation beyond it fails at once instead of waking the OOM killer."""
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_AS, (12 << 30, 12 << 30))
+
+
+def test_a_trial_that_runs_out_of_memory_fails_alone(tmp_path):
+    # One choice of width needs a 64 x 2**30 float kernel (256 GiB): that trial cannot be built.
+    path = write_study(tmp_path, "oom", trials=3, family='"mlp"', sampler="random", pruner="none")
+    text = path.read_text().replace("units = {low = 16, high = 64, log = true}", "units = [32, 1073741824]")
+    text = text.replace("hidden_layers = {low = 1, high = 2}", "hidden_layers = 1")
+    path.write_text(text)
+    url = f"sqlite:///{tmp_path / 'o.db'}"
+    result = subprocess.run([digitune_exe(), "run", str(path), "--storage", url], cwd=tmp_path, env=_env({}),
+                            capture_output=True, text=True, timeout=600, preexec_fn=_limit_address_space)
+    assert result.returncode == 0, result.stderr
+    study = optuna.load_study(study_name="oom", storage=url)
+    failed = study.get_trials(states=(TrialState.FAIL,))
+    assert failed, "expected the 2**30-unit trials to fail"
+    for trial in failed:
+        assert trial.params["mlp_units"] == 1073741824
+        assert trial.user_attrs["fail_reason"].startswith("TrainingError: out of memory while building the model")
+    finished = study.get_trials(states=FINISHED)
+    assert len(finished) == 3 and all(t.params["mlp_units"] == 32 for t in finished)
