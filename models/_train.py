@@ -35,6 +35,7 @@ class TrainLog:
     params: int = 0
     device: str = ""
     backend: str = ""
+    dtype_policy: str = ""  # "float32", or "mixed_float16" under mixed precision
     curves: dict[str, list[float]] = field(default_factory=dict)
     train_seconds: float = 0.0
 
@@ -131,7 +132,9 @@ def train(
     ``TrainingError``.
     """
     log = TrainLog() if log is None else log
+    policy = keras.config.dtype_policy()  # clear_session resets it; a mixed-precision caller keeps its choice
     clear_state()
+    keras.config.set_dtype_policy(policy)
     keras.utils.set_random_seed(train_config.seed)
     with _out_of_memory_as_training_error("building the model"):
         model = build_model(model_config, dataset.x_train.shape[1:], dataset.info.num_classes)
@@ -143,6 +146,7 @@ def train(
     log.params = int(model.count_params())
     log.device = describe_device()
     log.backend = keras.backend.backend()
+    log.dtype_policy = keras.config.dtype_policy().name
     curves = log.curves
     all_callbacks: list[keras.callbacks.Callback] = [_CurveRecorder(curves)]
     if train_config.early_stopping_patience and not merge_validation:

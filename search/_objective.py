@@ -133,6 +133,7 @@ def _record(trial: optuna.Trial, log) -> None:
     trial.set_user_attr("epochs_run", log.epochs_run)
     trial.set_user_attr("keras_backend", log.backend)
     trial.set_user_attr("device", log.device)
+    trial.set_user_attr("dtype_policy", log.dtype_policy)
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     if visible:  # a worker started with --gpus sees one card as gpu:0; record which one it was
         trial.set_user_attr("cuda_visible_devices", visible)

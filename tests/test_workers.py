@@ -72,3 +72,17 @@ def test_workers_are_recycled_after_k_trials(tmp_path):
     assert "worker exit codes [0], 2 recycled" in result.stderr
     study = optuna.load_study(study_name="recycle", storage=db)
     assert len(study.get_trials(states=FINISHED)) == 5 and len(study.trials) == 5
+
+
+@pytest.mark.slow
+def test_mixed_precision_is_applied_and_recorded(tmp_path):
+    path = write_study(tmp_path, "mixed", trials=2, family='"mlp"')
+    db = f"sqlite:///{tmp_path / 'm.db'}"
+    result = run_cli("run", str(path), "--storage", db, "--mixed-precision", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    study = optuna.load_study(study_name="mixed", storage=db)
+    trials = study.get_trials(states=FINISHED)
+    assert len(trials) == 2 and {t.user_attrs["dtype_policy"] for t in trials} == {"mixed_float16"}
+    plain = run_cli("worker", "mixed", "--storage", db, "--trials", "3", cwd=tmp_path)
+    assert plain.returncode == 0, plain.stderr
+    assert optuna.load_study(study_name="mixed", storage=db).trials[-1].user_attrs["dtype_policy"] == "float32"
