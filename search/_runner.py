@@ -233,6 +233,7 @@ def run_study(
     seed_offset: int = 0,
     keeper: ModelKeeper | None = None,
     max_trials: int | None = None,
+    study: optuna.Study | None = None,
 ) -> RunSummary:
     """Run ``spec`` until its study holds ``n_trials`` finished (complete or pruned) trials.
 
@@ -250,7 +251,8 @@ def run_study(
     timeout = spec.timeout if timeout is None else timeout
     if dataset is None:
         dataset = load_dataset(spec.data.source, **spec.data.load_kwargs())
-    study = open_study(spec, storage, dataset, seed_offset=seed_offset)
+    if study is None:  # a caller that already opened it (and checked it against spec and data) passes it in
+        study = open_study(spec, storage, dataset, seed_offset=seed_offset)
     already = count_finished(study)
     if already >= n_trials:
         _logger.info("study %r already has %d finished trials (asked for %d)", spec.name, already, n_trials)

@@ -203,7 +203,7 @@ def _run_with_progress(spec, storage: str | None, target: int, timeout: float | 
             summary = run_study(spec, store, dataset=data, n_trials=target, timeout=timeout, on_trial=on_trial,
                                 seed_offset=seed_offset, keeper=ModelKeeper(artifact_dir(url, artifacts),
                                                                             spec.save_models),
-                                max_trials=recycle_after or None)
+                                max_trials=recycle_after or None, study=study)
     except KeyboardInterrupt as exc:
         signal_name = str(exc) or "SIGINT"
         err.print(f"interrupted ({signal_name}): the running trial is marked failed and {count_finished(study)} "
