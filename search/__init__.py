@@ -15,6 +15,7 @@ from ._final import (
     write_predictions,
 )
 from ._objective import Objective
+from ._queue import QueueEntry, QueueError, list_agents, queue_entries, queue_entry, resume, stop, submit
 from ._report import list_studies, study_detail, trial_record
 from ._runner import FINISHED, RunSummary, count_finished, StudyNotFoundError, load_study, open_study, run_study, stored_spec
 from ._space import sample_configs
@@ -23,6 +24,14 @@ from ._storage import DEFAULT_STORAGE, StorageError, open_storage, redact, resol
 
 __all__ = [
     "ExportResult",
+    "QueueEntry",
+    "QueueError",
+    "list_agents",
+    "queue_entries",
+    "queue_entry",
+    "resume",
+    "stop",
+    "submit",
     "ModelKeeper",
     "NoModelError",
     "artifact_dir",

@@ -34,6 +34,12 @@ RecycleOption = Annotated[int, typer.Option(
     "--recycle-after", min=0, help="Restart each worker process after this many trials, so memory that "
                                    "TensorFlow keeps per model is given back (0: never).")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of a table.")]
+WorkersOption = Annotated[int, typer.Option(
+    "--workers", min=1, help="Processes on this machine, sharing its cores (default 1).")]
+GpusOption = Annotated[Optional[str], typer.Option(
+    "--gpus", help="all, none or GPU indices like 0,1: processes per GPU (CUDA_VISIBLE_DEVICES set).")]
+TrialsPerGpuOption = Annotated[int, typer.Option(
+    "--trials-per-gpu", min=1, help="Processes (trials at a time) per GPU with --gpus.")]
 
 
 def user_errors(func: Callable) -> Callable:

@@ -9,7 +9,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from ._artifacts import is_feasible
-from ._runner import DATASET_ATTR, SPEC_ATTR, load_study
+from ._runner import AGENTS_STUDY, DATASET_ATTR, SPEC_ATTR, load_study
 
 
 def _state_counts(trials: list[FrozenTrial]) -> dict[str, int]:
@@ -21,6 +21,8 @@ def list_studies(storage: optuna.storages.BaseStorage) -> list[dict[str, Any]]:
     """One record per study: name, direction, dataset, trials by state, best value, last activity."""
     rows = []
     for summary in optuna.get_all_study_summaries(storage=storage, include_best_trial=False):
+        if summary.study_name == AGENTS_STUDY:  # digitune's agent registry, not a study
+            continue
         study = optuna.load_study(study_name=summary.study_name, storage=storage)
         trials = study.get_trials(deepcopy=False)
         finished = [t for t in trials if t.state == TrialState.COMPLETE and t.values is not None and is_feasible(t)]

@@ -29,6 +29,7 @@ _logger = logging.getLogger("digitune")
 SPEC_ATTR = "digitune_spec"
 DATASET_ATTR = "dataset"
 MANIFEST_ATTR = "manifest"
+AGENTS_STUDY = "digitune-agents"  # the agent registry (see _queue): a reserved study, not listed
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 MAX_CONSECUTIVE_FAILURES = 10
 
@@ -44,6 +45,7 @@ class RunSummary:
     ran: int
     failed: int
     recycled: bool = False  # stopped after ``max_trials`` trials so a fresh process can go on
+    gave_up: bool = False  # stopped after ``MAX_CONSECUTIVE_FAILURES`` failures in a row
 
 
 def make_sampler(spec: StudySpec, *, stream: tuple[int, ...] = ()) -> optuna.samplers.BaseSampler:
@@ -162,18 +164,45 @@ def open_study(spec: StudySpec, storage: optuna.storages.BaseStorage, dataset: D
         _enqueue_baselines(study, spec)
         return study
     study.sampler = make_sampler(spec, stream=(len(study.get_trials(deepcopy=False)), seed_offset))
+    _check_definition(study, spec)
+    fingerprint = study.user_attrs.get(DATASET_ATTR, {}).get("fingerprint")
+    if fingerprint and fingerprint != dataset.info.fingerprint:
+        raise SpecError(
+            f"study {spec.name!r} was run on data with fingerprint {fingerprint}, but {dataset.info.source} "
+            f"has fingerprint {dataset.info.fingerprint}; use the same data or a new study name")
+    if not fingerprint:  # a submitted study: the first agent to run it records the data it runs on
+        with study_lock(storage, spec.name):
+            if not study.user_attrs.get(DATASET_ATTR):
+                study.set_user_attr(DATASET_ATTR, dataset.info.to_dict())
+                study.set_user_attr(MANIFEST_ATTR, manifest(dataset))
     _enqueue_baselines(study, spec)
+    return study
+
+
+def _check_definition(study: optuna.Study, spec: StudySpec) -> None:
     old = stored_spec(study)
     if old.search_definition() != spec.search_definition():
         differing = sorted(k for k, v in spec.search_definition().items() if old.search_definition()[k] != v)
         raise SpecError(
             f"{spec.path or 'the study file'} disagrees with the stored study {spec.name!r} on "
             f"{', '.join(differing)}; give the study a new [study] name, or delete the old study first")
-    fingerprint = study.user_attrs.get(DATASET_ATTR, {}).get("fingerprint")
-    if fingerprint and fingerprint != dataset.info.fingerprint:
-        raise SpecError(
-            f"study {spec.name!r} was run on data with fingerprint {fingerprint}, but {dataset.info.source} "
-            f"has fingerprint {dataset.info.fingerprint}; use the same data or a new study name")
+
+
+def open_submitted(spec: StudySpec, storage: optuna.storages.BaseStorage) -> optuna.Study:
+    """The study for a submitted ``spec``, created without loading its data (agents load it).
+
+    An existing study must have the same search definition; its stored spec is replaced by
+    ``spec`` (a new budget, say). The sampler and pruner are built once to check their options.
+    """
+    make_sampler(spec), make_pruner(spec)
+    try:
+        study = optuna.load_study(study_name=spec.name, storage=storage)
+    except KeyError:
+        study = optuna.create_study(storage=storage, study_name=spec.name, directions=list(spec.directions),
+                                    load_if_exists=True)
+    else:
+        _check_definition(study, spec)
+    study.set_user_attr(SPEC_ATTR, spec.to_dict())
     return study
 
 
@@ -234,6 +263,9 @@ def run_study(
     keeper: ModelKeeper | None = None,
     max_trials: int | None = None,
     study: optuna.Study | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    on_start: Callable[[optuna.Trial], None] | None = None,
+    wait: bool = True,
 ) -> RunSummary:
     """Run ``spec`` until its study holds ``n_trials`` finished (complete or pruned) trials.
 
@@ -245,7 +277,11 @@ def run_study(
     ``MAX_CONSECUTIVE_FAILURES`` failures in a row, so a broken space cannot loop forever.
     Several workers may run this at once on one study: together they finish exactly
     ``n_trials`` (see ``_SlotLock``), and a worker with no trial left to start waits while
-    others' trials run, in case one fails and its slot comes free.
+    others' trials run, in case one fails and its slot comes free (unless ``wait`` is false:
+    an agent goes on to other studies instead).
+
+    ``should_stop`` is asked before each trial (an agent's study was stopped, or a more
+    urgent one came in); ``on_start`` hears of each trial as it starts.
     """
     n_trials = spec.trials if n_trials is None else n_trials
     timeout = spec.timeout if timeout is None else timeout
@@ -268,10 +304,12 @@ def run_study(
             interrupt.check()
             if deadline is not None and time.monotonic() >= deadline:
                 break
+            if should_stop is not None and should_stop():
+                break
             trial = slots.claim(study, n_trials)
             if trial is None:
                 waiting_since = waiting_since or time.monotonic()
-                if (count_finished(study) >= n_trials or not slots.heartbeats
+                if (not wait or count_finished(study) >= n_trials or not slots.heartbeats
                         or time.monotonic() - waiting_since > slots.patience):
                     # Without heartbeats (a gRPC proxy), or past the grace period, a trial that stays
                     # running may belong to no live worker: leave it rather than wait for ever.
@@ -279,6 +317,8 @@ def run_study(
                 time.sleep(1.0)  # the other workers' running trials may still fail; then we take over
                 continue
             waiting_since = None
+            if on_start is not None:
+                on_start(trial)
             frozen = _run_one(study, storage, trial, objective)
             counts["ran"] += 1
             if frozen.state == TrialState.FAIL:
@@ -286,13 +326,13 @@ def run_study(
                 counts["failed_in_a_row"] += 1
             else:
                 counts["failed_in_a_row"] = 0
-            _logger.info("%s", describe_trial(frozen))
+            _logger.info("%s: %s", study.study_name, describe_trial(frozen))
             if on_trial is not None:
                 on_trial(study, frozen)
             if counts["failed_in_a_row"] >= MAX_CONSECUTIVE_FAILURES:
                 _logger.error("stopping: %d trials in a row failed; see their fail_reason (digitune show %s)",
                               counts["failed_in_a_row"], study.study_name)
-                break
+                return RunSummary(study, count_finished(study), counts["ran"], counts["failed"], gave_up=True)
             if max_trials is not None and counts["ran"] >= max_trials:
                 finished = count_finished(study)
                 return RunSummary(study, finished, counts["ran"], counts["failed"], recycled=finished < n_trials)
@@ -358,6 +398,13 @@ class _Heartbeat:
             self.thread.join(timeout=5)
 
 
+@contextlib.contextmanager
+def study_lock(storage: optuna.storages.BaseStorage, study_name: str) -> Iterator[None]:
+    """The lock that workers of ``study_name`` take to claim trials; also guards its queue state."""
+    with _SlotLock(storage, study_name) as slots, slots.locked():
+        yield
+
+
 class _SlotLock:
     """Hands out trials so that a study never holds more than its target of running and finished ones.
 
@@ -389,7 +436,7 @@ class _SlotLock:
             self.lock_file.close()
 
     @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
+    def locked(self) -> Iterator[None]:
         if self.lock_file is not None:
             fcntl.flock(self.lock_file, fcntl.LOCK_EX)
             try:
@@ -426,7 +473,7 @@ class _SlotLock:
             with warnings.catch_warnings():  # Optuna marks the heartbeat API experimental
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 optuna.storages.fail_stale_trials(study)  # a dead worker's trial: failed, and queued again
-        with self._locked():
+        with self.locked():
             active = len(study.get_trials(deepcopy=False, states=(*FINISHED, TrialState.RUNNING)))
             if active >= target:
                 return None

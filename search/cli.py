@@ -22,7 +22,7 @@ from typing import Annotated, Any, Optional  # noqa: E402
 import typer  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from search._cli_common import ArtifactsOption, JsonOption, MixedPrecisionOption, RecycleOption, StorageOption, app, err, out, setup_logging, storage_from, user_errors  # noqa: E402
+from search._cli_common import ArtifactsOption, GpusOption, JsonOption, MixedPrecisionOption, RecycleOption, StorageOption, TrialsPerGpuOption, WorkersOption, app, err, out, setup_logging, storage_from, user_errors  # noqa: E402
 
 
 @app.command()
@@ -44,12 +44,9 @@ def run(
     baselines: Annotated[Optional[str], typer.Option(
         "--baselines", help="'tutorial' runs the seven tutorial presets first, tagged as baselines.")] = None,
     artifacts: ArtifactsOption = None,
-    workers: Annotated[int, typer.Option(
-        "--workers", min=1, help="Worker processes on this machine, sharing its cores (default 1).")] = 1,
-    gpus: Annotated[Optional[str], typer.Option(
-        "--gpus", help="all, none or GPU indices like 0,1: one worker per GPU (CUDA_VISIBLE_DEVICES set).")] = None,
-    trials_per_gpu: Annotated[int, typer.Option(
-        "--trials-per-gpu", min=1, help="Workers (trials at a time) per GPU with --gpus.")] = 1,
+    workers: WorkersOption = 1,
+    gpus: GpusOption = None,
+    trials_per_gpu: TrialsPerGpuOption = 1,
     mixed_precision: MixedPrecisionOption = False,
     recycle_after: RecycleOption = 0,
 ) -> None:
@@ -406,6 +403,7 @@ def _fmt(value: Any) -> str:
 from search import _cli_admin  # noqa: E402,F401  (registers export, delete, doctor)
 from search import _cli_dashboard  # noqa: E402,F401  (registers dashboard)
 from search import _cli_scale  # noqa: E402,F401  (registers storage-proxy)
+from search import _cli_queue  # noqa: E402,F401  (registers submit, queue, stop, resume, agent)
 
 
 def main() -> None:

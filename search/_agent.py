@@ -1,0 +1,194 @@
+"""``digitune agent``: a long-running process that works through the study queue.
+
+An agent loops: read the queue, take the most urgent study that has budget left and a free
+trial slot, run trials on it until its budget is spent, it is stopped, or a more urgent study
+comes in (checked at every trial boundary), then read the queue again. Several agents share
+one study through the same claim lock as ``digitune worker`` (exact trial counts), and a
+trial whose agent died is failed after the grace period and tried again by whichever agent
+claims next (Optuna's heartbeat and ``RetryHeartbeatStaleTrialCallback``).
+
+Data: an agent loads each study's data from the study's own source (a name or a path on
+this machine) and refuses the study, with the reason in its registry record and its log,
+when that fails or when the data's fingerprint differs from the one the study recorded.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import optuna
+
+from models import DataError, Dataset, load_dataset
+
+from ._artifacts import ModelKeeper
+from ._queue import AgentRecord, QueueEntry, mark_ended, mark_started, queue_entries, state_of
+from ._runner import DATASET_ATTR, load_study, open_study, run_study, stored_spec
+from ._signals import Interrupt
+from ._spec import SpecError, StudySpec
+
+_logger = logging.getLogger("digitune")
+
+
+@dataclass
+class AgentSummary:
+    trials_run: int
+    studies: list[str]
+    refused: dict[str, str]
+
+
+class Agent:
+    """One agent process: its registry record, its data cache, and the loop over the queue."""
+
+    def __init__(self, storage: optuna.storages.BaseStorage, *, keeper_for: Callable[[StudySpec], ModelKeeper],
+                 devices: str = "cpu", poll: float = 5.0, until_idle: bool = False, max_trials: int | None = None,
+                 interrupt: Interrupt | None = None):
+        self.storage = storage
+        self.keeper_for = keeper_for
+        self.devices = devices
+        self.poll = poll
+        self.until_idle = until_idle
+        self.max_trials = max_trials
+        self.interrupt = interrupt or Interrupt()
+        self.refused: dict[str, str] = {}
+        self.studies: list[str] = []
+        self.trials_run = 0
+        self._data: dict[str, Dataset | DataError] = {}
+        self.record: AgentRecord | None = None
+
+    # ----------------------------------------------------------------------- the loop
+
+    def run(self) -> AgentSummary:
+        """Work through the queue until interrupted, or (``until_idle``) until no study has work for us."""
+        with AgentRecord(self.storage, devices=self.devices) as record:
+            self.record = record
+            _logger.info("agent %s on %s: waiting for studies (digitune submit)", record.id, self.devices)
+            while True:
+                self.interrupt.check()
+                if self.max_trials is not None and self.trials_run >= self.max_trials:
+                    break
+                entries = [e for e in queue_entries(self.storage) if e.has_work and e.name not in self.refused]
+                worked = False
+                for entry in entries:
+                    if self._work_on(entry):
+                        worked = True
+                        break  # read the queue again: priorities and budgets may have changed
+                if worked:
+                    continue
+                if self.until_idle and not entries:
+                    _logger.info("agent %s: no study has work left; exiting (--until-idle)", record.id)
+                    break
+                record.update(state="idle", study=None, trial=None)
+                self._sleep(self.poll)
+        return AgentSummary(self.trials_run, self.studies, dict(self.refused))
+
+    def _sleep(self, seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            self.interrupt.check()
+            time.sleep(min(0.2, max(0.0, end - time.monotonic())))
+
+    def _work_on(self, entry: QueueEntry) -> bool:
+        """Run trials of ``entry`` while it stays the most urgent; whether any trial ran."""
+        study = load_study(entry.name, self.storage)
+        try:
+            spec = stored_spec(study)
+        except SpecError as exc:
+            mark_ended(self.storage, entry.name, "failed", str(exc))
+            return False
+        dataset = self._dataset(entry.name, spec, study)
+        if dataset is None:
+            return False
+        try:
+            study = open_study(spec, self.storage, dataset, seed_offset=self._seed_offset())
+        except SpecError as exc:  # the space does not fit this data, say: no agent could run it
+            _logger.error("study %r cannot run: %s", entry.name, exc)
+            mark_ended(self.storage, entry.name, "failed", str(exc))
+            return False
+        if not mark_started(self.storage, entry.name):
+            return False
+        current = next(e for e in queue_entries(self.storage) if e.name == entry.name)
+        if not current.has_work:
+            self._finish_if_spent(current)
+            return False
+        study_id = study._study_id
+        self.record.update(state="working", study=entry.name, trial=None)
+        ran_here = [0]
+
+        def should_stop() -> bool:
+            if state_of(self.storage, study_id) not in ("queued", "running"):
+                _logger.info("agent %s: study %r was stopped; leaving it", self.record.id, entry.name)
+                return True
+            if self.max_trials is not None and self.trials_run + ran_here[0] >= self.max_trials:
+                return True
+            return self._more_urgent_than(entry)
+
+        def on_start(trial: optuna.Trial) -> None:
+            self.record.update(state="working", study=entry.name, trial=trial.number)
+
+        def on_trial(_study: optuna.Study, frozen: optuna.trial.FrozenTrial) -> None:
+            ran_here[0] += 1
+            self.record.update(trials_run=self.trials_run + ran_here[0])
+
+        left = current.seconds_left()
+        summary = run_study(spec, self.storage, dataset=dataset, n_trials=current.trials, study=study,
+                            timeout=left, keeper=self.keeper_for(spec), seed_offset=self._seed_offset(),
+                            should_stop=should_stop, on_start=on_start, on_trial=on_trial, wait=False)
+        self.trials_run += summary.ran
+        if summary.ran and entry.name not in self.studies:
+            self.studies.append(entry.name)
+        if summary.gave_up:
+            mark_ended(self.storage, entry.name, "failed",
+                       f"{summary.failed} trials failed in a row; see their fail_reason (digitune show {entry.name})")
+        else:
+            self._finish_if_spent(next(e for e in queue_entries(self.storage) if e.name == entry.name))
+        return summary.ran > 0
+
+    def _finish_if_spent(self, entry: QueueEntry) -> None:
+        # Trials still running elsewhere finish the study; past a time budget nothing new starts anyway.
+        out_of_time = entry.seconds_left() is not None and entry.seconds_left() <= 0
+        if entry.state in ("queued", "running") and entry.budget_spent and (not entry.running or out_of_time):
+            mark_ended(self.storage, entry.name, "done")
+            _logger.info("study %r is done: %d finished trials, best %s", entry.name, entry.finished,
+                         "-" if entry.best is None else f"{entry.best:.4f}")
+
+    def _more_urgent_than(self, entry: QueueEntry) -> bool:
+        for other in queue_entries(self.storage, min_priority=entry.priority + 1):
+            if other.has_work and other.name not in self.refused and other.running + other.finished < other.trials:
+                _logger.info("agent %s: leaving %r for the more urgent study %r", self.record.id, entry.name,
+                             other.name)
+                return True
+        return False
+
+    def _seed_offset(self) -> int:
+        return os.getpid()
+
+    # ----------------------------------------------------------------------- data
+
+    def _dataset(self, name: str, spec: StudySpec, study: optuna.Study) -> Dataset | None:
+        """The study's data, loaded here once per source; None (and the study refused) if it cannot be."""
+        key = json.dumps([spec.data.source, spec.data.load_kwargs()], sort_keys=True, default=str)
+        if key not in self._data:
+            try:
+                self._data[key] = load_dataset(spec.data.source, **spec.data.load_kwargs())
+            except DataError as exc:
+                self._data[key] = exc
+        loaded = self._data[key]
+        if isinstance(loaded, DataError):
+            return self._refuse(name, f"cannot load its data {spec.data.source!r} on this machine: {loaded}")
+        recorded = study.user_attrs.get(DATASET_ATTR, {}).get("fingerprint")
+        if recorded and recorded != loaded.info.fingerprint:
+            return self._refuse(
+                name, f"its data {spec.data.source!r} here has fingerprint {loaded.info.fingerprint}, but the study "
+                      f"was run on {recorded}; give this machine the same data")
+        return loaded
+
+    def _refuse(self, name: str, reason: str) -> None:
+        self.refused[name] = reason
+        _logger.error("agent %s refuses study %r: %s", self.record.id, name, reason)
+        self.record.update(refused=dict(self.refused))
+        return None

@@ -1,0 +1,265 @@
+"""The team workflow: ``submit``, ``queue``, ``stop``, ``resume`` and ``agent`` (over ``search._queue``)."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from search._cli_common import (
+    ArtifactsOption,
+    GpusOption,
+    JsonOption,
+    MixedPrecisionOption,
+    RecycleOption,
+    StorageOption,
+    TrialsPerGpuOption,
+    WorkersOption,
+    app,
+    err,
+    out,
+    setup_logging,
+    storage_from,
+    user_errors,
+)
+
+NameArgument = Annotated[str, typer.Argument(help="Study name, as `digitune queue` lists it.")]
+
+
+@app.command()
+@user_errors
+def submit(
+    study_file: Annotated[Path, typer.Argument(help="Study definition (TOML), e.g. studies/digits.toml.")],
+    storage: StorageOption = None,
+    priority: Annotated[int, typer.Option(
+        "--priority", help="Agents take studies with a higher priority first (default 0).")] = 0,
+    trials: Annotated[Optional[int], typer.Option(
+        "--trials", min=1, help="Budget: finished trials (default: the file's study.trials).")] = None,
+    timeout: Annotated[Optional[float], typer.Option(
+        "--timeout", min=1, help="Budget: seconds from when the first agent starts it (default: the file's "
+                                 "study.timeout, else none).")] = None,
+    dataset: Annotated[Optional[str], typer.Option(
+        "--dataset", help="Data source instead of the file's: digits, fashion-mnist, mnist or a path that "
+                          "exists on the agents' machines.")] = None,
+) -> None:
+    """Store a study and its spec in the database for agents to run; returns at once, trains nothing here."""
+    from search import load_spec, redact, resolve_storage_url, spec_from_dict
+    from search._queue import submit as submit_study
+
+    setup_logging()
+    spec = load_spec(study_file)
+    if trials or timeout or dataset:
+        data = spec.to_dict()
+        data["study"].update({k: v for k, v in {"trials": trials, "timeout": timeout}.items() if v})
+        if dataset:
+            data["data"]["source"] = dataset
+        spec = spec_from_dict(data, source=f"{study_file} (with command-line options)")
+    url = resolve_storage_url(storage)
+    entry = submit_study(spec, storage_from(url), priority=priority)
+    budget = f"{entry.trials} trials" + (f" or {entry.timeout:g} s" if entry.timeout else "")
+    out.print(f"submitted study {entry.name!r} to {redact(url)}: {entry.state}, priority {entry.priority}, "
+              f"budget {budget} ({entry.finished} finished so far). Agents pick it up: "
+              f"digitune agent --storage {redact(url)}", highlight=False)
+
+
+@app.command("queue")
+@user_errors
+def show_queue(
+    storage: StorageOption = None,
+    as_json: JsonOption = False,
+    everything: Annotated[bool, typer.Option(
+        "--all", help="Also list agents that exited or were lost more than a day ago.")] = False,
+) -> None:
+    """List submitted studies (state, budget used, best value, agents on them) and the agents."""
+    from search._queue import list_agents, queue_entries
+
+    store = storage_from(storage)
+    entries = queue_entries(store)
+    agents = list_agents(store, everything=everything)
+    if as_json:
+        out.print_json(json.dumps({"studies": [e.to_dict() for e in entries], "agents": agents}))
+        return
+    if not entries:
+        out.print("no studies submitted; submit one with: digitune submit STUDY.toml", highlight=False)
+    else:
+        table = Table(title="queue", title_justify="left")
+        for column in ("priority", "study", "state", "trials", "time", "best", "agents", "note"):
+            table.add_column(column, justify="right" if column in ("priority", "trials", "time") else "left")
+        for e in entries:
+            on_it = [a["id"] for a in agents if a.get("study") == e.name and a["status"] == "working"]
+            used = e.seconds_used()
+            time_text = "-" if used is None else f"{used:.0f}" + (f"/{e.timeout:g} s" if e.timeout else " s")
+            best = "-" if e.best is None else f"{e.best:.4f}"
+            note = e.reason or (f"{e.running} running" if e.running else "")
+            table.add_row(str(e.priority), e.name, e.state, f"{e.finished}/{e.trials}", time_text, best,
+                          ", ".join(on_it) or "-", note)
+        out.print(table)
+    if not agents:
+        out.print("no agents registered; start one with: digitune agent", highlight=False)
+        return
+    table = Table(title="agents", title_justify="left")
+    for column in ("agent", "status", "devices", "study", "trial", "trials run", "last heartbeat", "refused"):
+        table.add_column(column)
+    for a in agents:
+        refused = "; ".join(f"{k}: {v}" for k, v in (a.get("refused") or {}).items())
+        table.add_row(a["id"], a["status"], a.get("devices") or "-", a.get("study") or "-",
+                      "-" if a.get("trial") is None else str(a["trial"]), str(a.get("trials_run", 0)),
+                      f"{a['heartbeat_age']:.0f} s ago", refused or "-")
+    out.print(table)
+
+
+@app.command()
+@user_errors
+def stop(name: NameArgument, storage: StorageOption = None) -> None:
+    """Stop a submitted study: agents leave it after their running trial."""
+    from search._queue import stop as stop_study
+
+    old, new = stop_study(storage_from(storage), name)
+    if old == new:
+        out.print(f"study {name!r} is {old}; nothing to stop", highlight=False)
+    else:
+        out.print(f"study {name!r}: {old} -> stopped; agents leave it at their next trial boundary. "
+                  f"Continue it with: digitune resume {name}", highlight=False)
+
+
+@app.command()
+@user_errors
+def resume(name: NameArgument, storage: StorageOption = None) -> None:
+    """Queue a stopped or failed study again (a time budget starts afresh)."""
+    from search._queue import resume as resume_study
+
+    old, new = resume_study(storage_from(storage), name)
+    if old == new:
+        out.print(f"study {name!r} is already {old}", highlight=False)
+    else:
+        out.print(f"study {name!r}: {old} -> queued; agents take it up by priority", highlight=False)
+
+
+@app.command()
+@user_errors
+def agent(
+    storage: StorageOption = None,
+    workers: WorkersOption = 1,
+    gpus: GpusOption = None,
+    trials_per_gpu: TrialsPerGpuOption = 1,
+    until_idle: Annotated[bool, typer.Option(
+        "--until-idle", help="Exit when no submitted study has work left, instead of waiting for more.")] = False,
+    poll: Annotated[float, typer.Option(
+        "--poll", min=0.1, help="Seconds between looks at the queue while there is nothing to do.")] = 5.0,
+    artifacts: ArtifactsOption = None,
+    mixed_precision: MixedPrecisionOption = False,
+    recycle_after: RecycleOption = 0,
+) -> None:
+    """Work through the submitted studies, most urgent first, until stopped with Ctrl-C."""
+    from search import resolve_storage_url
+
+    setup_logging()
+    url = resolve_storage_url(storage)
+    if workers > 1 or (gpus and gpus != "none") or recycle_after:
+        _agent_processes(url, workers=workers, gpus=gpus, per_gpu=trials_per_gpu, until_idle=until_idle,
+                         poll=poll, artifacts=artifacts, mixed_precision=mixed_precision,
+                         recycle_after=recycle_after)
+        return
+    _agent_here(url, until_idle=until_idle, poll=poll, artifacts=artifacts, mixed_precision=mixed_precision)
+
+
+def _agent_here(url: str, *, until_idle: bool, poll: float, artifacts: str | None, mixed_precision: bool,
+                recycle_after: int = 0) -> None:
+    from models import describe_device
+    from search import ModelKeeper, artifact_dir
+    from search._agent import Agent
+    from search._signals import interrupts
+    from search._workers import RECYCLE_EXIT, apply_thread_budget
+
+    apply_thread_budget()
+    if mixed_precision:
+        import keras
+
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    store = storage_from(url)
+    folder = artifact_dir(url, artifacts)
+    try:
+        with interrupts() as interrupt:
+            worker = Agent(store, keeper_for=lambda spec: ModelKeeper(folder, spec.save_models),
+                           devices=describe_device(), poll=poll, until_idle=until_idle,
+                           max_trials=recycle_after or None, interrupt=interrupt)
+            summary = worker.run()
+    except KeyboardInterrupt as exc:
+        signal_name = str(exc) or "SIGINT"
+        err.print(f"agent stopped ({signal_name}); its running trial, if any, is marked failed and will be "
+                  f"run again by another agent", highlight=False)
+        raise typer.Exit(143 if signal_name == "SIGTERM" else 130) from None
+    refused = "".join(f"; refused {k}: {v}" for k, v in summary.refused.items())
+    err.print(f"agent done: {summary.trials_run} trials run on {', '.join(summary.studies) or 'no study'}{refused}",
+              highlight=False)
+    if recycle_after and summary.trials_run >= recycle_after:
+        raise typer.Exit(RECYCLE_EXIT)
+
+
+def _agent_processes(url: str, *, workers: int, gpus: str | None, per_gpu: int, until_idle: bool, poll: float,
+                     artifacts: str | None, mixed_precision: bool, recycle_after: int) -> None:
+    """Run one agent process per worker slot (threads or a GPU each) and restart recycled ones."""
+    import os
+    import subprocess
+    import sys
+
+    from search._workers import RECYCLE_EXIT, WorkerLayoutError, plan_workers
+
+    try:
+        slots = plan_workers(workers, gpus, per_gpu)
+    except WorkerLayoutError as exc:
+        err.print(f"error: {exc}", markup=False, highlight=False)
+        raise typer.Exit(2) from None
+    cmd = [sys.executable, "-m", "search.cli", "agent-process", "--storage", url, "--poll", str(poll),
+           "--recycle-after", str(recycle_after)]
+    cmd += ["--until-idle"] if until_idle else []
+    cmd += ["--artifacts", artifacts] if artifacts else []
+    cmd += ["--mixed-precision"] if mixed_precision else []
+
+    def start(slot):
+        return subprocess.Popen(cmd, env={**os.environ, **slot.env()})
+
+    layout = ", ".join(f"GPU {s.gpu}" if s.gpu is not None else f"{s.threads} thread(s)" for s in slots)
+    err.print(f"{len(slots)} agent processes ({layout})", highlight=False)
+    procs = [start(slot) for slot in slots]
+    try:
+        while True:
+            for i, p in enumerate(procs):
+                if p.poll() == RECYCLE_EXIT:
+                    procs[i] = start(slots[i])
+            if all(p.poll() is not None for p in procs):
+                break
+            time.sleep(1.0)
+    except KeyboardInterrupt:
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGINT)
+        for p in procs:
+            p.wait()
+        raise typer.Exit(130) from None
+    codes = [p.returncode for p in procs]
+    if any(codes):
+        raise typer.Exit(next(c for c in codes if c))
+
+
+@app.command("agent-process", hidden=True)
+@user_errors
+def agent_process(
+    storage: StorageOption = None,
+    until_idle: Annotated[bool, typer.Option("--until-idle")] = False,
+    poll: Annotated[float, typer.Option("--poll")] = 5.0,
+    artifacts: ArtifactsOption = None,
+    mixed_precision: MixedPrecisionOption = False,
+    recycle_after: RecycleOption = 0,
+) -> None:
+    """One agent process under `digitune agent --workers N` (exits 75 after --recycle-after trials)."""
+    from search import resolve_storage_url
+
+    setup_logging()
+    _agent_here(resolve_storage_url(storage), until_idle=until_idle, poll=poll, artifacts=artifacts,
+                mixed_precision=mixed_precision, recycle_after=recycle_after)

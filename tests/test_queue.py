@@ -1,0 +1,210 @@
+"""The study queue and its agents, over a SQLite file and the real PostgreSQL server.
+
+Agents are real ``digitune agent`` processes through the entry point; studies train small
+models on 300 digits. Exact budgets, stop/resume at a trial boundary, a SIGKILLed agent shown
+as lost with its trial recovered, and an agent with other data refusing to join.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from conftest import digitune_exe, run_cli, write_study
+from search import FINISHED
+
+pytestmark = pytest.mark.slow
+
+FAST_HEARTBEAT = {"DIGITUNE_HEARTBEAT_INTERVAL": "1", "DIGITUNE_GRACE_PERIOD": "4"}
+ONE_THREAD = {"DIGITUNE_THREADS": "1", "OMP_NUM_THREADS": "1", "TF_NUM_INTRAOP_THREADS": "1",
+              "TF_NUM_INTEROP_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+
+
+def start_agent(url: str, cwd: Path, log: str, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+    full_env = {k: v for k, v in os.environ.items() if k != "DIGITUNE_STORAGE"}
+    full_env.update(ONE_THREAD)
+    full_env.update(env or {})
+    with (cwd / log).open("w") as stderr:
+        return subprocess.Popen([digitune_exe(), "agent", "--storage", url, "--poll", "0.5", *args], cwd=cwd,
+                                env=full_env, stdout=subprocess.DEVNULL, stderr=stderr, text=True)
+
+
+def finish(proc: subprocess.Popen, cwd: Path, log: str, timeout: float = 300) -> str:
+    proc.wait(timeout=timeout)
+    text = (cwd / log).read_text()
+    assert proc.returncode == 0, text
+    return text
+
+
+def queue_json(url: str, cwd: Path) -> dict:
+    result = run_cli("queue", "--storage", url, "--json", cwd=cwd)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def wait_for(condition, timeout: float = 120, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.3)
+    pytest.fail(f"timed out waiting for {what}")
+
+
+def finished(url: str, name: str) -> int:
+    return len(optuna.load_study(study_name=name, storage=url).get_trials(deepcopy=False, states=FINISHED))
+
+
+def test_two_agents_work_through_three_studies_exactly(storage_url, tmp_path):
+    budgets = {"alpha": 3, "beta": 2, "gamma": 2}
+    for name, trials in budgets.items():
+        path = write_study(tmp_path, name, trials=trials, family='"mlp"')
+        priority = ["--priority", "5"] if name == "gamma" else []
+        result = run_cli("submit", str(path), "--storage", storage_url, *priority, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        assert f"submitted study {name!r}" in result.stdout and "queued" in result.stdout
+    listed = queue_json(storage_url, tmp_path)
+    assert [s["name"] for s in listed["studies"]] == ["gamma", "alpha", "beta"]  # priority, then submission order
+    assert {s["state"] for s in listed["studies"]} == {"queued"} and listed["agents"] == []
+
+    agents = [start_agent(storage_url, tmp_path, f"agent-{i}.err", "--until-idle") for i in range(2)]
+    logs = [finish(a, tmp_path, f"agent-{i}.err") for i, a in enumerate(agents)]
+
+    for name, trials in budgets.items():
+        study = optuna.load_study(study_name=name, storage=storage_url)
+        assert len(study.get_trials(states=FINISHED)) == trials, name  # never overshot
+        assert not study.get_trials(states=(TrialState.RUNNING, TrialState.WAITING))
+        assert study.user_attrs["dataset"]["name"] == "digits"  # the first agent recorded the data it ran on
+    listed = queue_json(storage_url, tmp_path)
+    assert {s["name"]: (s["state"], s["finished"]) for s in listed["studies"]} == {
+        name: ("done", trials) for name, trials in budgets.items()}
+    assert len(listed["agents"]) == 2 and {a["status"] for a in listed["agents"]} == {"exited"}
+    assert sum(a["trials_run"] for a in listed["agents"]) == sum(budgets.values())
+    assert all("no study has work left" in log for log in logs)
+    # The agents' registry is not a study: listings leave it out.
+    studies = run_cli("studies", "--storage", storage_url, "--json", cwd=tmp_path)
+    assert sorted(s["name"] for s in json.loads(studies.stdout)) == sorted(budgets)
+
+
+def test_stop_and_resume_take_effect_at_the_next_trial_boundary(storage_url, tmp_path):
+    path = write_study(tmp_path, "long", trials=8, family='"mlp"')
+    assert run_cli("submit", str(path), "--storage", storage_url, cwd=tmp_path).returncode == 0
+    agent = start_agent(storage_url, tmp_path, "agent.err", "--until-idle")
+    wait_for(lambda: finished(storage_url, "long") >= 1, what="a first finished trial")
+    result = run_cli("stop", "long", "--storage", storage_url, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "running -> stopped" in result.stdout
+    stopped_at = optuna.load_study(study_name="long", storage=storage_url).user_attrs["digitune_queue"]["finished_at"]
+    log = finish(agent, tmp_path, "agent.err")  # with nothing else to do it exits
+    assert "was stopped; leaving it" in log
+    study = optuna.load_study(study_name="long", storage=storage_url)
+    done_at_stop = len(study.get_trials(states=FINISHED))
+    assert 1 <= done_at_stop < 8
+    # No trial started after the stop; the one running then was allowed to finish.
+    stop_moment = dt.datetime.fromisoformat(stopped_at).astimezone().replace(tzinfo=None)  # Optuna's local time
+    assert max(t.datetime_start for t in study.trials) <= stop_moment + dt.timedelta(seconds=1)
+    assert not study.get_trials(states=(TrialState.RUNNING,))
+    assert queue_json(storage_url, tmp_path)["studies"][0]["state"] == "stopped"
+    again = run_cli("stop", "long", "--storage", storage_url, cwd=tmp_path)
+    assert again.returncode == 0 and "is stopped; nothing to stop" in again.stdout
+
+    result = run_cli("resume", "long", "--storage", storage_url, cwd=tmp_path)
+    assert result.returncode == 0 and "stopped -> queued" in result.stdout
+    finish(start_agent(storage_url, tmp_path, "agent2.err", "--until-idle"), tmp_path, "agent2.err")
+    assert finished(storage_url, "long") == 8
+    assert queue_json(storage_url, tmp_path)["studies"][0]["state"] == "done"
+    spent = run_cli("resume", "long", "--storage", storage_url, cwd=tmp_path)
+    assert spent.returncode == 2 and spent.stderr.strip().splitlines() == [
+        "error: study 'long' already has 8 of its 8 trials; to run more, submit its file again with a larger "
+        "--trials"]
+
+
+def test_a_killed_agent_is_shown_lost_and_its_trial_recovered(storage_url, tmp_path):
+    path = write_study(tmp_path, "victim", trials=3, family='"mlp"', pruner="none")
+    # Long trials (40 epochs on all the digits) so the kill lands inside one.
+    path.write_text(path.read_text().replace("limit = 300", "").replace("epochs = {low = 1, high = 3}", "epochs = 40"))
+    assert run_cli("submit", str(path), "--storage", storage_url, cwd=tmp_path).returncode == 0
+    agent = start_agent(storage_url, tmp_path, "victim.err", env=FAST_HEARTBEAT)
+    working = wait_for(lambda: [a for a in queue_json(storage_url, tmp_path)["agents"]
+                                if a["status"] == "working" and a["trial"] is not None], what="a working agent")
+    time.sleep(2)  # inside the trial's 40 epochs
+    agent.send_signal(signal.SIGKILL)
+    agent.wait()
+    killed_trial = working[0]["trial"]
+    lost = wait_for(lambda: [a for a in queue_json(storage_url, tmp_path)["agents"] if a["status"] == "lost"],
+                    timeout=30, what="the agent shown as lost")
+    assert lost[0]["id"] == working[0]["id"] and lost[0]["study"] == "victim" and lost[0]["trial"] == killed_trial
+    table = run_cli("queue", "--storage", storage_url, cwd=tmp_path)
+    assert "lost" in table.stdout
+
+    finish(start_agent(storage_url, tmp_path, "rescuer.err", "--until-idle", env=FAST_HEARTBEAT), tmp_path,
+           "rescuer.err", timeout=600)
+    study = optuna.load_study(study_name="victim", storage=storage_url)
+    assert study.trials[killed_trial].state == TrialState.FAIL
+    retried = [t for t in study.trials if t.system_attrs.get("failed_trial") == killed_trial]
+    assert len(retried) == 1 and retried[0].params == study.trials[killed_trial].params
+    assert len(study.get_trials(states=FINISHED)) == 3
+    assert queue_json(storage_url, tmp_path)["studies"][0]["state"] == "done"
+
+
+def test_an_agent_with_other_data_refuses_to_join(storage_url, tmp_path):
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    data = tmp_path / "shared.npz"
+    np.savez(data, x_train=digits.images[:300].astype("uint8"), y_train=digits.target[:300])
+    path = write_study(tmp_path, "npz", trials=2, family='"mlp"')
+    path.write_text(path.read_text().replace('source = "digits"', f'source = "{data}"'))
+    assert run_cli("submit", str(path), "--storage", storage_url, cwd=tmp_path).returncode == 0
+    finish(start_agent(storage_url, tmp_path, "first.err", "--until-idle"), tmp_path, "first.err")
+    recorded = optuna.load_study(study_name="npz", storage=storage_url).user_attrs["dataset"]["fingerprint"]
+
+    # More budget, but this machine's file now holds other images under the same path.
+    assert run_cli("submit", str(path), "--storage", storage_url, "--trials", "4", cwd=tmp_path).returncode == 0
+    np.savez(data, x_train=digits.images[300:600].astype("uint8"), y_train=digits.target[300:600])
+    log = finish(start_agent(storage_url, tmp_path, "other.err", "--until-idle"), tmp_path, "other.err")
+    assert f"refuses study 'npz': its data '{data}' here has fingerprint" in log and recorded in log
+    assert finished(storage_url, "npz") == 2  # nothing trained on the other data
+    # A machine without the file refuses too, saying it cannot load it.
+    data.unlink()
+    log = finish(start_agent(storage_url, tmp_path, "missing.err", "--until-idle"), tmp_path, "missing.err")
+    assert f"refuses study 'npz': cannot load its data '{data}' on this machine" in log
+    listed = queue_json(storage_url, tmp_path)
+    refusals = [a["refused"].get("npz", "") for a in listed["agents"]]
+    assert sum("fingerprint" in r for r in refusals) == 1 and sum("cannot load" in r for r in refusals) == 1
+    assert listed["studies"][0]["state"] == "queued" and listed["studies"][0]["finished"] == 2
+
+
+def test_queue_commands_refuse_bad_input_in_one_line(tmp_path):
+    url = f"sqlite:///{tmp_path / 'q.db'}"
+    path = write_study(tmp_path, "plain", trials=1, family='"mlp"')
+    assert run_cli("run", str(path), "--storage", url, cwd=tmp_path).returncode == 0
+    cases = {
+        ("stop", "plain"): "error: study 'plain' was not submitted to the queue (it was started with `digitune run`); "
+                           "submit its file with `digitune submit STUDY.toml` to let agents work on it",
+        ("resume", "nope"): "error: no study named 'nope' in this storage (studies: plain); check the name or "
+                            "--storage",
+    }
+    for args, line in cases.items():
+        result = run_cli(*args, "--storage", url, cwd=tmp_path)
+        assert result.returncode == 2 and result.stderr.strip().splitlines() == [line], result.stderr
+    reserved = tmp_path / "reserved.toml"
+    reserved.write_text(path.read_text().replace('name = "plain"', 'name = "digitune-agents"'))
+    result = run_cli("submit", str(reserved), "--storage", url, cwd=tmp_path)
+    assert result.returncode == 2 and "reserved for digitune's agent registry" in result.stderr
+    changed = tmp_path / "changed.toml"
+    changed.write_text(path.read_text().replace("high = 64", "high = 128"))
+    result = run_cli("submit", str(changed), "--storage", url, cwd=tmp_path)
+    assert result.returncode == 2 and "disagrees with the stored study 'plain'" in result.stderr
+    assert finished(url, "plain") == 1  # nothing stored was lost
