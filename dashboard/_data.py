@@ -23,7 +23,7 @@ import optuna
 from optuna.storages import BaseStorage, RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
-from search import open_storage, redact, resolve_storage_url, trial_record
+from search import AGENTS_STUDY, open_storage, redact, resolve_storage_url, trial_record
 
 # A running trial counts as alive while its heartbeat is this recent, or, without a
 # heartbeat, while it started this recently.
@@ -262,7 +262,8 @@ class Reader:
 
     def study_names(self) -> list[str]:
         storage = self._opened()
-        return [] if storage is None else [s.study_name for s in storage.get_all_studies()]
+        return [] if storage is None else [s.study_name for s in storage.get_all_studies()
+                                           if s.study_name != AGENTS_STUDY]
 
     def studies(self) -> list[dict[str, Any]]:
         """One record per study, every study refreshed: see :func:`study_row`."""
@@ -271,6 +272,8 @@ class Reader:
             return []
         rows = []
         for frozen in storage.get_all_studies():
+            if frozen.study_name == AGENTS_STUDY:  # digitune's agent registry, not a study
+                continue
             try:
                 data = self.study(frozen.study_name)
             except KeyError:  # deleted while we read

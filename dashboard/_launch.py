@@ -1,10 +1,11 @@
-"""Launching a study from the dashboard: the only thing the dashboard writes.
+"""Launching from the dashboard: submit a study to the queue, start a local agent if none runs.
 
-A launch writes a study file and starts ``digitune run FILE --storage URL [--workers N]`` as a
-background process in its own process group, with its output in a log file. Stopping sends
-it SIGINT, which digitune turns into a clean stop at the end of the running batch (its
-workers get the signal too). Launches live in the dashboard process; their study files and
-logs stay in the launch folder.
+The form's study goes to the queue (``search.submit``) exactly as ``digitune submit`` would
+send it, and its file is kept in the launch folder. When no live agent is registered on the
+storage, the dashboard starts one here (``digitune agent``, in its own process group, its
+output in a log file) and says so. Stopping a study sets its queue state (agents leave it
+after the running trial); stopping the local agent sends it SIGINT. Submitting, stopping
+and resuming are the only things the dashboard writes.
 """
 
 from __future__ import annotations
@@ -24,11 +25,12 @@ DATASETS = ("digits", "fashion-mnist", "mnist")
 
 
 @dataclass
-class Launch:
-    name: str
-    study_file: Path
+class LocalAgent:
+    """A ``digitune agent`` the dashboard started on this machine."""
+
     log_file: Path
     process: subprocess.Popen
+    workers: int = 1
     started: float = field(default_factory=time.time)
 
     @property
@@ -46,7 +48,7 @@ class Launch:
             return ""
 
     def stop(self, timeout: float = 60) -> int | None:
-        """Ctrl-C for the launched run and its workers; waits up to ``timeout`` seconds for them to finish."""
+        """Ctrl-C for the agent and its processes; waits up to ``timeout`` seconds for the running trial's end."""
         if self.running:
             try:
                 os.killpg(self.process.pid, signal.SIGINT)
@@ -85,24 +87,41 @@ def _quickstart() -> dict[str, Any]:
     return {"study": {"name": "quickstart"}, "data": {"source": "digits"}, "space": {}}
 
 
-def launch(definition: dict[str, Any], storage_url: str, *, workers: int = 1,
-           folder: str | os.PathLike | None = None) -> Launch:
-    """Write ``definition`` as a study file and start ``digitune run`` on it in the background."""
+def launch_folder(folder: str | os.PathLike | None = None) -> Path:
+    path = Path(folder or os.environ.get(LAUNCH_DIR_ENV) or Path(tempfile.gettempdir()) / "digitune-launches")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def submit_definition(definition: dict[str, Any], storage_url: str, *, priority: int = 0,
+                      folder: str | os.PathLike | None = None):
+    """Write ``definition`` as a study file in the launch folder and submit it to the queue; its ``QueueEntry``."""
     import tomli_w
 
-    folder = Path(folder or os.environ.get(LAUNCH_DIR_ENV) or Path(tempfile.gettempdir()) / "digitune-launches")
-    folder.mkdir(parents=True, exist_ok=True)
+    from search import load_spec, open_storage, submit
+
     name = definition["study"]["name"]
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    study_file = folder / f"{name}-{stamp}.toml"
+    study_file = launch_folder(folder) / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}.toml"
     study_file.write_text(tomli_w.dumps(definition))
-    log_file = folder / f"{name}-{stamp}.log"
-    # The storage goes in the environment: a password on the command line would show in the process list.
-    command = [sys.executable, "-m", "search.cli", "run", str(study_file)]
+    return submit(load_spec(study_file), open_storage(storage_url), priority=priority)
+
+
+def live_agents(storage) -> list[dict[str, Any]]:
+    """Registered agents that are alive (working or idle) on ``storage``."""
+    from search import list_agents
+
+    return [a for a in list_agents(storage) if a["status"] in ("working", "idle")]
+
+
+def start_agent(storage_url: str, *, workers: int = 1, folder: str | os.PathLike | None = None) -> LocalAgent:
+    """Start ``digitune agent`` in the background on ``storage_url``, with its output in the launch folder."""
+    log_file = launch_folder(folder) / f"agent-{time.strftime('%Y%m%d-%H%M%S')}.log"
+    command = [sys.executable, "-m", "search.cli", "agent", "--poll", "2"]
     if workers > 1:
         command += ["--workers", str(workers)]
     with log_file.open("w") as log:
+        # The storage goes in the environment: a password on the command line would show in the process list.
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                    start_new_session=True,
                                    env={**os.environ, "PYTHONUNBUFFERED": "1", "DIGITUNE_STORAGE": storage_url})
-    return Launch(name, study_file, log_file, process)
+    return LocalAgent(log_file, process, workers)

@@ -1,7 +1,8 @@
 """digitune's dashboard, a thin Streamlit page over ``dashboard._data`` and ``dashboard._figures``.
 
 Run: ``digitune dashboard [--storage URL]``, or ``streamlit run dashboard/app.py -- --storage URL``.
-The storage is read, never written. Pages: Studies, Study, Trial, Compare (sidebar, or
+The storage is read; only submit, stop and resume (Launch and Queue pages) write. Pages: Studies,
+Study, Trial, Compare, Queue, Launch (sidebar, or
 ``?page=Study&study=NAME&trial=3`` in the URL). With auto-refresh on, the data-dependent
 part of each page reruns every few seconds on its own (``st.fragment``), reading only the
 trials that changed.
@@ -23,7 +24,7 @@ import streamlit as st  # noqa: E402
 
 import tomllib  # noqa: E402
 
-from search import PRUNERS, SAMPLERS, SpecError, StorageError, spec_from_dict  # noqa: E402
+from search import PRUNERS, SAMPLERS, SpecError, StorageError, list_agents, open_storage, queue_entries, resume, spec_from_dict, stop  # noqa: E402,E501
 
 from dashboard._data import (  # noqa: E402
     Reader,
@@ -36,7 +37,8 @@ from dashboard._data import (  # noqa: E402
     storage_url,
     study_summary,
 )
-from dashboard._launch import DATASETS, Launch, launch, study_from_fields  # noqa: E402
+from dashboard._launch import DATASETS, LocalAgent, live_agents, start_agent, study_from_fields, submit_definition  # noqa: E402,E501
+from dashboard._queue import agent_rows, queue_figure, queue_rows  # noqa: E402
 from dashboard._model import (  # noqa: E402
     MAX_UPLOAD_BYTES,
     SavedModel,
@@ -64,7 +66,7 @@ from dashboard._figures import (  # noqa: E402
     trials_table,
 )
 
-PAGES = ("Studies", "Study", "Trial", "Compare", "Launch")
+PAGES = ("Studies", "Study", "Trial", "Compare", "Queue", "Launch")
 REFRESH_CHOICES = (2, 5, 10, 30)
 PLOTLY_CONFIG = {"displaylogo": False}
 
@@ -529,20 +531,70 @@ def compare_page(reader: Reader) -> None:
 # --------------------------------------------------------------------------- the app
 
 
-# --------------------------------------------------------------------------- Launch
+# --------------------------------------------------------------------------- Queue and Launch
+
+
+@st.cache_resource(show_spinner=False)
+def _writer(url: str):
+    """A storage for the few writes the dashboard makes (submit, stop, resume), separate from the reader's."""
+    return open_storage(url, heartbeat=False)
 
 
 @st.cache_resource
-def _launches() -> dict[str, Launch]:
-    """Studies launched from this dashboard process, by name (shared by every browser session)."""
-    return {}
+def _local_agents() -> list[LocalAgent]:
+    """Agents this dashboard process started (shared by every browser session)."""
+    return []
+
+
+def queue_page(reader: Reader) -> None:
+    st.title("Queue")
+    st.caption("Studies submitted with `digitune submit` or the Launch page, and the agents (`digitune agent`) "
+               "working through them, most urgent first.")
+    storage = _writer(reader.url or "")
+    entries, agents = queue_entries(storage), list_agents(storage)
+    if not entries:
+        st.info("Nothing submitted yet: `digitune submit STUDY.toml`, or the Launch page.")
+    else:
+        cols = st.columns(4)
+        cols[0].metric("queued", sum(e.state == "queued" for e in entries))
+        cols[1].metric("running", sum(e.state == "running" for e in entries))
+        cols[2].metric("done", sum(e.state == "done" for e in entries))
+        cols[3].metric("live agents", sum(a["status"] in ("working", "idle") for a in agents))
+        chart(queue_figure(entries), key="queue_figure")
+        st.dataframe(queue_rows(entries, agents), hide_index=True, key="queue_table",
+                     column_config={"best value": st.column_config.NumberColumn(format="%.4f")})
+        _queue_controls(storage, entries)
+    st.subheader("Agents")
+    if agents:
+        st.dataframe(agent_rows(agents), hide_index=True, key="agents_table")
+    else:
+        st.info("No agent has registered on this storage. Start one with `digitune agent`, or submit from the "
+                "Launch page, which starts one here when none is running.")
+
+
+def _queue_controls(storage, entries) -> None:
+    """Stop or resume one submitted study: agents honour it at their next trial boundary."""
+    left, right = st.columns([3, 1])
+    name = left.selectbox("Study", [e.name for e in entries], key="queue_study")
+    entry = next(e for e in entries if e.name == name)
+    if entry.state in ("queued", "running"):
+        if right.button("Stop", key="queue_stop"):
+            stop(storage, name)
+            st.info(f"Stopped {name!r}: agents leave it after their running trial.")
+    elif right.button("Resume", key="queue_resume", disabled=entry.finished >= entry.trials):
+        try:
+            resume(storage, name)
+        except SpecError as exc:
+            st.error(str(exc))
+        else:
+            st.info(f"Queued {name!r} again.")
 
 
 def launch_page(reader: Reader) -> None:
     st.title("Launch a study")
-    st.caption("Starts `digitune run` in the background on this storage; launching is the only thing the "
-               "dashboard writes.")
-    launches = _launches()
+    st.caption("Submits the study to the queue on this storage; agents run it. When no agent is running, one is "
+               "started here. Submitting, stopping and resuming are the only things the dashboard writes.")
+    local = _local_agents()
     with st.container(border=True):
         name = st.text_input("Study name", value="dashboard-study", key="launch_name")
         left, right = st.columns(2)
@@ -551,7 +603,9 @@ def launch_page(reader: Reader) -> None:
         sampler = left.selectbox("Sampler", SAMPLERS, key="launch_sampler")
         pruner = right.selectbox("Pruner", PRUNERS, key="launch_pruner")
         families = left.multiselect("Families", ["mlp", "cnn"], default=["mlp", "cnn"], key="launch_families")
-        workers = right.number_input("Worker processes", min_value=1, max_value=64, value=1, key="launch_workers")
+        priority = right.number_input("Priority (higher runs first)", value=0, step=1, key="launch_priority")
+        workers = left.number_input("Agent processes, if one is started here", min_value=1, max_value=64, value=1,
+                                    key="launch_workers")
         uploaded = st.file_uploader("…or a study file (TOML) instead of these fields", type=["toml"],
                                     key="launch_file")
         if st.button("Launch", type="primary", key="launch_button"):
@@ -562,38 +616,45 @@ def launch_page(reader: Reader) -> None:
                 else:
                     definition = study_from_fields(name=name, dataset=dataset, trials=int(trials), sampler=sampler,
                                                    pruner=pruner, families=families or ["mlp"])
-            except (SpecError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+                entry = submit_definition(definition, reader.url or "", priority=int(priority))
+            except (SpecError, StorageError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
                 st.error(f"Cannot launch: {exc}")
             else:
-                study = definition["study"]["name"]
-                if study in launches and launches[study].running:
-                    st.warning(f"Study {study!r} is already running from this dashboard.")
+                message = f"Launched study {entry.name!r} ({entry.trials} trials): submitted to the queue"
+                running = live_agents(_writer(reader.url or "")) or [a for a in local if a.running]
+                if running:
+                    message += f"; {len(running)} running agent(s) will pick it up."
                 else:
-                    launches[study] = launch(definition, reader.url or "", workers=int(workers))
-                    st.success(f"Launched study {study!r} ({definition['study']['trials']} trials).")
-    if not launches:
-        return
-    st.subheader("Launched from this dashboard")
-    for study, item in list(launches.items()):
+                    local.append(start_agent(reader.url or "", workers=int(workers)))
+                    message += (f"; no agent was running, so one was started here ({int(workers)} process"
+                                f"{'es' if workers > 1 else ''}).")
+                st.success(message)
+    _launched_progress(reader, local)
+
+
+def _launched_progress(reader: Reader, local: list[LocalAgent]) -> None:
+    """The queue's studies with their progress, and the agents this dashboard started, with a stop button."""
+    storage = _writer(reader.url or "")
+    entries = queue_entries(storage)
+    if entries:
+        st.subheader("Queue")
+        for e in entries:
+            st.markdown(f"**{e.name}**: {e.state}, {e.finished} of {e.trials} trials finished"
+                        + (f", {e.running} running" if e.running else ""))
+            st.progress(min(e.finished / e.trials, 1.0))
+    for i, agent in enumerate(local):
         with st.container(border=True):
-            finished = 0
-            try:
-                data = reader.study(study)
-                finished = sum(r["state"] in ("complete", "pruned") for r in data.records)
-            except KeyError:
-                pass  # not created yet
-            target = int(tomllib.loads(item.study_file.read_text())["study"]["trials"])
-            state = "running" if item.running else f"ended (exit code {item.returncode})"
-            st.markdown(f"**{study}**: {state}, {finished} of {target} trials finished")
-            st.progress(min(finished / target, 1.0))
-            st.code(item.log_tail() or "(no output yet)", language=None)
-            if item.running and st.button("Stop", key=f"stop:{study}"):
-                code = item.stop()
-                st.info(f"Stopped {study!r} (exit code {code}); its finished trials stay in the study.")
+            state = "running" if agent.running else f"ended (exit code {agent.returncode})"
+            st.markdown(f"**agent started here** (pid {agent.process.pid}, {agent.workers} process"
+                        f"{'es' if agent.workers > 1 else ''}): {state}")
+            st.code(agent.log_tail() or "(no output yet)", language=None)
+            if agent.running and st.button("Stop this agent", key=f"stop_agent:{i}"):
+                code = agent.stop()
+                st.info(f"Stopped the agent (exit code {code}); its finished trials stay in their studies.")
 
 
 RENDER = {"Studies": studies_page, "Study": study_page, "Trial": trial_page, "Compare": compare_page,
-          "Launch": launch_page}
+          "Queue": queue_page, "Launch": launch_page}
 
 
 def main() -> None:
@@ -610,7 +671,7 @@ def main() -> None:
         every = st.select_slider("every (seconds)", REFRESH_CHOICES, value=5, key="refresh_every",
                                  disabled=not auto)
         st.caption(f"Storage: `{reader.display_url}`")
-        st.caption("Read-only: the dashboard never writes to the study database.")
+        st.caption("Read-only, except the Launch and Queue pages' buttons (submit, stop, resume).")
     body = st.fragment(run_every=every if auto else None)(RENDER[page])
     body(reader)
 

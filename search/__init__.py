@@ -15,7 +15,7 @@ from ._final import (
     write_predictions,
 )
 from ._objective import Objective
-from ._queue import QueueEntry, QueueError, list_agents, queue_entries, queue_entry, resume, stop, submit
+from ._queue import AGENTS_STUDY, QueueEntry, QueueError, list_agents, queue_entries, queue_entry, resume, stop, submit
 from ._report import list_studies, study_detail, trial_record
 from ._runner import FINISHED, RunSummary, count_finished, StudyNotFoundError, load_study, open_study, run_study, stored_spec
 from ._space import sample_configs
@@ -23,6 +23,7 @@ from ._spec import PRUNERS, SAMPLERS, DataSpec, SpecError, StudySpec, load_spec,
 from ._storage import DEFAULT_STORAGE, StorageError, open_storage, redact, resolve_storage_url
 
 __all__ = [
+    "AGENTS_STUDY",
     "ExportResult",
     "QueueEntry",
     "QueueError",

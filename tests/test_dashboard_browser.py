@@ -33,6 +33,8 @@ PAGES = [
     ("study-trials", "?page=Study&study=tiny&tab=Trials", "Study tiny"),
     ("trial", "?page=Trial&study=tiny", "Trial"),
     ("compare", "?page=Compare", "Compare studies"),
+    ("queue", "?page=Queue", "Queue"),
+    ("launch", "?page=Launch", "Launch a study"),
 ]
 
 pytestmark = pytest.mark.slow

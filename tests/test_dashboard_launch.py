@@ -1,15 +1,17 @@
-"""Launching a study from the dashboard: fields or a file, a background run, a clean stop."""
+"""Launching from the dashboard: fields or a file, submitted to the queue, a local agent, the Queue page."""
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from pathlib import Path
 
 import optuna
 import pytest
 
-from dashboard._launch import launch, study_from_fields
-from search import FINISHED, SpecError
+from dashboard._launch import live_agents, start_agent, study_from_fields, submit_definition
+from search import FINISHED, SpecError, open_storage, queue_entry, stop
 
 pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest  # noqa: E402
@@ -36,26 +38,37 @@ def test_fields_make_a_valid_study():
         study_from_fields(name=" ", dataset="digits", trials=3, sampler="tpe", pruner="none", families=["mlp"])
 
 
-def test_a_launch_runs_in_the_background_and_stops_cleanly(tmp_path):
+def test_a_submitted_study_runs_on_a_local_agent_and_stops_at_a_trial_boundary(tmp_path):
     url = f"sqlite:///{tmp_path / 'l.db'}"
     definition = study_from_fields(name="bg", dataset="digits", trials=200, sampler="random", pruner="none",
                                    families=["mlp"], base=SMALL)
-    run = launch(definition, url, folder=tmp_path)
+    entry = submit_definition(definition, url, folder=tmp_path, priority=3)
+    assert (entry.name, entry.state, entry.priority, entry.trials) == ("bg", "queued", 3, 200)
+    assert list(tmp_path.glob("bg-*.toml"))[0].read_text().startswith("[study]")
+    agent = start_agent(url, folder=tmp_path)
     try:
         deadline = time.monotonic() + 180
         while _finished(url, "bg") < 1:
-            assert run.running and time.monotonic() < deadline, run.log_tail()
+            assert agent.running and time.monotonic() < deadline, agent.log_tail()
             time.sleep(0.5)
-        assert run.stop() == 130
+        storage = open_storage(url)
+        assert [a["status"] for a in live_agents(storage)] == ["working"]
+        stop(storage, "bg")
+        deadline = time.monotonic() + 120
+        while live_agents(storage)[0]["status"] != "idle":  # it left the study after its running trial
+            assert time.monotonic() < deadline, agent.log_tail()
+            time.sleep(0.5)
         study = optuna.load_study(study_name="bg", storage=url)
         assert not study.get_trials(states=(optuna.trial.TrialState.RUNNING,))
-        assert "interrupted (SIGINT)" in run.log_tail(50)
-        assert run.study_file.read_text().startswith("[study]")
+        assert _finished(url, "bg") < 200
+        assert agent.stop() == 130
+        assert "agent stopped (SIGINT)" in agent.log_tail(50)
+        assert live_agents(storage) == []  # it said goodbye in the registry
     finally:
-        run.stop(timeout=10)
+        agent.stop(timeout=10)
 
 
-def test_the_launch_page_starts_a_study_that_completes_and_is_listed(tmp_path, monkeypatch):
+def test_the_launch_page_submits_starts_an_agent_and_the_queue_page_shows_them(tmp_path, monkeypatch):
     url = f"sqlite:///{tmp_path / 'page.db'}"
     monkeypatch.setenv("DIGITUNE_STORAGE", url)
     monkeypatch.setenv("DIGITUNE_LAUNCH_DIR", str(tmp_path))
@@ -71,14 +84,55 @@ def test_the_launch_page_starts_a_study_that_completes_and_is_listed(tmp_path, m
     at.button(key="launch_button").click()
     at.run(timeout=60)
     assert not at.exception, at.exception
-    assert any("Launched study 'from-form' (2 trials)" in s.value for s in at.success)
-    deadline = time.monotonic() + 240
-    while _finished(url, "from-form") < 2:
-        assert time.monotonic() < deadline, "the launched study did not finish"
-        time.sleep(1)
-    at.run(timeout=60)  # the launch panel follows the run
+    assert any("Launched study 'from-form' (2 trials): submitted to the queue; no agent was running, so one was "
+               "started here (1 process)." in s.value for s in at.success), [s.value for s in at.success]
+    storage = open_storage(url)
+    try:
+        deadline = time.monotonic() + 240
+        while _finished(url, "from-form") < 2:
+            assert time.monotonic() < deadline, "the launched study did not finish"
+            time.sleep(1)
+        at.run(timeout=60)  # the launch panel follows the queue
+        assert not at.exception, at.exception
+        assert any("from-form" in m.value and "2 of 2 trials finished" in m.value for m in at.markdown)
+
+        queue = AppTest.from_file(APP, default_timeout=60)
+        queue.query_params.update(page="Queue")
+        queue.run(timeout=60)
+        assert not queue.exception, queue.exception
+        table = queue.dataframe[0].value
+        assert list(table["study"]) == ["from-form"] and list(table["trials"]) == ["2/2"]
+        assert list(table["state"]) in (["done"], ["running"])  # the agent marks it done after its last trial
+        agents = queue.dataframe[1].value
+        assert len(agents) == 1 and agents["status"][0] in ("idle", "working")
+        assert queue.get("plotly_chart")  # the budget figure
+
+        studies = AppTest.from_file(APP, default_timeout=60)
+        studies.run(timeout=60)
+        assert list(studies.dataframe[0].value["study"]) == ["from-form"]  # the agent registry is not listed
+    finally:
+        for agent in live_agents(storage):  # the agent the page started: Ctrl-C, as its Stop button does
+            os.kill(agent["pid"], signal.SIGINT)
+
+
+def test_the_queue_page_stops_and_resumes_a_study(tmp_path, monkeypatch):
+    url = f"sqlite:///{tmp_path / 'q.db'}"
+    monkeypatch.setenv("DIGITUNE_STORAGE", url)
+    definition = study_from_fields(name="waiting", dataset="digits", trials=5, sampler="random", pruner="none",
+                                   families=["mlp"], base=SMALL)
+    submit_definition(definition, url, folder=tmp_path)
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.query_params.update(page="Queue")
+    at.run(timeout=60)
     assert not at.exception, at.exception
-    assert any("from-form" in m.value and "2 of 2 trials finished" in m.value for m in at.markdown)
-    studies = AppTest.from_file(APP, default_timeout=60)
-    studies.run(timeout=60)
-    assert "from-form" in list(studies.dataframe[0].value["study"])
+    assert list(at.dataframe[0].value["state"]) == ["queued"]
+    assert any("No agent has registered" in i.value for i in at.info)
+    at.button(key="queue_stop").click()
+    at.run(timeout=60)
+    assert any("Stopped 'waiting'" in i.value for i in at.info)
+    assert queue_entry(open_storage(url), "waiting").state == "stopped"
+    at.run(timeout=60)
+    at.button(key="queue_resume").click()
+    at.run(timeout=60)
+    assert not at.exception, at.exception
+    assert queue_entry(open_storage(url), "waiting").state == "queued"
