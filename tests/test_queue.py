@@ -208,3 +208,22 @@ def test_queue_commands_refuse_bad_input_in_one_line(tmp_path):
     result = run_cli("submit", str(changed), "--storage", url, cwd=tmp_path)
     assert result.returncode == 2 and "disagrees with the stored study 'plain'" in result.stderr
     assert finished(url, "plain") == 1  # nothing stored was lost
+
+
+def test_agent_processes_share_the_queue_and_a_time_budget_ends_a_study(tmp_path):
+    url = f"sqlite:///{tmp_path / 'w.db'}"
+    trials = write_study(tmp_path, "by-trials", trials=4, family='"mlp"')
+    timed = write_study(tmp_path, "by-time", trials=50, family='"mlp"')
+    assert run_cli("submit", str(trials), "--storage", url, "--priority", "1", cwd=tmp_path).returncode == 0
+    result = run_cli("submit", str(timed), "--storage", url, "--timeout", "2", cwd=tmp_path)
+    assert result.returncode == 0 and "budget 50 trials or 2 s" in result.stdout
+    result = run_cli("agent", "--storage", url, "--workers", "2", "--until-idle", "--poll", "0.5", cwd=tmp_path,
+                     env=ONE_THREAD, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert "2 agent processes (1 thread(s), 1 thread(s))" in result.stderr
+    listed = queue_json(url, tmp_path)
+    states = {s["name"]: (s["state"], s["finished"]) for s in listed["studies"]}
+    assert states["by-trials"] == ("done", 4)
+    assert states["by-time"][0] == "done" and 1 <= states["by-time"][1] < 50  # its 2 s ran out
+    assert len(listed["agents"]) == 2 and {a["status"] for a in listed["agents"]} == {"exited"}
+    assert sum(a["trials_run"] for a in listed["agents"]) == 4 + states["by-time"][1]
