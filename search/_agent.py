@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 import optuna
+import sqlalchemy
 
 from models import DataError, Dataset, load_dataset
 
@@ -32,6 +33,7 @@ from ._signals import Interrupt
 from ._spec import SpecError, StudySpec
 
 _logger = logging.getLogger("digitune")
+STORAGE_RETRY_SECONDS = 30.0
 
 
 @dataclass
@@ -71,12 +73,19 @@ class Agent:
                 self.interrupt.check()
                 if self.max_trials is not None and self.trials_run >= self.max_trials:
                     break
-                entries = [e for e in queue_entries(self.storage) if e.has_work and e.name not in self.refused]
-                worked = False
-                for entry in entries:
-                    if self._work_on(entry):
-                        worked = True
-                        break  # read the queue again: priorities and budgets may have changed
+                try:
+                    entries = [e for e in queue_entries(self.storage) if e.has_work and e.name not in self.refused]
+                    worked = False
+                    for entry in entries:
+                        if self._work_on(entry):
+                            worked = True
+                            break  # read the queue again: priorities and budgets may have changed
+                except sqlalchemy.exc.SQLAlchemyError as exc:  # the database went away for a while: wait, retry
+                    reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+                    _logger.error("agent %s: storage error (%s); trying again in %.0f s", record.id, reason,
+                                  STORAGE_RETRY_SECONDS)
+                    self._sleep(STORAGE_RETRY_SECONDS)
+                    continue
                 if worked:
                     continue
                 if self.until_idle and not entries:

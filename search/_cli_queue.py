@@ -191,8 +191,8 @@ def _agent_here(url: str, *, until_idle: bool, poll: float, artifacts: str | Non
             summary = worker.run()
     except KeyboardInterrupt as exc:
         signal_name = str(exc) or "SIGINT"
-        err.print(f"agent stopped ({signal_name}); its running trial, if any, is marked failed and will be "
-                  f"run again by another agent", highlight=False)
+        err.print(f"agent stopped ({signal_name}); its running trial, if any, is marked failed (interrupted) "
+                  f"and its slot goes to the next agent", highlight=False)
         raise typer.Exit(143 if signal_name == "SIGTERM" else 130) from None
     refused = "".join(f"; refused {k}: {v}" for k, v in summary.refused.items())
     err.print(f"agent done: {summary.trials_run} trials run on {', '.join(summary.studies) or 'no study'}{refused}",
