@@ -34,6 +34,7 @@ _LAZY = {
     "clear_state": "._train",
     "describe_device": "._train",
     "predict_proba": "._train",
+    "evaluate": "._train",
     "class_report": "._train",
     "load_model": "._train",
 }

@@ -18,6 +18,9 @@ from ._config import ModelConfig, TrainConfig
 from ._data import DataError, Dataset
 
 CURVE_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy")
+# Training steps per call into the backend (TensorFlow, JAX; PyTorch supports only 1): fewer
+# round trips through Python per epoch for the small models searched here.
+STEPS_PER_EXECUTION = 8
 
 
 class TrainingError(RuntimeError):
@@ -38,6 +41,9 @@ class TrainLog:
     dtype_policy: str = ""  # "float32", or "mixed_float16" under mixed precision
     curves: dict[str, list[float]] = field(default_factory=dict)
     train_seconds: float = 0.0
+    # Where the time went, in seconds: clear, build (and compile), first_epoch, later_epochs,
+    # validation (included in the epochs), test. For bench/trial_breakdown.py; not stored.
+    timings: dict[str, float] = field(default_factory=dict)
 
     @property
     def epochs_run(self) -> int:
@@ -75,6 +81,38 @@ class _CurveRecorder(keras.callbacks.Callback):
             self.model.stop_training = True  # train() turns this into a TrainingError
 
 
+class _EagerValidation(keras.callbacks.Callback):
+    """Adds ``val_loss`` and ``val_accuracy`` to every epoch's logs with plain forward passes.
+
+    Keras' own validation (``fit(validation_data=...)``) traces and compiles a test function
+    for every new model: for the small models searched here that costs more than several
+    epochs of training. A forward pass in large batches needs no tracing. It runs before the
+    other callbacks, so early stopping, pruning and the curves see its values.
+    """
+
+    def __init__(self, x: np.ndarray, y: np.ndarray, timings: dict[str, float]):
+        super().__init__()
+        self.x, self.y, self.timings = x, y, timings
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is None:
+            return
+        start = time.perf_counter()
+        probabilities = predict_proba(self.model, self.x)
+        loss, accuracy = _loss_and_accuracy(probabilities, self.y)
+        logs["val_loss"], logs["val_accuracy"] = loss, accuracy
+        self.timings["validation"] = self.timings.get("validation", 0.0) + time.perf_counter() - start
+
+
+def _loss_and_accuracy(probabilities: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """Sparse categorical cross-entropy (clipped as Keras clips it) and accuracy of ``probabilities``."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        picked = probabilities[np.arange(len(y)), y.astype(np.int64)]
+        loss = float(-np.mean(np.log(np.clip(picked, 1e-7, 1 - 1e-7))))
+    accuracy = float(np.mean(probabilities.argmax(axis=1) == y)) if len(y) else 0.0
+    return loss, accuracy
+
+
 class _AfterBatch(keras.callbacks.Callback):
     def __init__(self, hook: Callable[[], None]):
         super().__init__()
@@ -94,10 +132,36 @@ def describe_device() -> str:
     return (gpus or devices or ["cpu:0"])[0].lower()
 
 
+_frozen = False
+
+
 def clear_state() -> None:
-    """Free what earlier models left in Keras' global state, so long-lived workers stay flat."""
-    keras.backend.clear_session()
+    """Free what earlier models left in Keras' global state, so long-lived workers stay flat.
+
+    A full garbage collection walks every object Python tracks, and after importing
+    TensorFlow that is about a million of them (0.2 to 0.3 s per call on 2 cores). The first
+    call moves everything alive then (the libraries, the dataset) into the permanent
+    generation (``gc.freeze``), so later collections walk only what the models left.
+    """
+    global _frozen
+    keras.backend.clear_session(free_memory=False)
     gc.collect()
+    if not _frozen:
+        gc.freeze()
+        _frozen = True
+
+
+def _build_training_state(model: keras.Model, x: np.ndarray, y: np.ndarray) -> None:
+    """Create the optimizer's slots and the metrics' variables now, eagerly.
+
+    Left to ``fit``, they are created while TensorFlow traces the training step, and a
+    ``tf.function`` that creates variables is traced twice: that second trace was half of
+    a trial's first epoch. The numbers trained are the same either way.
+    """
+    model.optimizer.build(model.trainable_variables)
+    with _no_grad():
+        model.compute_metrics(x, y, model(x, training=False), None)
+    model.reset_metrics()
 
 
 def _optimizer(config: TrainConfig):
@@ -132,23 +196,31 @@ def train(
     ``TrainingError``.
     """
     log = TrainLog() if log is None else log
+    timings = log.timings
+    started = time.perf_counter()
     policy = keras.config.dtype_policy()  # clear_session resets it; a mixed-precision caller keeps its choice
     clear_state()
     keras.config.set_dtype_policy(policy)
     keras.utils.set_random_seed(train_config.seed)
+    timings["clear"] = time.perf_counter() - started
     with _out_of_memory_as_training_error("building the model"):
         model = build_model(model_config, dataset.x_train.shape[1:], dataset.info.num_classes)
         model.compile(
             optimizer=_optimizer(train_config),
             loss="sparse_categorical_crossentropy",
             metrics=["accuracy"],
+            steps_per_execution=1 if keras.backend.backend() == "torch" else STEPS_PER_EXECUTION,
         )
+        _build_training_state(model, dataset.x_train[:2], dataset.y_train[:2])
     log.params = int(model.count_params())
+    timings["build"] = time.perf_counter() - started - timings["clear"]
     log.device = describe_device()
     log.backend = keras.backend.backend()
     log.dtype_policy = keras.config.dtype_policy().name
     curves = log.curves
     all_callbacks: list[keras.callbacks.Callback] = [_CurveRecorder(curves)]
+    if not merge_validation:
+        all_callbacks.insert(0, _EagerValidation(dataset.x_val, dataset.y_val, timings))
     if train_config.early_stopping_patience and not merge_validation:
         all_callbacks.append(keras.callbacks.EarlyStopping(
             monitor="val_loss", patience=train_config.early_stopping_patience, restore_best_weights=False))
@@ -156,17 +228,15 @@ def train(
         all_callbacks.append(_AfterBatch(after_batch))
     all_callbacks.extend(callbacks)
 
-    x, y, validation = dataset.x_train, dataset.y_train, (dataset.x_val, dataset.y_val)
+    x, y = dataset.x_train, dataset.y_train
     if merge_validation:
-        x, y, validation = np.concatenate([x, dataset.x_val]), np.concatenate([y, dataset.y_val]), None
+        x, y = np.concatenate([x, dataset.x_val]), np.concatenate([y, dataset.y_val])
     start = time.perf_counter()
     try:
         with _out_of_memory_as_training_error("training"):
             model.fit(
                 x, y,
-                validation_data=validation,
                 batch_size=train_config.batch_size,
-                validation_batch_size=max(train_config.batch_size, 1024),
                 epochs=train_config.epochs,
                 callbacks=all_callbacks,
                 shuffle=True,
@@ -174,6 +244,9 @@ def train(
             )
     finally:
         log.train_seconds = time.perf_counter() - start
+        seconds = curves.get("epoch_seconds", [])
+        timings["first_epoch"] = seconds[0] if seconds else log.train_seconds
+        timings["later_epochs"] = float(sum(seconds[1:]))
 
     losses = curves.get("loss", [])
     bad = [i for i, v in enumerate(losses, start=1) if not math.isfinite(v)]
@@ -191,8 +264,9 @@ def train(
         val_accuracy=curves["val_accuracy"][-1] if "val_accuracy" in curves else None,
     )
     if evaluate_test:
-        test_loss, test_accuracy = model.evaluate(dataset.x_test, dataset.y_test, batch_size=1024, verbose=0)
-        result.test_loss, result.test_accuracy = float(test_loss), float(test_accuracy)
+        start = time.perf_counter()
+        result.test_loss, result.test_accuracy = evaluate(model, dataset.x_test, dataset.y_test)
+        timings["test"] = time.perf_counter() - start
     return result
 
 
@@ -219,8 +293,39 @@ def _is_out_of_memory(exc: BaseException) -> bool:
 
 
 def predict_proba(model: keras.Model, x: np.ndarray, batch_size: int = 1024) -> np.ndarray:
-    """Class probabilities for images ``x`` of shape (N, H, W)."""
-    return np.asarray(model.predict(x, batch_size=batch_size, verbose=0))
+    """Class probabilities for images ``x`` of shape (N, H, W).
+
+    Plain forward passes in batches of ``batch_size``, not ``model.predict``: that traces
+    and compiles a predict function per model, which for these small models and data sets
+    costs far more than the arithmetic.
+    """
+    x = np.asarray(x, dtype=np.float32)
+    if len(x) == 0:
+        return np.zeros((0, int(model.outputs[0].shape[-1])), dtype=np.float32)
+    with _no_grad():
+        parts = [_to_numpy(model(x[i:i + batch_size], training=False)) for i in range(0, len(x), batch_size)]
+    return np.concatenate(parts).astype(np.float32, copy=False)
+
+
+def evaluate(model: keras.Model, x: np.ndarray, y: np.ndarray, batch_size: int = 1024) -> tuple[float, float]:
+    """Loss (sparse categorical cross-entropy) and accuracy of ``model`` on ``x``, ``y``, by forward passes."""
+    return _loss_and_accuracy(predict_proba(model, x, batch_size), y)
+
+
+def _to_numpy(tensor) -> np.ndarray:
+    """A backend tensor as a NumPy array (``.numpy()`` for TensorFlow and PyTorch, on the CPU)."""
+    if hasattr(tensor, "detach"):  # torch
+        tensor = tensor.detach().cpu()
+    return np.asarray(tensor.numpy() if hasattr(tensor, "numpy") else tensor)
+
+
+def _no_grad():
+    """PyTorch's ``no_grad`` on the torch backend (no autograd graph for a forward pass), else nothing."""
+    if keras.backend.backend() == "torch":
+        import torch
+
+        return torch.no_grad()
+    return contextlib.nullcontext()
 
 
 def class_report(model: keras.Model, x: np.ndarray, y: np.ndarray, num_classes: int = 10) -> dict[str, list]:

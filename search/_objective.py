@@ -64,9 +64,8 @@ class Objective:
         except Exception as exc:
             _fail(trial, exc)
             raise
-        trial.set_user_attr("family", model_config.family)
-        trial.set_user_attr("model_config", model_config.to_dict())
-        trial.set_user_attr("train_config", train_config.to_dict())
+        set_user_attrs(trial, {"family": model_config.family, "model_config": model_config.to_dict(),
+                               "train_config": train_config.to_dict()})
         callbacks: list[Any] = []
         if self.spec.is_multi_objective:
             callbacks.append(_stop_when_stalled(self.spec.early_stopping or 2))
@@ -88,14 +87,12 @@ class Objective:
             _record(trial, log)
             _fail(trial, exc)
             raise
-        _record(trial, log)
         feasible = True
         if self.spec.max_params is not None:
             trial.set_constraint("max_params", float(log.params - self.spec.max_params))
             feasible = log.params <= self.spec.max_params
         report = class_report(result.model, self.dataset.x_val, self.dataset.y_val, self.dataset.info.num_classes)
-        for key, value in report.items():
-            trial.set_user_attr(key, value)
+        _record(trial, log, report)
         scores = {
             "val_accuracy": result.val_accuracy,
             "val_loss": result.val_loss,
@@ -126,17 +123,46 @@ def _latency_ms(model, dataset: Dataset) -> float:
     return 1000 * (time.perf_counter() - start) / max(len(x), 1)
 
 
-def _record(trial: optuna.Trial, log) -> None:
-    trial.set_user_attr("curves", log.curves)
-    trial.set_user_attr("params_count", log.params)
-    trial.set_user_attr("train_seconds", round(log.train_seconds, 4))
-    trial.set_user_attr("epochs_run", log.epochs_run)
-    trial.set_user_attr("keras_backend", log.backend)
-    trial.set_user_attr("device", log.device)
-    trial.set_user_attr("dtype_policy", log.dtype_policy)
+def _record(trial: optuna.Trial, log, extra: dict[str, Any] | None = None) -> None:
+    attrs: dict[str, Any] = {
+        "curves": log.curves,
+        "params_count": log.params,
+        "train_seconds": round(log.train_seconds, 4),
+        "epochs_run": log.epochs_run,
+        "keras_backend": log.backend,
+        "device": log.device,
+        "dtype_policy": log.dtype_policy,
+        **(extra or {}),
+    }
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     if visible:  # a worker started with --gpus sees one card as gpu:0; record which one it was
-        trial.set_user_attr("cuda_visible_devices", visible)
+        attrs["cuda_visible_devices"] = visible
+    set_user_attrs(trial, attrs)
+
+
+def set_user_attrs(trial: optuna.Trial, attrs: dict[str, Any]) -> None:
+    """``trial.set_user_attr`` for every item, in one database transaction where the storage allows.
+
+    Optuna commits each user attribute on its own: on SQLite that is a write transaction
+    (and a lock other workers wait on) per attribute, about a dozen per trial. On an RDB
+    storage (plain or behind Optuna's cache) this writes them all in one transaction
+    through the storage's own upsert; any other storage, or an Optuna whose internals
+    differ, gets one ``set_user_attr`` call per item.
+    """
+    storage = getattr(trial, "storage", None)
+    backend = getattr(storage, "_backend", storage)
+    write = getattr(backend, "_set_trial_attr_without_commit", None)
+    if write is None or not isinstance(backend, optuna.storages.RDBStorage):
+        for key, value in attrs.items():
+            trial.set_user_attr(key, value)
+        return
+    from optuna.storages._rdb import models as rdb_models
+    from optuna.storages._rdb.storage import _create_scoped_session
+
+    with _create_scoped_session(backend.scoped_session, True) as session:
+        for key, value in attrs.items():
+            write(session, rdb_models.TrialUserAttributeModel, trial._trial_id, key, value)
+    trial._cached_frozen_trial.user_attrs.update(attrs)  # as Trial.set_user_attr keeps its copy current
 
 
 def _fail(trial: optuna.Trial, exc: BaseException) -> None:
