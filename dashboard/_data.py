@@ -106,12 +106,38 @@ class StudyData:
         """
         return in_memory_study(self.directions, self.name, (_light(t) for t in self.trials))
 
+    def optuna_sample(self, limit: int) -> tuple[optuna.Study, int]:
+        """An in-memory study of at most ``limit`` complete trials, evenly spaced by number, and how many there are.
+
+        For plots that slow down with every trial they draw and show no trial numbers (the
+        sample's trials are numbered afresh). ``optuna_study`` itself where there are few enough.
+        """
+        def make() -> tuple[optuna.Study, int]:
+            complete = [t for t in self.trials if t.state == TrialState.COMPLETE]
+            if len(complete) <= limit:
+                return self.optuna_study, len(complete)
+            step = len(complete) / limit
+            chosen = (_light(complete[int(i * step)]) for i in range(limit))
+            return in_memory_study(self.directions, self.name, chosen), len(complete)
+
+        return self.memoized(("optuna_sample", limit), make)
+
     @cached_property
     def pareto_numbers(self) -> list[int]:
-        """Trial numbers on the Pareto front of feasible complete trials (multi-objective only)."""
+        """Trial numbers on the Pareto front of feasible complete trials (multi-objective only), as
+        Optuna's ``Study.best_trials`` gives them: by Optuna's own front function, straight on the
+        trials, without the in-memory copy and the deep copy of every trial that ``best_trials`` makes."""
         if not self.is_multi_objective:
             return []
-        return sorted(t.number for t in self.optuna_study.best_trials)
+        try:
+            from optuna.study._constrained_optimization import _is_constrained_optimization
+            from optuna.study._multi_objective import _get_pareto_front_trials_by_trials
+        except ImportError:  # a future Optuna moved them
+            return sorted(t.number for t in self.optuna_study.best_trials)
+        directions = [optuna.study.StudyDirection[d.upper()] for d in self.directions]
+        front = _get_pareto_front_trials_by_trials(self.trials, directions,
+                                                   consider_constraint=_is_constrained_optimization(self.trials))
+        return sorted(t.number for t in front)
 
     @cached_property
     def best(self) -> dict[str, Any] | None:
@@ -138,11 +164,23 @@ def objectives_of(user_attrs: dict[str, Any], directions: list[str]) -> list[str
 
 
 def in_memory_study(directions: list[str], name: str, trials: Iterable[FrozenTrial]) -> optuna.Study:
-    """A new in-memory study holding ``trials`` (numbered in order), made without Optuna's log line."""
+    """A new in-memory study holding copies of ``trials`` (numbered in order), made without Optuna's log line.
+
+    Only ever read (by Optuna's plots and importances), so its storage hands out its trials
+    without the deep copy of every trial that Optuna makes on each ``study.trials``.
+    """
     with quiet_optuna():
-        study = optuna.create_study(directions=directions, study_name=name)
+        study = optuna.create_study(directions=directions, study_name=name, storage=_ReadOnlyInMemoryStorage())
     study.add_trials(trials)
     return study
+
+
+class _ReadOnlyInMemoryStorage(optuna.storages.InMemoryStorage):
+    """Optuna's in-memory storage for a study nothing changes after it is filled: trials are not deep-copied."""
+
+    def get_all_trials(self, study_id: int, deepcopy: bool = True,
+                       states: Any = None) -> list[FrozenTrial]:
+        return super().get_all_trials(study_id, deepcopy=False, states=states)
 
 
 @contextlib.contextmanager

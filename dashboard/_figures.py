@@ -472,8 +472,9 @@ def optuna_figure(kind: str, study: optuna.Study, *, objective: int = 0, objecti
         target = lambda t: t.values[objective]  # noqa: E731
     name = objective_name or "Objective Value"
     plots = {
-        "importance": lambda: optuna.visualization.plot_param_importances(study, target=target, target_name=name,
-                                                                          params=params),
+        # Optuna's importances drawn by us: its plot_param_importances deep-copies every trial once per
+        # parameter for its hover text (38 of 39 s on 10,000 trials; the importances take 0.2 s).
+        "importance": lambda: _importance_plot(study, target, name, params),
         "parallel": lambda: optuna.visualization.plot_parallel_coordinate(study, target=target, target_name=name,
                                                                           params=params),
         "slice": lambda: optuna.visualization.plot_slice(study, target=target, target_name=name, params=params),
@@ -491,6 +492,19 @@ def optuna_figure(kind: str, study: optuna.Study, *, objective: int = 0, objecti
         return None, f"{_PLOT_NAMES[kind]} has nothing to show yet (too few complete trials or parameters)"
     fig.update_layout(uirevision="digitune", template="plotly_white")
     return fig, None
+
+
+def _importance_plot(study: optuna.Study, target: Callable[[optuna.trial.FrozenTrial], float] | None, name: str,
+                     params: list[str] | None) -> go.Figure:
+    """Optuna's parameter importances (``get_param_importances``, as its plot computes them), drawn as bars.
+
+    Not ``plot_param_importances``: for its hover text it deep-copies every trial once per
+    parameter (38 of its 39 s on 10,000 trials; the importances themselves take 0.2 s).
+    """
+    importances = optuna.importance.get_param_importances(study, target=target, params=params)
+    if not importances:
+        raise ValueError("no searched parameter to rank")
+    return importances_figure(dict(importances), f"Hyperparameter importances: {name}")
 
 
 _PLOT_NAMES = {"importance": "Parameter importance", "parallel": "The parallel-coordinate plot",

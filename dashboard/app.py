@@ -68,6 +68,7 @@ from dashboard._figures import (  # noqa: E402
 
 PAGES = ("Studies", "Study", "Trial", "Compare", "Queue", "Launch")
 REFRESH_CHOICES = (2, 5, 10, 30)
+PARALLEL_TRIALS = 2000  # the parallel-coordinate plot draws at most this many complete trials
 PLOTLY_CONFIG = {"displaylogo": False}
 
 
@@ -294,9 +295,15 @@ def _optuna_tab(data: StudyData, kind: str, objective: int) -> None:
         if len(params) < 2:
             st.info("Choose two or more parameters.")
             return
+    study, complete = data.optuna_study, None
+    if kind == "parallel":  # one line per trial, drawn by Optuna as thousands of traces: a sample of big studies
+        study, complete = data.optuna_sample(PARALLEL_TRIALS)
     fig, message = data.memoized(("optuna", kind, objective, tuple(params or ())), lambda: optuna_figure(
-        kind, data.optuna_study, objective=objective, objective_name=data.objectives[objective], params=params))
+        kind, study, objective=objective, objective_name=data.objectives[objective], params=params))
     _chart_or_message(fig, message)
+    if fig is not None and complete is not None and complete > PARALLEL_TRIALS:
+        st.caption(f"Drawn from {PARALLEL_TRIALS:,} of the {complete:,} complete trials, evenly spaced by trial "
+                   "number: Optuna's plot of every one would take seconds to draw on each refresh.")
 
 
 def _chart_or_message(fig, message: str | None, key: str | None = None) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -418,3 +419,44 @@ def test_every_page_function_leaves_the_database_untouched(reader, dashboard_db)
     compare_figure(studies)
     compare_rows(studies)
     dashboard_db.assert_unchanged()
+
+
+def test_in_memory_copy_for_optuna_plots(reader, dashboard_db):
+    data = reader.study("tiny")
+    study = data.optuna_study
+    trials = study.get_trials(deepcopy=False)
+    assert [(t.number, t.state, t.values, t.params) for t in trials] == \
+        [(t.number, t.state, t.values, t.params) for t in data.trials]
+    assert all(t.user_attrs == {} for t in trials)  # curves and configs stay out of the copy
+    assert study.trials[0] is study.trials[0]  # handed out without a deep copy each time...
+    assert study.trials[0] is not data.trials[0]  # ...but a copy of the reader's trial all the same
+    pareto = reader.study("pareto")
+    assert pareto.pareto_numbers == sorted(t.number for t in pareto.optuna_study.best_trials)
+    assert pareto.pareto_numbers == sorted(t.number for t in _optuna(dashboard_db, "pareto").best_trials)
+
+
+def test_parallel_plot_sample_is_evenly_spaced_complete_trials(reader):
+    data = reader.study("tiny")
+    complete = [t for t in data.trials if t.state == TrialState.COMPLETE]
+    whole, count = data.optuna_sample(len(complete))
+    assert whole is data.optuna_study and count == len(complete)
+    sample, count = data.optuna_sample(3)
+    assert count == len(complete)
+    step = len(complete) / 3
+    assert [t.params for t in sample.trials] == [complete[int(i * step)].params for i in range(3)]
+    assert {t.state for t in sample.trials} == {TrialState.COMPLETE}
+    assert data.optuna_sample(3)[0] is sample  # made once per version of the study
+
+
+def test_importance_figure_ranks_optuna_importances(reader):
+    from dashboard import optuna_figure
+
+    data = reader.study("tiny")
+    fig, message = optuna_figure("importance", data.optuna_study, objective_name="val_accuracy")
+    assert message is None and fig.data[0].type == "bar" and fig.data[0].orientation == "h"
+    with warnings.catch_warnings():  # a few trials per regime: Optuna warns
+        warnings.simplefilter("ignore")
+        ranked = optuna.importance.get_param_importances(data.optuna_study)
+    assert set(fig.data[0].y) == set(ranked)
+    assert abs(sum(fig.data[0].x) - 1) < 1e-6 and list(fig.data[0].x) == sorted(fig.data[0].x)
+    assert "val_accuracy" in fig.layout.title.text
