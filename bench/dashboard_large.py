@@ -2,22 +2,30 @@
 
 Builds a SQLite study of N realistic trials (MLP and CNN parameters, learning curves,
 intermediate values, confusion matrices; complete, pruned and failed) with
-``optuna.trial.create_trial`` + ``study.add_trials``, then times:
+``optuna.trial.create_trial`` + ``study.add_trials`` (about 5 minutes for 10,000 on 2 cores;
+``--db PATH --keep`` builds it once and reuses it), then times, in wall and CPU seconds:
 
   (a) the Study page's data from cold: open the storage, read every trial, summary, history figure;
   (b) a refresh with nothing changed;
-  (c) a refresh after 10 new trials;
-  (d) ``AppTest`` running the Study page once (a fresh reader, so a cold read inside), and once more warm.
+  (c) a refresh after 10 new trials (they stay in the database);
+  (d) ``AppTest`` opening the Study page in a fresh Python process, as the first visitor after
+      ``digitune dashboard`` starts: the app's imports, the page with a cold reader, then once more warm.
 
-Usage: python bench/dashboard_large.py [--trials 10000] [--db PATH] [--keep]
+The reader takes the trials from Optuna's tables with plain SELECTs; ``--compare-api`` times
+(a) and (d) through Optuna's storage API as well (the dashboard's path before), side by side.
+``--tabs`` also times each tab's first visit and a rerun of it (the page's auto-refresh).
+
+Usage: python bench/dashboard_large.py [--trials 10000] [--db PATH] [--keep] [--compare-api] [--tabs]
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import os
 import random
+import subprocess
 import sys
 import tempfile
 import time
@@ -112,12 +120,60 @@ def build(url: str, n: int) -> None:
     study.add_trials(batch)
 
 
-def timed(label: str, func, results: dict[str, float]):
-    start = time.perf_counter()
+def timed(label: str, func, results: dict[str, tuple[float, float]]):
+    wall, cpu = time.perf_counter(), time.process_time()
     value = func()
-    results[label] = time.perf_counter() - start
-    print(f"{label:<58} {results[label]:8.2f} s", flush=True)
+    results[label] = (time.perf_counter() - wall, time.process_time() - cpu)
     return value
+
+
+def show(label: str, *columns: tuple[float, float] | None) -> None:
+    cells = "".join(f"{'':>20}" if c is None else f"{c[0]:8.2f} s{c[1]:7.2f} s " for c in columns)
+    print(f"{label:<52}{cells}", flush=True)
+
+
+TABS = ("Curves", "MLP vs CNN", "Importance", "Parallel", "Slice", "Contour", "EDF", "Timeline", "Trials")
+
+
+def apptest(url: str, *, sql: bool, tabs: bool) -> dict[str, tuple[float, float]]:
+    """Run ``child_apptest`` in a fresh Python process; its timings."""
+    command = [sys.executable, __file__, "--child-apptest", url] + ([] if sql else ["--api"]) + (["--tabs"] if tabs else [])
+    done = subprocess.run(command, capture_output=True, text=True, timeout=3600,
+                          env={**os.environ, "DIGITUNE_STORAGE": url})
+    if done.returncode != 0:
+        raise SystemExit(f"the AppTest process failed:\n{done.stderr[-3000:]}")
+    return {label: tuple(value) for label, value in json.loads(done.stdout.strip().splitlines()[-1]).items()}
+
+
+def child_apptest(url: str, *, sql: bool, tabs: bool) -> None:
+    """In a fresh process: import the app's modules, open the Study page twice, optionally every tab; print JSON."""
+    import importlib
+
+    results: dict[str, tuple[float, float]] = {}
+    # `digitune dashboard` has imported Streamlit before anyone visits; the first run of the page
+    # imports the app's own modules (digitune, Optuna, SQLAlchemy, Plotly).
+    AppTest = timed("streamlit", lambda: importlib.import_module("streamlit.testing.v1").AppTest, results)
+    timed("imports", lambda: [importlib.import_module(m) for m in ("dashboard", "dashboard._model",
+                                                                   "dashboard._launch")], results)
+    os.environ["DIGITUNE_STORAGE"] = url
+    if not sql:  # the dashboard's reader through Optuna's storage API, as before the SQL reader
+        importlib.import_module("dashboard._data").Reader.open.__func__.__kwdefaults__["sql"] = False
+    at = AppTest.from_file(str(ROOT / "dashboard" / "app.py"), default_timeout=3600)
+    at.query_params.update(page="Study", study=STUDY)
+
+    def run(label: str) -> None:
+        timed(label, lambda: at.run(timeout=3600), results)
+        if at.exception:
+            raise SystemExit(f"{label}: {at.exception}")
+
+    run("cold")
+    run("warm")
+    if tabs:
+        for tab in TABS:
+            at.session_state["tab"] = tab
+            run(f"tab {tab}")
+            run(f"tab {tab} again")
+    print(json.dumps(results))
 
 
 def main() -> None:
@@ -125,21 +181,30 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=10_000)
     parser.add_argument("--db", type=Path, help="SQLite file (default: a temporary one)")
     parser.add_argument("--keep", action="store_true", help="reuse --db if it already holds the study")
+    parser.add_argument("--compare-api", action="store_true",
+                        help="also time (a) and (d) reading through Optuna's storage API (slow: a minute or more)")
+    parser.add_argument("--tabs", action="store_true", help="also time each tab of the Study page in (d)")
+    parser.add_argument("--child-apptest", metavar="URL", help=argparse.SUPPRESS)
+    parser.add_argument("--api", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.child_apptest:
+        return child_apptest(args.child_apptest, sql=not args.api, tabs=args.tabs)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     path = args.db or Path(tempfile.mkdtemp(prefix="digitune-bench-")) / "large.db"
     url = f"sqlite:///{path}"
-    results: dict[str, float] = {}
+    results: dict[str, tuple[float, float]] = {}
     if not (args.keep and path.exists()):
         if path.exists():
             path.unlink()
         from search import open_storage
 
         open_storage(url).engine.dispose()  # digitune's WAL settings, as a real study file has
-        timed(f"build: {args.trials:,} trials with add_trials", lambda: build(url, args.trials), results)
-    print(f"database: {path} ({path.stat().st_size / 1e6:.1f} MB)")
+        timed("build", lambda: build(url, args.trials), results)
+        print(f"build: {args.trials:,} trials with add_trials: {results['build'][0]:.0f} s")
+    print(f"database: {path} ({path.stat().st_size / 1e6:.1f} MB); {os.cpu_count()} CPUs, "
+          f"load average {os.getloadavg()[0]:.1f} at the start")
 
-    from dashboard import Reader, history_figure, learning_curves, study_summary, curves_figure
+    from dashboard import Reader, curves_figure, history_figure, learning_curves, study_summary
 
     def study_page(reader: Reader):
         data = reader.study(STUDY)
@@ -147,32 +212,42 @@ def main() -> None:
         data.memoized(("history", 0, False), lambda: history_figure(data))
         return data
 
+    api: dict[str, tuple[float, float]] = {}
+    if args.compare_api:
+        timed("cold", lambda: study_page(Reader.open(url, sql=False)), api)
     reader = Reader.open(url)
-    data = timed("(a) Study page data from cold (read all, summary, history)", lambda: study_page(reader), results)
+    data = timed("cold", lambda: study_page(reader), results)
     assert len(data.records) >= args.trials
+    header = f"{'':<52}{'SQL reader':>20}" + (f"{'Optuna API':>20}" if args.compare_api else "")
+    print(header)
+    print(f"{'':<52}" + f"{'wall':>8}  {'CPU':>7}   " * (2 if args.compare_api else 1))
+    show("(a) Study page data from cold (read, summary, history)", results["cold"], api.get("cold"))
     reads = reader.reads
-    timed("(b) refresh, nothing changed", lambda: study_page(reader), results)
-    print(f"    trials read again: {reader.reads - reads}")
-    rng = random.Random(7)
+    timed("nothing", lambda: study_page(reader), results)
+    show(f"(b) refresh, nothing changed ({reader.reads - reads} trials read)", results["nothing"])
+    rng = random.Random(time.time_ns())
     study = optuna.load_study(study_name=STUDY, storage=url)
     last = data.records[-1]["datetime_start"]
-    study.add_trials([fake_trial(rng, args.trials + i, last + dt.timedelta(seconds=30 * (i + 1))) for i in range(10)])
+    number = len(data.records)
+    study.add_trials([fake_trial(rng, number + i, last + dt.timedelta(seconds=30 * (i + 1))) for i in range(10)])
     reads = reader.reads
-    fresh = timed("(c) refresh after 10 new trials", lambda: study_page(reader), results)
-    print(f"    trials read again: {reader.reads - reads}; trials now {len(fresh.records):,}")
-    timed("    learning curves of every trial (figure, grouped)",
-          lambda: curves_figure(learning_curves(fresh)), results)
-    timed("    in-memory copy for Optuna's plots", lambda: fresh.optuna_study, results)
+    fresh = timed("new", lambda: study_page(reader), results)
+    show(f"(c) refresh after 10 new trials ({reader.reads - reads} read, now {len(fresh.records):,})",
+         results["new"])
+    timed("curves", lambda: curves_figure(learning_curves(fresh)), results)
+    show("    learning curves of every trial (figure, grouped)", results["curves"])
+    timed("copy", lambda: fresh.optuna_study, results)
+    show("    in-memory copy for Optuna's plots", results["copy"])
 
-    from streamlit.testing.v1 import AppTest
-
-    os.environ["DIGITUNE_STORAGE"] = url
-    at = AppTest.from_file(str(ROOT / "dashboard" / "app.py"), default_timeout=600)
-    at.query_params.update(page="Study", study=STUDY)
-    timed("(d) AppTest: Study page once (cold reader in the app)", lambda: at.run(timeout=600), results)
-    assert not at.exception, at.exception
-    timed("    AppTest: Study page again (warm)", lambda: at.run(timeout=600), results)
-    assert not at.exception, at.exception
+    page = apptest(url, sql=True, tabs=args.tabs)
+    old = apptest(url, sql=False, tabs=False) if args.compare_api else {}
+    show("(d) AppTest, a fresh process: import Streamlit", page["streamlit"], old.get("streamlit"))
+    show("    the app's imports (search, plotly, ...)", page["imports"], old.get("imports"))
+    show("    Study page, cold reader", page["cold"], old.get("cold"))
+    show("    Study page again (warm)", page["warm"], old.get("warm"))
+    for tab in TABS if args.tabs else ():
+        show(f"    tab {tab}: first visit", page[f"tab {tab}"])
+        show(f"    tab {tab}: again (a refresh)", page[f"tab {tab} again"])
     print(f"python {sys.version.split()[0]}, optuna {optuna.__version__}")
 
 
