@@ -308,7 +308,7 @@ class Reader:
     def display_url(self) -> str:
         return redact(self.url) if self.url else "(in memory)"
 
-    def _opened(self) -> BaseStorage | None:
+    def opened(self) -> BaseStorage | None:
         """The storage; a SQLite file that did not exist when the reader was made is opened once it does."""
         if self.storage is None and self.url and not _missing_sqlite_file(self.url):
             with self._lock:
@@ -319,13 +319,13 @@ class Reader:
     # ---- studies
 
     def study_names(self) -> list[str]:
-        storage = self._opened()
+        storage = self.opened()
         return [] if storage is None else [s.study_name for s in storage.get_all_studies()
                                            if s.study_name != AGENTS_STUDY]
 
     def studies(self) -> list[dict[str, Any]]:
         """One record per study, every study refreshed: see :func:`study_row`."""
-        storage = self._opened()
+        storage = self.opened()
         if storage is None:
             return []
         rows = []
@@ -341,7 +341,7 @@ class Reader:
 
     def study(self, name: str) -> StudyData:
         """The study ``name`` with its trials, refreshed; ``KeyError`` if there is no such study."""
-        if self._opened() is None:
+        if self.opened() is None:
             raise KeyError(name)
         with self._lock:
             try:

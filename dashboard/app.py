@@ -557,8 +557,8 @@ def queue_page(reader: Reader) -> None:
     st.title("Queue")
     st.caption("Studies submitted with `digitune submit` or the Launch page, and the agents (`digitune agent`) "
                "working through them, most urgent first.")
-    storage = _writer(reader.url or "")
-    entries, agents = queue_entries(storage), list_agents(storage)
+    storage = reader.opened()  # None while a SQLite file does not exist yet: nothing submitted
+    entries, agents = (queue_entries(storage), list_agents(storage)) if storage is not None else ([], [])
     if not entries:
         st.info("Nothing submitted yet: `digitune submit STUDY.toml`, or the Launch page.")
     else:
@@ -570,7 +570,7 @@ def queue_page(reader: Reader) -> None:
         chart(queue_figure(entries), key="queue_figure")
         st.dataframe(queue_rows(entries, agents), hide_index=True, key="queue_table",
                      column_config={"best value": st.column_config.NumberColumn(format="%.4f")})
-        _queue_controls(storage, entries)
+        _queue_controls(_writer(reader.url or ""), entries)
     st.subheader("Agents")
     if agents:
         st.dataframe(agent_rows(agents), hide_index=True, key="agents_table")
@@ -628,7 +628,7 @@ def launch_page(reader: Reader) -> None:
                 st.error(f"Cannot launch: {exc}")
             else:
                 message = f"Launched study {entry.name!r} ({entry.trials} trials): submitted to the queue"
-                running = live_agents(_writer(reader.url or "")) or [a for a in local if a.running]
+                running = live_agents(reader.opened()) or [a for a in local if a.running]
                 if running:
                     message += f"; {len(running)} running agent(s) will pick it up."
                 else:
@@ -641,8 +641,8 @@ def launch_page(reader: Reader) -> None:
 
 def _launched_progress(reader: Reader, local: list[LocalAgent]) -> None:
     """The queue's studies with their progress, and the agents this dashboard started, with a stop button."""
-    storage = _writer(reader.url or "")
-    entries = queue_entries(storage)
+    storage = reader.opened()
+    entries = queue_entries(storage) if storage is not None else []
     if entries:
         st.subheader("Queue")
         for e in entries:

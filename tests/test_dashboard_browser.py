@@ -112,7 +112,7 @@ def test_every_page_renders_in_chromium_without_exceptions(server, playwright_ap
                 page.goto(server + query)
                 page.wait_for_selector('[data-testid="stApp"]', timeout=60_000)
                 page.wait_for_selector("h1", timeout=60_000)
-                if name not in ("studies", "study-trials"):  # pages with a chart: wait until Plotly drew it
+                if name not in ("studies", "study-trials", "queue", "launch"):  # charts: wait until Plotly drew them
                     page.wait_for_selector(".js-plotly-plot .main-svg", timeout=60_000)
                 wait_until_idle(page)
                 page.screenshot(path=str(shots / f"{name}.png"), full_page=True)
