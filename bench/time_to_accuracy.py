@@ -222,7 +222,10 @@ def run_kerastuner(dataset_name: str, seed: int, budget: float, events_path: Pat
             if events.over():
                 raise KeyboardInterrupt  # KerasTuner has no time budget: leave the search here
 
+    # One Hyperband iteration (KerasTuner's default) is 30 trials here: on the digits it ends in
+    # about 80 s, so let it start more iterations until the budget is spent.
     tuner = kt.Hyperband(Space(), objective="val_accuracy", max_epochs=MAX_EPOCHS, factor=3, seed=seed,
+                         hyperband_iterations=1000,
                          directory=tempfile.mkdtemp(prefix="digitune-kt-"), project_name="tta", overwrite=True,
                          max_consecutive_failed_trials=100)
     try:
