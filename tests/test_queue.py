@@ -132,16 +132,22 @@ def test_stop_and_resume_take_effect_at_the_next_trial_boundary(storage_url, tmp
 
 def test_a_killed_agent_is_shown_lost_and_its_trial_recovered(storage_url, tmp_path):
     path = write_study(tmp_path, "victim", trials=3, family='"mlp"', pruner="none")
-    # Long trials (40 epochs on all the digits) so the kill lands inside one.
-    path.write_text(path.read_text().replace("limit = 300", "").replace("epochs = {low = 1, high = 3}", "epochs = 40"))
+    # Long trials (150 epochs on all the digits, several seconds) so the kill lands inside one.
+    path.write_text(path.read_text().replace("limit = 300", "").replace("epochs = {low = 1, high = 3}", "epochs = 150"))
     assert run_cli("submit", str(path), "--storage", storage_url, cwd=tmp_path).returncode == 0
     agent = start_agent(storage_url, tmp_path, "victim.err", env=FAST_HEARTBEAT)
     working = wait_for(lambda: [a for a in queue_json(storage_url, tmp_path)["agents"]
                                 if a["status"] == "working" and a["trial"] is not None], what="a working agent")
-    time.sleep(2)  # inside the trial's 40 epochs
+    killed_trial = working[0]["trial"]
+
+    def training() -> bool:  # it has its parameters and model, and is still running
+        trial = optuna.load_study(study_name="victim", storage=storage_url).trials[killed_trial]
+        return trial.state == TrialState.RUNNING and "model_config" in trial.user_attrs
+
+    wait_for(training, what="the agent's trial to start training")
+    time.sleep(2)  # well inside its 150 epochs (about 8 s)
     agent.send_signal(signal.SIGKILL)
     agent.wait()
-    killed_trial = working[0]["trial"]
     lost = wait_for(lambda: [a for a in queue_json(storage_url, tmp_path)["agents"] if a["status"] == "lost"],
                     timeout=30, what="the agent shown as lost")
     assert lost[0]["id"] == working[0]["id"] and lost[0]["study"] == "victim" and lost[0]["trial"] == killed_trial
