@@ -27,7 +27,7 @@ import sqlalchemy
 from models import DataError, Dataset, load_dataset
 
 from ._artifacts import ModelKeeper
-from ._queue import AgentRecord, QueueEntry, mark_ended, mark_started, queue_entries, state_of
+from ._queue import AgentRecord, QueueEntry, mark_ended, mark_started, queue_entries, queue_entry, state_of
 from ._runner import DATASET_ATTR, load_study, open_study, run_study, stored_spec
 from ._signals import Interrupt
 from ._spec import SpecError, StudySpec
@@ -113,14 +113,14 @@ class Agent:
         if dataset is None:
             return False
         try:
-            study = open_study(spec, self.storage, dataset, seed_offset=self._seed_offset())
+            study = open_study(spec, self.storage, dataset, seed_offset=os.getpid())
         except SpecError as exc:  # the space does not fit this data, say: no agent could run it
             _logger.error("study %r cannot run: %s", entry.name, exc)
             mark_ended(self.storage, entry.name, "failed", str(exc))
             return False
         if not mark_started(self.storage, entry.name):
             return False
-        current = next(e for e in queue_entries(self.storage) if e.name == entry.name)
+        current = queue_entry(self.storage, entry.name)
         if not current.has_work:
             self._finish_if_spent(current)
             return False
@@ -145,7 +145,7 @@ class Agent:
 
         left = current.seconds_left()
         summary = run_study(spec, self.storage, dataset=dataset, n_trials=current.trials, study=study,
-                            timeout=left, keeper=self.keeper_for(spec), seed_offset=self._seed_offset(),
+                            timeout=left, keeper=self.keeper_for(spec), seed_offset=os.getpid(),
                             should_stop=should_stop, on_start=on_start, on_trial=on_trial, wait=False)
         self.trials_run += summary.ran
         if summary.ran and entry.name not in self.studies:
@@ -154,7 +154,7 @@ class Agent:
             mark_ended(self.storage, entry.name, "failed",
                        f"{summary.failed} trials failed in a row; see their fail_reason (digitune show {entry.name})")
         else:
-            self._finish_if_spent(next(e for e in queue_entries(self.storage) if e.name == entry.name))
+            self._finish_if_spent(queue_entry(self.storage, entry.name))
         return summary.ran > 0
 
     def _finish_if_spent(self, entry: QueueEntry) -> None:
@@ -172,9 +172,6 @@ class Agent:
                              other.name)
                 return True
         return False
-
-    def _seed_offset(self) -> int:
-        return os.getpid()
 
     # ----------------------------------------------------------------------- data
 

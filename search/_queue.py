@@ -108,17 +108,18 @@ class QueueEntry:
         return {**asdict(self), "seconds_used": self.seconds_used(), "budget_spent": self.budget_spent}
 
 
-def _entry(study: optuna.study.StudySummary | Any, storage: optuna.storages.BaseStorage) -> QueueEntry:
-    queue = study.user_attrs[QUEUE_ATTR]
-    directions = [d.name.lower() for d in study.directions]
-    trials = storage.get_all_trials(study._study_id, deepcopy=False,
+def _entry(storage: optuna.storages.BaseStorage, study_id: int, name: str, user_attrs: dict[str, Any],
+           directions: list) -> QueueEntry:
+    queue = user_attrs[QUEUE_ATTR]
+    directions = [d.name.lower() for d in directions]
+    trials = storage.get_all_trials(study_id, deepcopy=False,
                                     states=(*FINISHED, TrialState.RUNNING, TrialState.FAIL))
     complete = [t for t in trials if t.state == TrialState.COMPLETE and t.values is not None and is_feasible(t)]
     best = None
     if complete and len(directions) == 1:
         best = (max if directions[0] == "maximize" else min)(t.values[0] for t in complete)
     return QueueEntry(
-        name=study.study_name, state=queue["state"], priority=int(queue.get("priority", 0)),
+        name=name, state=queue["state"], priority=int(queue.get("priority", 0)),
         trials=int(queue["trials"]), timeout=queue.get("timeout"), submitted_at=queue["submitted_at"],
         started_at=queue.get("started_at"), finished_at=queue.get("finished_at"), reason=queue.get("reason"),
         finished=sum(t.state in FINISHED for t in trials), running=sum(t.state == TrialState.RUNNING for t in trials),
@@ -127,7 +128,8 @@ def _entry(study: optuna.study.StudySummary | Any, storage: optuna.storages.Base
 
 def queue_entries(storage: optuna.storages.BaseStorage, *, min_priority: int | None = None) -> list[QueueEntry]:
     """Every submitted study (of at least ``min_priority``), most urgent first: higher priority, then older."""
-    entries = [_entry(s, storage) for s in storage.get_all_studies() if QUEUE_ATTR in s.user_attrs
+    entries = [_entry(storage, s._study_id, s.study_name, s.user_attrs, s.directions)
+               for s in storage.get_all_studies() if QUEUE_ATTR in s.user_attrs
                and (min_priority is None or int(s.user_attrs[QUEUE_ATTR].get("priority", 0)) >= min_priority)]
     return sorted(entries, key=lambda e: (-e.priority, e.submitted_at, e.name))
 
@@ -138,15 +140,7 @@ def queue_entry(storage: optuna.storages.BaseStorage, name: str) -> QueueEntry:
     if QUEUE_ATTR not in study.user_attrs:
         raise QueueError(f"study {name!r} was not submitted to the queue (it was started with `digitune run`); "
                          f"submit its file with `digitune submit STUDY.toml` to let agents work on it")
-    return _entry(_FrozenView(study), storage)
-
-
-class _FrozenView:
-    """What ``_entry`` reads of a study, from a loaded ``optuna.Study``."""
-
-    def __init__(self, study: optuna.Study):
-        self.study_name, self._study_id = study.study_name, study._study_id
-        self.user_attrs, self.directions = study.user_attrs, study.directions
+    return _entry(storage, study._study_id, name, study.user_attrs, study.directions)
 
 
 def submit(spec: StudySpec, storage: optuna.storages.BaseStorage, *, priority: int = 0) -> QueueEntry:
