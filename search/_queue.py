@@ -134,12 +134,18 @@ def queue_entries(storage: optuna.storages.BaseStorage, *, min_priority: int | N
     return sorted(entries, key=lambda e: (-e.priority, e.submitted_at, e.name))
 
 
-def queue_entry(storage: optuna.storages.BaseStorage, name: str) -> QueueEntry:
-    """The queue entry of study ``name``; ``QueueError`` if it was never submitted."""
+def _submitted(storage: optuna.storages.BaseStorage, name: str) -> optuna.Study:
+    """Study ``name``; ``QueueError`` if it was never submitted to the queue."""
     study = load_study(name, storage)
     if QUEUE_ATTR not in study.user_attrs:
         raise QueueError(f"study {name!r} was not submitted to the queue (it was started with `digitune run`); "
                          f"submit its file with `digitune submit STUDY.toml` to let agents work on it")
+    return study
+
+
+def queue_entry(storage: optuna.storages.BaseStorage, name: str) -> QueueEntry:
+    """The queue entry of study ``name``; ``QueueError`` if it was never submitted."""
+    study = _submitted(storage, name)
     return _entry(storage, study._study_id, name, study.user_attrs, study.directions)
 
 
@@ -168,8 +174,8 @@ def submit(spec: StudySpec, storage: optuna.storages.BaseStorage, *, priority: i
     return queue_entry(storage, spec.name)
 
 
-def _change(storage: optuna.storages.BaseStorage, name: str, **changes: Any) -> dict[str, Any]:
-    study = load_study(name, storage)
+def _change(study: optuna.Study, **changes: Any) -> dict[str, Any]:
+    """Update ``study``'s queue entry (read afresh: call it under the study's lock)."""
     queue = dict(study.user_attrs[QUEUE_ATTR])
     queue.update(changes)
     study.set_user_attr(QUEUE_ATTR, queue)
@@ -178,12 +184,12 @@ def _change(storage: optuna.storages.BaseStorage, name: str, **changes: Any) -> 
 
 def stop(storage: optuna.storages.BaseStorage, name: str) -> tuple[str, str]:
     """Stop a queued or running study; agents leave it at their next trial boundary. (old, new) state."""
-    queue_entry(storage, name)  # refuses a study that was never submitted
+    study = _submitted(storage, name)
     with study_lock(storage, name):
-        state = load_study(name, storage).user_attrs[QUEUE_ATTR]["state"]
+        state = study.user_attrs[QUEUE_ATTR]["state"]
         if state not in ACTIVE:
             return state, state
-        _change(storage, name, state="stopped", finished_at=_iso(_now()), reason="stopped by a user")
+        _change(study, state="stopped", finished_at=_iso(_now()), reason="stopped by a user")
     return state, "stopped"
 
 
@@ -197,27 +203,28 @@ def resume(storage: optuna.storages.BaseStorage, name: str) -> tuple[str, str]:
                          f"submit its file again with a larger --trials")
     with study_lock(storage, name):
         # Its time budget, if any, starts again: the clock ran while it was stopped.
-        _change(storage, name, state="queued", started_at=None, finished_at=None, reason=None)
+        _change(load_study(name, storage), state="queued", started_at=None, finished_at=None, reason=None)
     return entry.state, "queued"
 
 
 def mark_started(storage: optuna.storages.BaseStorage, name: str) -> bool:
     """Queued → running, when an agent starts it. False if it is no longer active (stopped meanwhile)."""
     with study_lock(storage, name):
-        queue = load_study(name, storage).user_attrs[QUEUE_ATTR]
+        study = load_study(name, storage)
+        queue = study.user_attrs[QUEUE_ATTR]
         if queue["state"] not in ACTIVE:
             return False
         if queue["state"] == "queued":
-            _change(storage, name, state="running", started_at=queue.get("started_at") or _iso(_now()))
+            _change(study, state="running", started_at=queue.get("started_at") or _iso(_now()))
     return True
 
 
 def mark_ended(storage: optuna.storages.BaseStorage, name: str, state: str, reason: str | None = None) -> None:
     """An active study → ``done`` (budget spent) or ``failed`` (``reason``); a stopped one stays stopped."""
     with study_lock(storage, name):
-        queue = load_study(name, storage).user_attrs[QUEUE_ATTR]
-        if queue["state"] in ACTIVE:
-            _change(storage, name, state=state, finished_at=_iso(_now()), reason=reason)
+        study = load_study(name, storage)
+        if study.user_attrs[QUEUE_ATTR]["state"] in ACTIVE:
+            _change(study, state=state, finished_at=_iso(_now()), reason=reason)
 
 
 def state_of(storage: optuna.storages.BaseStorage, study_id: int) -> str | None:
