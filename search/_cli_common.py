@@ -34,8 +34,9 @@ RecycleOption = Annotated[int, typer.Option(
     "--recycle-after", min=0, help="Restart each worker process after this many trials, so memory that "
                                    "TensorFlow keeps per model is given back (0: never).")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of a table.")]
-WorkersOption = Annotated[int, typer.Option(
-    "--workers", min=1, help="Processes on this machine, sharing its cores (default 1).")]
+WorkersOption = Annotated[Optional[int], typer.Option(
+    "--workers", min=1, help="Processes on this machine, sharing its cores (default $DIGITUNE_WORKERS, else one "
+                             "single-thread worker per core, up to 8; one worker where a GPU is found).")]
 GpusOption = Annotated[Optional[str], typer.Option(
     "--gpus", help="all, none or GPU indices like 0,1: processes per GPU (CUDA_VISIBLE_DEVICES set).")]
 TrialsPerGpuOption = Annotated[int, typer.Option(
@@ -50,10 +51,12 @@ def user_errors(func: Callable) -> Callable:
         from models import ConfigError, DataError
 
         from search import NoModelError, SpecError, StorageError, StudyNotFoundError
+        from search._workers import WorkerLayoutError
 
         try:
             return func(*args, **kwargs)
-        except (SpecError, DataError, ConfigError, StorageError, StudyNotFoundError, NoModelError) as exc:
+        except (SpecError, DataError, ConfigError, StorageError, StudyNotFoundError, NoModelError,
+                WorkerLayoutError) as exc:
             err.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
 

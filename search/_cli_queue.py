@@ -144,7 +144,7 @@ def resume(name: NameArgument, storage: StorageOption = None) -> None:
 @user_errors
 def agent(
     storage: StorageOption = None,
-    workers: WorkersOption = 1,
+    workers: WorkersOption = None,
     gpus: GpusOption = None,
     trials_per_gpu: TrialsPerGpuOption = 1,
     until_idle: Annotated[bool, typer.Option(
@@ -157,13 +157,14 @@ def agent(
 ) -> None:
     """Work through the submitted studies, most urgent first, until stopped with Ctrl-C."""
     from search import resolve_storage_url
+    from search._workers import plan_workers
 
     setup_logging()
     url = resolve_storage_url(storage)
-    if workers > 1 or (gpus and gpus != "none") or recycle_after:
-        _agent_processes(url, workers=workers, gpus=gpus, per_gpu=trials_per_gpu, until_idle=until_idle,
-                         poll=poll, artifacts=artifacts, mixed_precision=mixed_precision,
-                         recycle_after=recycle_after)
+    slots = plan_workers(workers, gpus, trials_per_gpu)
+    if len(slots) > 1 or (gpus and gpus != "none") or recycle_after:
+        _agent_processes(url, slots=slots, until_idle=until_idle, poll=poll, artifacts=artifacts,
+                         mixed_precision=mixed_precision, recycle_after=recycle_after)
         return
     _agent_here(url, until_idle=until_idle, poll=poll, artifacts=artifacts, mixed_precision=mixed_precision)
 
@@ -201,20 +202,15 @@ def _agent_here(url: str, *, until_idle: bool, poll: float, artifacts: str | Non
         raise typer.Exit(RECYCLE_EXIT)
 
 
-def _agent_processes(url: str, *, workers: int, gpus: str | None, per_gpu: int, until_idle: bool, poll: float,
-                     artifacts: str | None, mixed_precision: bool, recycle_after: int) -> None:
+def _agent_processes(url: str, *, slots, until_idle: bool, poll: float, artifacts: str | None,
+                     mixed_precision: bool, recycle_after: int) -> None:
     """Run one agent process per worker slot (threads or a GPU each) and restart recycled ones."""
     import os
     import subprocess
     import sys
 
-    from search._workers import RECYCLE_EXIT, WorkerLayoutError, plan_workers
+    from search._workers import RECYCLE_EXIT, stop_workers
 
-    try:
-        slots = plan_workers(workers, gpus, per_gpu)
-    except WorkerLayoutError as exc:
-        err.print(f"error: {exc}", markup=False, highlight=False)
-        raise typer.Exit(2) from None
     cmd = [sys.executable, "-m", "search.cli", "agent-process", "--storage", url, "--poll", str(poll),
            "--recycle-after", str(recycle_after)]
     cmd += ["--until-idle"] if until_idle else []
@@ -236,11 +232,7 @@ def _agent_processes(url: str, *, workers: int, gpus: str | None, per_gpu: int, 
                 break
             time.sleep(1.0)
     except KeyboardInterrupt:
-        for p in procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGINT)
-        for p in procs:
-            p.wait()
+        stop_workers(procs, signal.SIGINT)
         raise typer.Exit(130) from None
     codes = [p.returncode for p in procs]
     if any(codes):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import socket
 import time
 from typing import Any
 
@@ -123,6 +124,9 @@ def _latency_ms(model, dataset: Dataset) -> float:
     return 1000 * (time.perf_counter() - start) / max(len(x), 1)
 
 
+_WORKER = f"{socket.gethostname()}:{os.getpid()}"  # which process ran a trial, when several share a study
+
+
 def _record(trial: optuna.Trial, log, extra: dict[str, Any] | None = None) -> None:
     attrs: dict[str, Any] = {
         "curves": log.curves,
@@ -132,6 +136,7 @@ def _record(trial: optuna.Trial, log, extra: dict[str, Any] | None = None) -> No
         "keras_backend": log.backend,
         "device": log.device,
         "dtype_policy": log.dtype_policy,
+        "worker": _WORKER,
         **(extra or {}),
     }
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")

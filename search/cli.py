@@ -44,13 +44,17 @@ def run(
     baselines: Annotated[Optional[str], typer.Option(
         "--baselines", help="'tutorial' runs the seven tutorial presets first, tagged as baselines.")] = None,
     artifacts: ArtifactsOption = None,
-    workers: WorkersOption = 1,
+    workers: WorkersOption = None,
     gpus: GpusOption = None,
     trials_per_gpu: TrialsPerGpuOption = 1,
     mixed_precision: MixedPrecisionOption = False,
     recycle_after: RecycleOption = 0,
 ) -> None:
-    """Run (or continue) the study in STUDY_FILE until it holds --trials finished trials."""
+    """Run (or continue) the study in STUDY_FILE until it holds --trials finished trials.
+
+    On a CPU machine it runs one single-thread worker per core by default: this process and
+    worker processes beside it, all on the same study.
+    """
     from search import load_spec, spec_from_dict
 
     setup_logging()
@@ -62,13 +66,15 @@ def run(
         if dataset:
             data["data"]["source"] = dataset
         spec = spec_from_dict(data, source=f"{study_file} (with command-line options)")
-    if workers > 1 or (gpus and gpus != "none") or recycle_after:
-        _run_with_workers(spec, storage, trials or spec.trials, timeout, artifacts=artifacts, workers=workers,
-                          gpus=gpus, per_gpu=trials_per_gpu, mixed_precision=mixed_precision,
-                          recycle_after=recycle_after)
-    else:
+    from search._workers import plan_workers
+
+    slots = plan_workers(workers, gpus, trials_per_gpu)
+    if (gpus and gpus != "none") or recycle_after:  # every worker in a process of its own
+        _run_with_workers(spec, storage, trials or spec.trials, timeout, artifacts=artifacts, slots=slots,
+                          mixed_precision=mixed_precision, recycle_after=recycle_after)
+    else:  # this process is the first worker; any others run beside it
         _run_with_progress(spec, storage, trials or spec.trials, timeout, artifacts=artifacts,
-                           mixed_precision=mixed_precision)
+                           mixed_precision=mixed_precision, slots=slots)
 
 
 @app.command()
@@ -94,9 +100,12 @@ def worker(
                        mixed_precision=mixed_precision, show_progress=not no_progress, recycle_after=recycle_after)
 
 
+def _layout(slots) -> str:
+    return ", ".join(f"GPU {s.gpu}" if s.gpu is not None else f"{s.threads} thread(s)" for s in slots)
+
+
 def _run_with_workers(spec, storage: str | None, target: int, timeout: float | None, *, artifacts: str | None,
-                      workers: int, gpus: str | None, per_gpu: int, mixed_precision: bool,
-                      recycle_after: int = 0) -> None:
+                      slots, mixed_precision: bool, recycle_after: int = 0) -> None:
     """Create or check the study here, then run it in worker processes while a progress bar watches."""
     import time
 
@@ -104,21 +113,15 @@ def _run_with_workers(spec, storage: str | None, target: int, timeout: float | N
 
     from models import load_dataset
     from search import count_finished, open_study, redact, resolve_storage_url
-    from search._workers import RECYCLE_EXIT, WorkerLayoutError, plan_workers, start_worker
+    from search._workers import RECYCLE_EXIT, start_worker, stop_workers
 
-    try:
-        slots = plan_workers(workers, gpus, per_gpu)
-    except WorkerLayoutError as exc:
-        err.print(f"error: {exc}", markup=False, highlight=False)
-        raise typer.Exit(2) from None
     url = resolve_storage_url(storage)
     store = storage_from(url)
     data = load_dataset(spec.data.source, **spec.data.load_kwargs())
     study = open_study(spec, store, data)
     already = count_finished(study)
-    layout = ", ".join(f"GPU {s.gpu}" if s.gpu is not None else f"{s.threads} thread(s)" for s in slots)
     err.print(f"study {spec.name!r} in {redact(url)}: {already} finished trials, target {target}; "
-              f"{len(slots)} workers ({layout})", highlight=False)
+              f"{len(slots)} workers ({_layout(slots)})", highlight=False)
     def start(slot):
         return start_worker(slot, spec.name, url, trials=target, timeout=timeout, artifacts=artifacts,
                             mixed_precision=mixed_precision, recycle_after=recycle_after)
@@ -141,11 +144,7 @@ def _run_with_workers(spec, storage: str | None, target: int, timeout: float | N
                 progress.update(task, completed=min(count_finished(study), target), best=_best_text(study))
             progress.update(task, completed=min(count_finished(study), target), best=_best_text(study))
     except KeyboardInterrupt:
-        for p in procs:  # a terminal's Ctrl-C reached them too; this covers a signal sent to us alone
-            if p.poll() is None:
-                p.send_signal(signal.SIGINT)
-        for p in procs:
-            p.wait()
+        stop_workers(procs, signal.SIGINT)
         err.print(f"interrupted: {count_finished(study)} finished trials are stored; run the same command again "
                   f"to continue study {spec.name!r}", highlight=False)
         raise typer.Exit(130) from None
@@ -158,7 +157,9 @@ def _run_with_workers(spec, storage: str | None, target: int, timeout: float | N
 
 def _run_with_progress(spec, storage: str | None, target: int, timeout: float | None, seed_offset: int = 0,
                        artifacts: str | None = None, mixed_precision: bool = False,
-                       show_progress: bool = True, recycle_after: int = 0) -> None:
+                       show_progress: bool = True, recycle_after: int = 0, slots=()) -> None:
+    """Run the study in this process; with several ``slots``, this process is the first worker and
+    the others run in worker processes started once the study exists."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
         TimeRemainingColumn
 
@@ -166,8 +167,10 @@ def _run_with_progress(spec, storage: str | None, target: int, timeout: float | 
     from search import FINISHED, ModelKeeper, artifact_dir, count_finished, open_study, redact, \
         resolve_storage_url, run_study
 
-    from search._workers import RECYCLE_EXIT, apply_thread_budget
+    from search._workers import RECYCLE_EXIT, apply_thread_budget, start_worker, stop_workers
 
+    if len(slots) > 1:  # this worker's share of the cores (before the backend starts its thread pools)
+        os.environ.update({k: v for k, v in slots[0].env().items() if k != "CUDA_VISIBLE_DEVICES"})
     apply_thread_budget()
     if mixed_precision:
         import keras
@@ -181,7 +184,12 @@ def _run_with_progress(spec, storage: str | None, target: int, timeout: float | 
     err.print(f"data: {info.name} {info.image_shape[0]}x{info.image_shape[1]}, {info.n_train} train / "
               f"{info.n_val} validation / {info.n_test} test ({info.source})", highlight=False)
     already = count_finished(study)
-    err.print(f"study {spec.name!r} in {redact(url)}: {already} finished trials, target {target}", highlight=False)
+    layout = f"; {len(slots)} workers (this process and {len(slots) - 1} more: {_layout(slots)})" \
+        if len(slots) > 1 else ""
+    err.print(f"study {spec.name!r} in {redact(url)}: {already} finished trials, target {target}{layout}",
+              highlight=False)
+    procs = [start_worker(slot, spec.name, url, trials=target, timeout=timeout, artifacts=artifacts,
+                          mixed_precision=mixed_precision) for slot in slots[1:]] if already < target else []
 
     progress = Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -191,7 +199,9 @@ def _run_with_progress(spec, storage: str | None, target: int, timeout: float | 
     task = progress.add_task("trials", total=target, completed=min(already, target), best=_best_text(study))
 
     def on_trial(study, trial) -> None:
-        if trial.state in FINISHED:
+        if procs:  # the other workers' trials count too
+            progress.update(task, completed=min(count_finished(study), target))
+        elif trial.state in FINISHED:
             progress.advance(task)
         progress.update(task, best=_best_text(study))
 
@@ -201,17 +211,36 @@ def _run_with_progress(spec, storage: str | None, target: int, timeout: float | 
                                 seed_offset=seed_offset, keeper=ModelKeeper(artifact_dir(url, artifacts),
                                                                             spec.save_models),
                                 max_trials=recycle_after or None, study=study)
+            _wait_for_workers(procs, lambda: on_trial(study, None))
     except KeyboardInterrupt as exc:
         signal_name = str(exc) or "SIGINT"
+        stop_workers(procs, signal.SIGTERM if signal_name == "SIGTERM" else signal.SIGINT)
         err.print(f"interrupted ({signal_name}): the running trial is marked failed and {count_finished(study)} "
                   f"finished trials are stored; run the same command again to continue study {spec.name!r}",
                   highlight=False)
         raise typer.Exit(143 if signal_name == "SIGTERM" else 130) from None
-    err.print(f"study {spec.name!r}: {summary.finished} finished trials ({summary.ran} run now, "
-              f"{summary.failed} failed), best {_best_text(summary.study)}. "
+    codes = [p.returncode for p in procs]
+    others = f"; {len(procs)} more worker(s), exit codes {codes}" if procs else ""
+    err.print(f"study {spec.name!r}: {count_finished(study) if procs else summary.finished} finished trials "
+              f"({summary.ran} run here, {summary.failed} failed{others}), best {_best_text(summary.study)}. "
               f"See: digitune show {spec.name}", highlight=False)
     if summary.recycled:
         raise typer.Exit(RECYCLE_EXIT)
+    if any(codes):
+        raise typer.Exit(next(c for c in codes if c))
+
+
+def _wait_for_workers(procs, on_poll) -> None:
+    """Wait for worker processes to end, calling ``on_poll`` every second; a signal to this process stops them."""
+    import time
+
+    from search._signals import interrupts
+
+    with interrupts() as interrupt:
+        while any(p.poll() is None for p in procs):
+            interrupt.check()
+            time.sleep(1.0)
+            on_poll()
 
 
 @app.command("export-model")

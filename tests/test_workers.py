@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import sqlite3
+import subprocess
+import time
+from pathlib import Path
 
 import optuna
 import pytest
 
-from conftest import run_cli, write_study
+from conftest import digitune_exe, run_cli, write_study
 from search import FINISHED
-from search._workers import WorkerLayoutError, plan_workers
+from search._workers import WorkerLayoutError, available_cpus, plan_workers
 
 
 def test_cpu_workers_share_the_cores():
@@ -20,6 +26,31 @@ def test_cpu_workers_share_the_cores():
     env = slots[0].env()
     assert env["OMP_NUM_THREADS"] == env["TF_NUM_INTRAOP_THREADS"] == env["DIGITUNE_THREADS"] == "1"
     assert env["CUDA_VISIBLE_DEVICES"] == ""  # CPU workers see no GPU
+
+
+def test_default_layout_is_one_single_thread_worker_per_core(monkeypatch, tmp_path):
+    monkeypatch.delenv("DIGITUNE_WORKERS")
+    monkeypatch.setenv("PATH", str(tmp_path))  # no nvidia-smi: a CPU machine
+    assert [(s.threads, s.gpu) for s in plan_workers(None, None, cpus=2)] == [(1, None), (1, None)]
+    assert [s.threads for s in plan_workers(None, None, cpus=1)] == [1]
+    assert [s.threads for s in plan_workers(None, None, cpus=32)] == [4] * 8  # at most 8, more threads each
+    monkeypatch.setenv("DIGITUNE_WORKERS", "3")
+    assert len(plan_workers(None, None, cpus=2)) == 3
+    assert len(plan_workers(1, None, cpus=2)) == 1  # --workers wins over the variable
+    monkeypatch.setenv("DIGITUNE_WORKERS", "two")
+    with pytest.raises(WorkerLayoutError, match=r"\$DIGITUNE_WORKERS must be a whole number of workers, at least 1; "
+                                                r"got 'two' \(unset it for one worker per core\)"):
+        plan_workers(None, None)
+
+
+def test_default_layout_with_a_gpu_is_one_worker_that_sees_it(monkeypatch, tmp_path):
+    monkeypatch.delenv("DIGITUNE_WORKERS")
+    # This machine has no GPU: a stand-in nvidia-smi that lists one, as the real one does.
+    fake = tmp_path / "nvidia-smi"
+    fake.write_text("#!/bin/sh\necho 'GPU 0: NVIDIA H100 80GB HBM3 (UUID: GPU-0)'\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert len(plan_workers(None, None, cpus=16)) == 1
 
 
 def test_gpu_workers_get_one_card_each():
@@ -43,7 +74,7 @@ def test_workers_finish_exactly_the_requested_trials(tmp_path):
     db = f"sqlite:///{tmp_path / 'par.db'}"
     result = run_cli("run", str(path), "--storage", db, "--workers", "3", cwd=tmp_path, timeout=600)
     assert result.returncode == 0, result.stderr
-    assert "3 workers (1 thread(s), 1 thread(s), 1 thread(s))" in result.stderr
+    assert "3 workers (this process and 2 more: 1 thread(s), 1 thread(s), 1 thread(s))" in result.stderr
     assert "database is locked" not in result.stderr
     study = optuna.load_study(study_name="par", storage=db)
     trials = study.trials
@@ -52,6 +83,73 @@ def test_workers_finish_exactly_the_requested_trials(tmp_path):
     assert [t.number for t in trials] == list(range(len(trials)))
     params = [json.dumps(t.params, sort_keys=True) for t in study.get_trials(states=FINISHED)]
     assert len(set(params)) == len(params), "two workers ran the same parameters"
+
+
+@pytest.mark.slow
+def test_run_defaults_to_one_worker_per_core(tmp_path):
+    """Without --workers, `run` is the first of one single-thread worker per core; the others join it."""
+    cores = available_cpus()
+    if cores < 2:
+        pytest.skip("one core: the default layout is the single in-process worker")
+    expected = min(cores, 8)
+    path = write_study(tmp_path, "auto", trials=30, family='"mlp"')
+    db = f"sqlite:///{tmp_path / 'auto.db'}"
+    result = run_cli("run", str(path), "--storage", db, cwd=tmp_path, timeout=600, env={"DIGITUNE_WORKERS": ""})
+    assert result.returncode == 0, result.stderr
+    assert f"target 30; {expected} workers (this process and {expected - 1} more: " in result.stderr
+    assert f"{expected - 1} more worker(s), exit codes {[0] * (expected - 1)}" in result.stderr
+    study = optuna.load_study(study_name="auto", storage=db)
+    finished = study.get_trials(states=FINISHED)
+    assert len(finished) == 30 and len(study.trials) == 30
+    workers = {t.user_attrs["worker"] for t in finished}
+    assert len(workers) >= 2, f"only {workers} ran trials"  # the workers beside this process joined in
+
+
+@pytest.mark.slow
+def test_sigterm_to_run_alone_stops_the_workers_beside_it(tmp_path):
+    """A service manager signals `run` only; it passes the signal on and no trial is left running."""
+    if available_cpus() < 2:
+        pytest.skip("one core: no worker beside the in-process one")
+    path = write_study(tmp_path, "term", trials=500, family='"mlp"')
+    db = tmp_path / "term.db"
+    env = {k: v for k, v in os.environ.items() if k not in ("DIGITUNE_STORAGE", "DIGITUNE_WORKERS")}
+    proc = subprocess.Popen([digitune_exe(), "run", str(path), "--storage", f"sqlite:///{db}"], cwd=tmp_path,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def workers() -> set[str]:
+        if not db.exists():
+            return set()
+        with sqlite3.connect(db) as conn:
+            try:
+                rows = conn.execute("SELECT value_json FROM trial_user_attributes WHERE key = 'worker'").fetchall()
+            except sqlite3.OperationalError:  # the tables are not there yet
+                return set()
+        return {json.loads(value) for (value,) in rows}
+
+    deadline = time.monotonic() + 180
+    while len(workers()) < 2:
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1]
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=180)
+    assert proc.returncode == 143, stderr
+    assert "interrupted (SIGTERM)" in stderr and "Traceback" not in stderr
+    for worker in workers():  # every worker process has ended
+        assert not Path(f"/proc/{worker.split(':')[1]}").exists(), f"worker {worker} still runs"
+    study = optuna.load_study(study_name="term", storage=f"sqlite:///{db}")
+    assert optuna.trial.TrialState.RUNNING not in [t.state for t in study.trials]
+    assert len(study.get_trials(states=FINISHED)) < 500
+
+
+def test_a_bad_workers_variable_is_a_user_error(tmp_path):
+    path = write_study(tmp_path, "badenv", trials=1, family='"mlp"')
+    result = run_cli("run", str(path), "--storage", f"sqlite:///{tmp_path / 'b.db'}", cwd=tmp_path,
+                     env={"DIGITUNE_WORKERS": "0"})
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        "error: $DIGITUNE_WORKERS must be a whole number of workers, at least 1; got '0' "
+        "(unset it for one worker per core)")
+    assert not (tmp_path / "b.db").exists()
 
 
 def test_gpus_all_without_a_gpu_is_a_user_error(tmp_path):
