@@ -105,7 +105,8 @@ def make_pruner(spec: StudySpec) -> optuna.pruners.BasePruner:
     if spec.is_multi_objective or spec.pruner == "none":
         return optuna.pruners.NopPruner()  # multi-objective trials stop early by their own rule instead
     defaults: dict[str, dict[str, Any]] = {
-        "hyperband": {"min_resource": 1, "max_resource": max(spec.max_epochs, 2), "reduction_factor": 3},
+        "hyperband": {"min_resource": _min_resource(spec), "max_resource": max(spec.max_epochs, 2),
+                      "reduction_factor": 3},
         "median": {"n_startup_trials": 5, "n_warmup_steps": 1},
         "successive-halving": {"min_resource": 1, "reduction_factor": 3},
         "percentile": {"percentile": 25.0, "n_startup_trials": 5, "n_warmup_steps": 1},
@@ -123,6 +124,16 @@ def make_pruner(spec: StudySpec) -> optuna.pruners.BasePruner:
     except (TypeError, ValueError) as exc:
         raise SpecError(f"{spec.path or 'study'}: study.pruner_options do not fit the {spec.pruner} pruner: "
                         f"{exc}") from exc
+
+
+def _min_resource(spec: StudySpec) -> int:
+    """Hyperband's fewest epochs before a trial may be stopped: 3 once trials may run 9 epochs or more.
+
+    A model's first epoch costs as much as its next several (TensorFlow traces its training
+    step), so stopping after one epoch saves little time, and one epoch is a noisy judge of a
+    model. Short studies (at most 8 epochs) keep 1 or 2, so they still have brackets to prune in.
+    """
+    return max(1, min(3, spec.max_epochs // 3))
 
 
 def stored_spec(study: optuna.Study) -> StudySpec:

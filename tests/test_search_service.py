@@ -41,6 +41,19 @@ def test_every_sampler_and_pruner_runs_through_the_cli(tmp_path, sampler, pruner
     assert (stored["sampler"], stored["pruner"]) == (sampler, pruner)
 
 
+@pytest.mark.parametrize(("high", "expected"), [(3, 1), (8, 2), (10, 3), (50, 3)])
+def test_hyperband_lets_trials_of_longer_studies_run_three_epochs_before_stopping_them(high, expected):
+    from search._runner import make_pruner
+
+    spec = spec_from_dict({"study": {"name": "h", "pruner": "hyperband"}, "data": {"source": "digits"},
+                           "space": {"family": "mlp", "epochs": {"low": 1, "high": high}}})
+    pruner = make_pruner(spec)
+    assert (pruner._min_resource, pruner._max_resource) == (expected, max(high, 2))
+    options = spec.to_dict()
+    options["study"]["pruner_options"] = {"min_resource": 1}
+    assert make_pruner(spec_from_dict(options))._min_resource == 1  # the file's choice wins
+
+
 def test_bad_sampler_options_are_a_spec_error(tmp_path, small_digits):
     spec = load_spec(write_study(tmp_path, trials=1))
     data = spec.to_dict()
