@@ -156,11 +156,14 @@ def load_study(name: str, storage: optuna.storages.BaseStorage) -> optuna.Study:
 
 
 def open_study(spec: StudySpec, storage: optuna.storages.BaseStorage, dataset: Dataset, *,
-               seed_offset: int = 0) -> optuna.Study:
+               seed_offset: int = 0, on_ready: Callable[[optuna.Study], None] | None = None) -> optuna.Study:
     """Create the study for ``spec``, or resume it if it exists and was made from the same definition.
 
     ``seed_offset`` goes into the sampler's seed of a resumed study (a worker passes its
     process id, so that workers joining at once do not draw the same parameters).
+    ``on_ready`` is called as soon as other workers can join the study: before the manifest
+    is written, which imports the backend (seconds that workers started then spend
+    importing it themselves).
     """
     check_space_fits(spec, dataset.info.image_shape)
     pruner = make_pruner(spec)
@@ -171,8 +174,10 @@ def open_study(spec: StudySpec, storage: optuna.storages.BaseStorage, dataset: D
                                     pruner=pruner, directions=list(spec.directions), load_if_exists=True)
         study.set_user_attr(SPEC_ATTR, spec.to_dict())
         study.set_user_attr(DATASET_ATTR, dataset.info.to_dict())
-        study.set_user_attr(MANIFEST_ATTR, manifest(dataset))
         _enqueue_baselines(study, spec)
+        if on_ready is not None:
+            on_ready(study)
+        study.set_user_attr(MANIFEST_ATTR, manifest(dataset))
         return study
     study.sampler = make_sampler(spec, stream=(len(study.get_trials(deepcopy=False)), seed_offset))
     _check_definition(study, spec)
@@ -187,6 +192,8 @@ def open_study(spec: StudySpec, storage: optuna.storages.BaseStorage, dataset: D
                 study.set_user_attr(DATASET_ATTR, dataset.info.to_dict())
                 study.set_user_attr(MANIFEST_ATTR, manifest(dataset))
     _enqueue_baselines(study, spec)
+    if on_ready is not None:
+        on_ready(study)
     return study
 
 

@@ -179,7 +179,14 @@ def _run_with_progress(spec, storage: str | None, target: int, timeout: float | 
     url = resolve_storage_url(storage)
     store = storage_from(url)
     data = load_dataset(spec.data.source, **spec.data.load_kwargs())
-    study = open_study(spec, store, data, seed_offset=seed_offset)
+    procs: list = []
+
+    def start_others(study) -> None:  # as soon as they can join: they import the backend meanwhile
+        if count_finished(study) < target:
+            procs.extend(start_worker(slot, spec.name, url, trials=target, timeout=timeout, artifacts=artifacts,
+                                      mixed_precision=mixed_precision) for slot in slots[1:])
+
+    study = open_study(spec, store, data, seed_offset=seed_offset, on_ready=start_others)
     info = data.info
     err.print(f"data: {info.name} {info.image_shape[0]}x{info.image_shape[1]}, {info.n_train} train / "
               f"{info.n_val} validation / {info.n_test} test ({info.source})", highlight=False)
@@ -188,8 +195,6 @@ def _run_with_progress(spec, storage: str | None, target: int, timeout: float | 
         if len(slots) > 1 else ""
     err.print(f"study {spec.name!r} in {redact(url)}: {already} finished trials, target {target}{layout}",
               highlight=False)
-    procs = [start_worker(slot, spec.name, url, trials=target, timeout=timeout, artifacts=artifacts,
-                          mixed_precision=mixed_precision) for slot in slots[1:]] if already < target else []
 
     progress = Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
