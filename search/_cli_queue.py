@@ -209,7 +209,7 @@ def _agent_processes(url: str, *, slots, until_idle: bool, poll: float, artifact
     import subprocess
     import sys
 
-    from search._workers import RECYCLE_EXIT, stop_workers
+    from search._workers import RECYCLE_EXIT, describe_layout, stop_workers
 
     cmd = [sys.executable, "-m", "search.cli", "agent-process", "--storage", url, "--poll", str(poll),
            "--recycle-after", str(recycle_after)]
@@ -220,8 +220,7 @@ def _agent_processes(url: str, *, slots, until_idle: bool, poll: float, artifact
     def start(slot):
         return subprocess.Popen(cmd, env={**os.environ, **slot.env()})
 
-    layout = ", ".join(f"GPU {s.gpu}" if s.gpu is not None else f"{s.threads} thread(s)" for s in slots)
-    err.print(f"{len(slots)} agent processes ({layout})", highlight=False)
+    err.print(f"{len(slots)} agent processes ({describe_layout(slots)})", highlight=False)
     procs = [start(slot) for slot in slots]
     try:
         while True:

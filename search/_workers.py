@@ -117,6 +117,11 @@ def plan_workers(workers: int | None, gpus: str | None, per_gpu: int = 1, cpus: 
     return [WorkerSlot(i, threads, None) for i in range(workers)]
 
 
+def describe_layout(slots: list[WorkerSlot]) -> str:
+    """The slots as a person reads them, e.g. ``1 thread(s), 1 thread(s)`` or ``GPU 0, GPU 1``."""
+    return ", ".join(f"GPU {s.gpu}" if s.gpu is not None else f"{s.threads} thread(s)" for s in slots)
+
+
 def start_worker(slot: WorkerSlot, name: str, storage_url: str, *, trials: int, timeout: float | None,
                  artifacts: str | None, mixed_precision: bool = False, recycle_after: int = 0) -> subprocess.Popen:
     """Start one ``digitune worker`` process for ``slot`` on study ``name``."""

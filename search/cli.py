@@ -100,10 +100,6 @@ def worker(
                        mixed_precision=mixed_precision, show_progress=not no_progress, recycle_after=recycle_after)
 
 
-def _layout(slots) -> str:
-    return ", ".join(f"GPU {s.gpu}" if s.gpu is not None else f"{s.threads} thread(s)" for s in slots)
-
-
 def _run_with_workers(spec, storage: str | None, target: int, timeout: float | None, *, artifacts: str | None,
                       slots, mixed_precision: bool, recycle_after: int = 0) -> None:
     """Create or check the study here, then run it in worker processes while a progress bar watches."""
@@ -113,7 +109,7 @@ def _run_with_workers(spec, storage: str | None, target: int, timeout: float | N
 
     from models import load_dataset
     from search import count_finished, open_study, redact, resolve_storage_url
-    from search._workers import RECYCLE_EXIT, start_worker, stop_workers
+    from search._workers import RECYCLE_EXIT, describe_layout, start_worker, stop_workers
 
     url = resolve_storage_url(storage)
     store = storage_from(url)
@@ -121,7 +117,7 @@ def _run_with_workers(spec, storage: str | None, target: int, timeout: float | N
     study = open_study(spec, store, data)
     already = count_finished(study)
     err.print(f"study {spec.name!r} in {redact(url)}: {already} finished trials, target {target}; "
-              f"{len(slots)} workers ({_layout(slots)})", highlight=False)
+              f"{len(slots)} workers ({describe_layout(slots)})", highlight=False)
     def start(slot):
         return start_worker(slot, spec.name, url, trials=target, timeout=timeout, artifacts=artifacts,
                             mixed_precision=mixed_precision, recycle_after=recycle_after)
@@ -167,7 +163,7 @@ def _run_with_progress(spec, storage: str | None, target: int, timeout: float | 
     from search import FINISHED, ModelKeeper, artifact_dir, count_finished, open_study, redact, \
         resolve_storage_url, run_study
 
-    from search._workers import RECYCLE_EXIT, apply_thread_budget, start_worker, stop_workers
+    from search._workers import RECYCLE_EXIT, apply_thread_budget, describe_layout, start_worker, stop_workers
 
     if len(slots) > 1:  # this worker's share of the cores (before the backend starts its thread pools)
         os.environ.update({k: v for k, v in slots[0].env().items() if k != "CUDA_VISIBLE_DEVICES"})
@@ -191,7 +187,7 @@ def _run_with_progress(spec, storage: str | None, target: int, timeout: float | 
     err.print(f"data: {info.name} {info.image_shape[0]}x{info.image_shape[1]}, {info.n_train} train / "
               f"{info.n_val} validation / {info.n_test} test ({info.source})", highlight=False)
     already = count_finished(study)
-    layout = f"; {len(slots)} workers (this process and {len(slots) - 1} more: {_layout(slots)})" \
+    layout = f"; {len(slots)} workers (this process and {len(slots) - 1} more: {describe_layout(slots)})" \
         if len(slots) > 1 else ""
     err.print(f"study {spec.name!r} in {redact(url)}: {already} finished trials, target {target}{layout}",
               highlight=False)
