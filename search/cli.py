@@ -199,10 +199,14 @@ def _run_with_progress(spec, storage: str | None, target: int, timeout: float | 
     )
     task = progress.add_task("trials", total=target, completed=min(already, target), best=_best_text(study))
 
+    def refresh() -> None:  # every worker's finished trials, as stored
+        progress.update(task, completed=min(count_finished(study), target), best=_best_text(study))
+
     def on_trial(study, trial) -> None:
         if procs:  # the other workers' trials count too
-            progress.update(task, completed=min(count_finished(study), target))
-        elif trial.state in FINISHED:
+            refresh()
+            return
+        if trial.state in FINISHED:
             progress.advance(task)
         progress.update(task, best=_best_text(study))
 
@@ -212,7 +216,7 @@ def _run_with_progress(spec, storage: str | None, target: int, timeout: float | 
                                 seed_offset=seed_offset, keeper=ModelKeeper(artifact_dir(url, artifacts),
                                                                             spec.save_models),
                                 max_trials=recycle_after or None, study=study)
-            _wait_for_workers(procs, lambda: on_trial(study, None))
+            _wait_for_workers(procs, refresh)
     except KeyboardInterrupt as exc:
         signal_name = str(exc) or "SIGINT"
         stop_workers(procs, signal.SIGTERM if signal_name == "SIGTERM" else signal.SIGINT)
