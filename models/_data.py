@@ -46,7 +46,6 @@ from typing import Any, cast
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
-from sklearn.model_selection import train_test_split
 
 __all__ = ["DataError", "Dataset", "DatasetInfo", "load_dataset", "read_images"]
 
@@ -837,6 +836,10 @@ def _split_indices(
         raise DataError(f"{source}: too few examples ({n}) to split off {what}; use a larger data set")
     _, counts = np.unique(y, return_counts=True)
     stratify = y if counts.min() >= 2 and min(n_first, n_second) >= len(counts) else None
+    # imported here: scikit-learn takes seconds to import, and commands that only read a
+    # study database (list, show, the dashboard) never split data
+    from sklearn.model_selection import train_test_split
+
     first, second = train_test_split(
         np.arange(n), test_size=test_size, train_size=train_size, random_state=seed, stratify=stratify
     )

@@ -262,13 +262,14 @@ def test_info_to_dict_is_json_friendly() -> None:
     assert DatasetInfo(**{**data, "image_shape": (8, 8)}) == info
 
 
-def test_module_does_not_import_keras() -> None:
+def test_module_does_not_import_keras_or_sklearn() -> None:
+    # commands that only read a study database import this module: keep them quick
     code = (
         "import importlib.util, sys\n"
         f"spec = importlib.util.spec_from_file_location('data_mod', {str(REPO / 'models' / '_data.py')!r})\n"
         "mod = importlib.util.module_from_spec(spec); sys.modules['data_mod'] = mod\n"
         "spec.loader.exec_module(mod)\n"
-        "bad = [m for m in ('keras', 'tensorflow') if m in sys.modules]\n"
+        "bad = [m for m in ('keras', 'tensorflow', 'sklearn') if m in sys.modules]\n"
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
