@@ -108,7 +108,7 @@ def make_pruner(spec: StudySpec) -> optuna.pruners.BasePruner:
         "hyperband": {"min_resource": _min_resource(spec), "max_resource": max(spec.max_epochs, 2),
                       "reduction_factor": 3},
         "median": {"n_startup_trials": 5, "n_warmup_steps": 1},
-        "successive-halving": {"min_resource": 1, "reduction_factor": 3},
+        "successive-halving": {"min_resource": _min_resource(spec), "reduction_factor": 3},
         "percentile": {"percentile": 25.0, "n_startup_trials": 5, "n_warmup_steps": 1},
         "threshold": {"lower": 0.2, "n_warmup_steps": 1} if spec.directions[0] == "maximize" else {"upper": 10.0},
     }
@@ -127,7 +127,7 @@ def make_pruner(spec: StudySpec) -> optuna.pruners.BasePruner:
 
 
 def _min_resource(spec: StudySpec) -> int:
-    """Hyperband's fewest epochs before a trial may be stopped: 3 once trials may run 9 epochs or more.
+    """Hyperband's and successive halving's fewest epochs before a trial may be stopped: 3 once trials may run 9 or more.
 
     A model's first epoch costs as much as its next several (TensorFlow traces its training
     step), so stopping after one epoch saves little time, and one epoch is a noisy judge of a
