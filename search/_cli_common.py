@@ -31,8 +31,8 @@ ArtifactsOption = Annotated[Optional[str], typer.Option(
 MixedPrecisionOption = Annotated[bool, typer.Option(
     "--mixed-precision", help="Train in mixed float16 precision (for GPUs with tensor cores).")]
 RecycleOption = Annotated[int, typer.Option(
-    "--recycle-after", min=0, help="Restart each worker process after this many trials, so memory that "
-                                   "TensorFlow keeps per model is given back (0: never).")]
+    "--recycle-after", min=0, help="Restart each worker process after this many trials, for fresh "
+                                   "processes (0: never; memory stays flat without it).")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of a table.")]
 WorkersOption = Annotated[Optional[int], typer.Option(
     "--workers", min=1, help="Processes on this machine, sharing its cores (default $DIGITUNE_WORKERS, else one "

@@ -287,8 +287,8 @@ def run_study(
 ) -> RunSummary:
     """Run ``spec`` until its study holds ``n_trials`` finished (complete or pruned) trials.
 
-    ``max_trials`` caps the trials this call runs (a worker recycled after that many, since
-    TensorFlow keeps a few MiB per model it has built, even after ``clear_session``).
+    ``max_trials`` caps the trials this call runs (a worker recycled after that many, for
+    whoever wants fresh processes; memory no longer needs it, see ``models.train``).
 
     A study that already exists is resumed, so running the same file again continues it.
     Trials that fail are recorded with their reason and do not count; the run stops after
