@@ -127,7 +127,7 @@ def make_pruner(spec: StudySpec) -> optuna.pruners.BasePruner:
 
 
 def _min_resource(spec: StudySpec) -> int:
-    """Hyperband's and successive halving's fewest epochs before a trial may be stopped: 3 once trials may run 9 or more.
+    """The fewest epochs before Hyperband or successive halving may stop a trial: 3 once trials may run 9 or more.
 
     A model's first epoch costs as much as its next several (TensorFlow traces its training
     step), so stopping after one epoch saves little time, and one epoch is a noisy judge of a
