@@ -16,6 +16,7 @@ import numpy as np
 from ._builders import build_model
 from ._config import ModelConfig, TrainConfig
 from ._data import DataError, Dataset
+from ._fused import make_optimizer
 
 CURVE_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy")
 # Training steps per call into the backend (TensorFlow, JAX; PyTorch supports only 1): fewer
@@ -164,12 +165,26 @@ def _build_training_state(model: keras.Model, x: np.ndarray, y: np.ndarray) -> N
     model.reset_metrics()
 
 
-def _optimizer(config: TrainConfig):
-    if config.optimizer == "adam":
-        return keras.optimizers.Adam(learning_rate=config.learning_rate)
-    if config.optimizer == "sgd":
-        return keras.optimizers.SGD(learning_rate=config.learning_rate, momentum=0.9)
-    return keras.optimizers.RMSprop(learning_rate=config.learning_rate)
+_tensorflow_configured = False
+
+
+def _configure_tensorflow() -> None:
+    """Turn off Grappler, TensorFlow's graph optimizer, for training on the CPU (once per process).
+
+    Grappler rewrites every traced function when it first runs. For the small models
+    searched here that rewrite costs more than it gives back: on the 8x8 digits a trial's
+    first epoch takes 0.04 s longer with it and every later epoch about a third longer
+    (docs/benchmarks.md); on 28x28 images it makes no measurable difference. Where a GPU is
+    visible it stays on (its layout rewrites matter there).
+    """
+    global _tensorflow_configured
+    if _tensorflow_configured or keras.backend.backend() != "tensorflow":
+        return
+    _tensorflow_configured = True
+    import tensorflow as tf
+
+    if not tf.config.list_physical_devices("GPU"):
+        tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
 
 
 def train(
@@ -200,13 +215,14 @@ def train(
     started = time.perf_counter()
     policy = keras.config.dtype_policy()  # clear_session resets it; a mixed-precision caller keeps its choice
     clear_state()
+    _configure_tensorflow()
     keras.config.set_dtype_policy(policy)
     keras.utils.set_random_seed(train_config.seed)
     timings["clear"] = time.perf_counter() - started
     with _out_of_memory_as_training_error("building the model"):
         model = build_model(model_config, dataset.x_train.shape[1:], dataset.info.num_classes)
         model.compile(
-            optimizer=_optimizer(train_config),
+            optimizer=make_optimizer(train_config.optimizer, train_config.learning_rate),
             loss="sparse_categorical_crossentropy",
             metrics=["accuracy"],
             steps_per_execution=1 if keras.backend.backend() == "torch" else STEPS_PER_EXECUTION,
@@ -291,7 +307,9 @@ def _forget_traced_gradients() -> Iterator[None]:
     under a new name (``CustomGradient-N``) in a global registry that nothing ever empties.
     Its closure holds the traced graph, so every trained model left its whole training step
     (~2,700 Python objects, ~1.9 MiB) alive until the process ended. Those functions are only
-    read while a gradient is being traced, so once ``fit`` returns they can go.
+    read while a gradient is being traced, so once ``fit`` returns they can go. digitune's
+    fused optimizers (``_fused``) skip that sum, so this now guards Keras' own update path
+    (taken under a ``tf.distribute`` strategy, or for settings no kernel matches).
     """
     registry = _gradient_registry()
     before = set(registry) if registry is not None else set()

@@ -637,6 +637,48 @@ def test_trained_models_leave_no_traced_graph_behind(digits):
     assert custom_gradients() == gradients
 
 
+def _weights_after_training(optimizer) -> list[np.ndarray]:
+    keras.utils.set_random_seed(1)
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(16, activation="relu"),
+                              keras.layers.Dense(3, activation="softmax")])
+    model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", steps_per_execution=4)
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(256, 8)).astype("float32"), rng.integers(0, 3, 256)
+    model.fit(x, y, epochs=3, batch_size=16, shuffle=False, verbose=0)
+    return model.get_weights()
+
+
+@pytest.mark.parametrize("name, kwargs", [
+    ("Adam", {}), ("SGD", {"momentum": 0.9}), ("RMSprop", {}), ("RMSprop", {"momentum": 0.5}),
+])
+def test_fused_optimizers_train_exactly_as_keras_own(name, kwargs):
+    # One TensorFlow kernel per variable instead of Keras' ~20 operations, with the same arithmetic.
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("the fused updates are TensorFlow kernels")
+    from models import _fused
+
+    plain, fused = getattr(keras.optimizers, name), getattr(_fused, f"Fused{name}")
+    expected = _weights_after_training(plain(learning_rate=0.01, **kwargs))
+    got = _weights_after_training(fused(learning_rate=0.01, **kwargs))
+    other = _weights_after_training(plain(learning_rate=0.02, **kwargs))
+    assert max(float(np.max(np.abs(e - g))) for e, g in zip(expected, got)) < 1e-5
+    assert max(float(np.max(np.abs(e - o))) for e, o in zip(expected, other)) > 1e-2  # the check can tell
+
+
+@pytest.mark.parametrize("optimizer", OPTIMIZERS)
+def test_training_on_tensorflow_uses_the_fused_optimizers_and_no_grappler(optimizer, digits):
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("TensorFlow only")
+    import tensorflow as tf
+
+    result = models.train(FAST_MLP, TrainConfig(optimizer=optimizer, learning_rate=1e-2, epochs=1), digits)
+    assert type(result.model.optimizer).__name__ == {"adam": "FusedAdam", "sgd": "FusedSGD",
+                                                     "rmsprop": "FusedRMSprop"}[optimizer]
+    assert result.log.epochs_run == 1 and math.isfinite(result.log.curves["loss"][0])
+    if not tf.config.list_physical_devices("GPU"):
+        assert tf.config.optimizer.get_experimental_options().get("disable_meta_optimizer") is True
+
+
 def test_describe_device():
     device = models.describe_device()
     assert isinstance(device, str)

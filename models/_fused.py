@@ -1,0 +1,115 @@
+"""Keras' Adam, SGD and RMSprop with one fused TensorFlow kernel per variable update.
+
+Keras writes an optimizer's update in ``keras.ops``: Adam is about twenty graph operations
+per variable, and on TensorFlow every new model traces them again (about 1 ms of Python per
+operation), so for the small models searched here the optimizer was the largest part of
+tracing a training step. TensorFlow has each of these updates as a single kernel
+(``ResourceApplyAdam``, ``ResourceApplyKerasMomentum``, ``ResourceApplyRMSProp``) doing
+the same arithmetic, so these subclasses emit one operation per variable instead.
+
+They are used only on the TensorFlow backend, outside any ``tf.distribute`` strategy, and
+only for the settings whose arithmetic the kernel matches (Adam without AMSGrad, SGD without
+Nesterov momentum, RMSprop uncentered); anything else falls back to Keras' own update.
+Configs and saved models are those of the Keras classes they extend (they register under
+``digitune>``, so a saved model that names them loads in safe mode).
+"""
+
+from __future__ import annotations
+
+import keras
+
+
+def _tf():
+    import tensorflow as tf
+
+    return tf
+
+
+def _can_fuse(optimizer: keras.optimizers.Optimizer) -> bool:
+    tf = _tf()
+    return (keras.backend.backend() == "tensorflow" and not tf.distribute.has_strategy()
+            and not getattr(optimizer, "use_ema", False))
+
+
+def _handle(variable):
+    """The resource handle of a Keras (or plain TensorFlow) variable."""
+    return getattr(variable, "value", variable).handle
+
+
+@keras.saving.register_keras_serializable(package="digitune")
+class FusedAdam(keras.optimizers.Adam):
+    """``keras.optimizers.Adam`` whose TensorFlow update is one ``ResourceApplyAdam`` per variable."""
+
+    def _backend_update_step(self, grads, trainable_variables, learning_rate):
+        if self.amsgrad or not _can_fuse(self):
+            return super()._backend_update_step(grads, trainable_variables, learning_rate)
+        tf = _tf()
+        step = tf.cast(self.iterations + 1, tf.float32)
+        beta_1_power = tf.pow(tf.constant(self.beta_1, tf.float32), step)
+        beta_2_power = tf.pow(tf.constant(self.beta_2, tf.float32), step)
+        for gradient, variable in zip(grads, trainable_variables):
+            index = self._get_variable_index(variable)
+            dtype = variable.dtype
+            tf.raw_ops.ResourceApplyAdam(
+                var=_handle(variable), m=_handle(self._momentums[index]), v=_handle(self._velocities[index]),
+                beta1_power=tf.cast(beta_1_power, dtype), beta2_power=tf.cast(beta_2_power, dtype),
+                lr=tf.cast(learning_rate, dtype), beta1=tf.constant(self.beta_1, dtype),
+                beta2=tf.constant(self.beta_2, dtype), epsilon=tf.constant(self.epsilon, dtype),
+                grad=tf.cast(gradient, dtype),
+            )
+
+
+@keras.saving.register_keras_serializable(package="digitune")
+class FusedSGD(keras.optimizers.SGD):
+    """``keras.optimizers.SGD`` with momentum whose TensorFlow update is one ``ResourceApplyKerasMomentum``."""
+
+    def _backend_update_step(self, grads, trainable_variables, learning_rate):
+        if self.nesterov or not self.momentum or not _can_fuse(self):
+            return super()._backend_update_step(grads, trainable_variables, learning_rate)
+        tf = _tf()
+        for gradient, variable in zip(grads, trainable_variables):
+            dtype = variable.dtype
+            tf.raw_ops.ResourceApplyKerasMomentum(
+                var=_handle(variable), accum=_handle(self.momentums[self._get_variable_index(variable)]),
+                lr=tf.cast(learning_rate, dtype), grad=tf.cast(gradient, dtype),
+                momentum=tf.constant(self.momentum, dtype), use_nesterov=False,
+            )
+
+
+@keras.saving.register_keras_serializable(package="digitune")
+class FusedRMSprop(keras.optimizers.RMSprop):
+    """``keras.optimizers.RMSprop`` (uncentered) whose TensorFlow update is one ``ResourceApplyRMSProp``.
+
+    The kernel always keeps a momentum slot; with ``momentum=0`` it holds the last step's
+    increment and is never read back, which is Keras' arithmetic.
+    """
+
+    def build(self, var_list):
+        super().build(var_list)
+        if self.momentum == 0 and not self.centered:
+            self._fused_increments = self.add_optimizer_variables(var_list, "fused_increment")
+
+    def _backend_update_step(self, grads, trainable_variables, learning_rate):
+        if self.centered or not _can_fuse(self):
+            return super()._backend_update_step(grads, trainable_variables, learning_rate)
+        tf = _tf()
+        for gradient, variable in zip(grads, trainable_variables):
+            index = self._get_variable_index(variable)
+            dtype = variable.dtype
+            momentum = self._momentums[index] if self.momentum > 0 else self._fused_increments[index]
+            tf.raw_ops.ResourceApplyRMSProp(
+                var=_handle(variable), ms=_handle(self._velocities[index]), mom=_handle(momentum),
+                lr=tf.cast(learning_rate, dtype), rho=tf.constant(self.rho, dtype),
+                momentum=tf.constant(self.momentum, dtype), epsilon=tf.constant(self.epsilon, dtype),
+                grad=tf.cast(gradient, dtype),
+            )
+
+
+def make_optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimizer:
+    """digitune's optimizer ``name`` ('adam', 'sgd' with momentum 0.9, 'rmsprop'); fused on TensorFlow."""
+    fused = keras.backend.backend() == "tensorflow"
+    if name == "adam":
+        return (FusedAdam if fused else keras.optimizers.Adam)(learning_rate=learning_rate)
+    if name == "sgd":
+        return (FusedSGD if fused else keras.optimizers.SGD)(learning_rate=learning_rate, momentum=0.9)
+    return (FusedRMSprop if fused else keras.optimizers.RMSprop)(learning_rate=learning_rate)
