@@ -166,16 +166,18 @@ def _build_training_state(model: keras.Model, x: np.ndarray, y: np.ndarray) -> N
 
 
 _tensorflow_configured = False
+GRAPPLER_ENV = "DIGITUNE_TF_GRAPPLER"
 
 
 def _configure_tensorflow() -> None:
     """Turn off Grappler, TensorFlow's graph optimizer, for training on the CPU (once per process).
 
     Grappler rewrites every traced function when it first runs. For the small models
-    searched here that rewrite costs more than it gives back: on the 8x8 digits a trial's
-    first epoch takes 0.04 s longer with it and every later epoch about a third longer
-    (docs/benchmarks.md); on 28x28 images it makes no measurable difference. Where a GPU is
-    visible it stays on (its layout rewrites matter there).
+    searched here that rewrite costs more than it gives back: on the 8x8 digits it adds
+    0.03 to 0.05 s to a trial's first epoch and up to a third to the later ones of larger
+    models (docs/benchmarks.md); on 28x28 images it makes no measurable difference. Where a GPU is
+    visible it stays on (its layout rewrites matter there), and ``DIGITUNE_TF_GRAPPLER=on``
+    keeps it on anywhere.
     """
     global _tensorflow_configured
     if _tensorflow_configured or keras.backend.backend() != "tensorflow":
@@ -183,7 +185,7 @@ def _configure_tensorflow() -> None:
     _tensorflow_configured = True
     import tensorflow as tf
 
-    if not tf.config.list_physical_devices("GPU"):
+    if not tf.config.list_physical_devices("GPU") and os.environ.get(GRAPPLER_ENV) != "on":
         tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
 
 
