@@ -665,6 +665,33 @@ def test_fused_optimizers_train_exactly_as_keras_own(name, kwargs):
     assert max(float(np.max(np.abs(e - o))) for e, o in zip(expected, other)) > 1e-2  # the check can tell
 
 
+@pytest.mark.parametrize("name, kernel", [
+    ("Adam", "ResourceApplyAdam"), ("SGD", "ResourceApplyKerasMomentum"), ("RMSprop", "ResourceApplyRMSProp"),
+])
+def test_fused_optimizers_trace_one_kernel_per_variable(name, kernel):
+    # If Keras renamed the method the fused optimizers override, they would quietly trace Keras' update.
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("the fused updates are TensorFlow kernels")
+    import tensorflow as tf
+
+    from models import _fused
+
+    def traced_ops(cls) -> list[str]:
+        optimizer = cls(learning_rate=0.01, **({"momentum": 0.9} if name == "SGD" else {}))
+        variables = [keras.Variable(np.ones((3, 2), "float32")), keras.Variable(np.ones(2, "float32"))]
+        optimizer.build(variables)
+
+        @tf.function
+        def step():
+            optimizer.apply([tf.ones((3, 2)), tf.ones(2)], variables)
+
+        return [op.type for op in step.get_concrete_function().graph.get_operations()]
+
+    fused, plain = traced_ops(getattr(_fused, f"Fused{name}")), traced_ops(getattr(keras.optimizers, name))
+    assert fused.count(kernel) == 2 and plain.count(kernel) == 0
+    assert len(fused) < len(plain)
+
+
 @pytest.mark.parametrize("optimizer", OPTIMIZERS)
 def test_training_on_tensorflow_uses_the_fused_optimizers_and_no_grappler(optimizer, digits):
     if keras.backend.backend() != "tensorflow":
