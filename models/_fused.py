@@ -26,9 +26,9 @@ def _tf():
 
 
 def _can_fuse(optimizer: keras.optimizers.Optimizer) -> bool:
-    tf = _tf()
-    return (keras.backend.backend() == "tensorflow" and not tf.distribute.has_strategy()
-            and not getattr(optimizer, "use_ema", False))
+    if keras.backend.backend() != "tensorflow" or getattr(optimizer, "use_ema", False):
+        return False
+    return not _tf().distribute.has_strategy()
 
 
 def _handle(variable):
@@ -81,7 +81,7 @@ class FusedRMSprop(keras.optimizers.RMSprop):
     """``keras.optimizers.RMSprop`` (uncentered) whose TensorFlow update is one ``ResourceApplyRMSProp``.
 
     The kernel always keeps a momentum slot; with ``momentum=0`` it holds the last step's
-    increment and is never read back, which is Keras' arithmetic.
+    increment and is multiplied by zero at the next, which leaves Keras' arithmetic.
     """
 
     def build(self, var_list):

@@ -174,10 +174,10 @@ def _configure_tensorflow() -> None:
 
     Grappler rewrites every traced function when it first runs. For the small models
     searched here that rewrite costs more than it gives back: on the 8x8 digits it adds
-    0.03 to 0.05 s to a trial's first epoch and up to a third to the later ones of larger
-    models (docs/benchmarks.md); on 28x28 images it makes no measurable difference. Where a GPU is
-    visible it stays on (its layout rewrites matter there), and ``DIGITUNE_TF_GRAPPLER=on``
-    keeps it on anywhere.
+    0.04 to 0.05 s to a trial's first epoch and a third to two thirds to every later one
+    (docs/benchmarks.md, ``bench/fixed_models.py``); on 28x28 images it makes no measurable
+    difference. Where a GPU is visible it stays on (its layout rewrites matter there), and
+    ``DIGITUNE_TF_GRAPPLER=on`` keeps it on anywhere.
     """
     global _tensorflow_configured
     if _tensorflow_configured or keras.backend.backend() != "tensorflow":
