@@ -36,6 +36,20 @@ def _handle(variable):
     return getattr(variable, "value", variable).handle
 
 
+class _Scalars:
+    """An update's scalar inputs in a variable's dtype, cast once per dtype rather than once per variable."""
+
+    def __init__(self, **values):
+        self._values = values
+        self._by_dtype: dict = {}
+
+    def __call__(self, dtype) -> dict:
+        if dtype not in self._by_dtype:
+            tf = _tf()
+            self._by_dtype[dtype] = {name: tf.cast(value, dtype) for name, value in self._values.items()}
+        return self._by_dtype[dtype]
+
+
 @keras.saving.register_keras_serializable(package="digitune")
 class FusedAdam(keras.optimizers.Adam):
     """``keras.optimizers.Adam`` whose TensorFlow update is one ``ResourceApplyAdam`` per variable."""
@@ -45,17 +59,14 @@ class FusedAdam(keras.optimizers.Adam):
             return super()._backend_update_step(grads, trainable_variables, learning_rate)
         tf = _tf()
         step = tf.cast(self.iterations + 1, tf.float32)
-        beta_1_power = tf.pow(tf.constant(self.beta_1, tf.float32), step)
-        beta_2_power = tf.pow(tf.constant(self.beta_2, tf.float32), step)
+        scalars = _Scalars(beta1_power=tf.pow(tf.constant(self.beta_1, tf.float32), step),
+                           beta2_power=tf.pow(tf.constant(self.beta_2, tf.float32), step),
+                           lr=learning_rate, beta1=self.beta_1, beta2=self.beta_2, epsilon=self.epsilon)
         for gradient, variable in zip(grads, trainable_variables):
             index = self._get_variable_index(variable)
-            dtype = variable.dtype
             tf.raw_ops.ResourceApplyAdam(
                 var=_handle(variable), m=_handle(self._momentums[index]), v=_handle(self._velocities[index]),
-                beta1_power=tf.cast(beta_1_power, dtype), beta2_power=tf.cast(beta_2_power, dtype),
-                lr=tf.cast(learning_rate, dtype), beta1=tf.constant(self.beta_1, dtype),
-                beta2=tf.constant(self.beta_2, dtype), epsilon=tf.constant(self.epsilon, dtype),
-                grad=tf.cast(gradient, dtype),
+                grad=tf.cast(gradient, variable.dtype), **scalars(variable.dtype),
             )
 
 
@@ -67,12 +78,11 @@ class FusedSGD(keras.optimizers.SGD):
         if self.nesterov or not self.momentum or not _can_fuse(self):
             return super()._backend_update_step(grads, trainable_variables, learning_rate)
         tf = _tf()
+        scalars = _Scalars(lr=learning_rate, momentum=self.momentum)
         for gradient, variable in zip(grads, trainable_variables):
-            dtype = variable.dtype
             tf.raw_ops.ResourceApplyKerasMomentum(
                 var=_handle(variable), accum=_handle(self.momentums[self._get_variable_index(variable)]),
-                lr=tf.cast(learning_rate, dtype), grad=tf.cast(gradient, dtype),
-                momentum=tf.constant(self.momentum, dtype), use_nesterov=False,
+                grad=tf.cast(gradient, variable.dtype), use_nesterov=False, **scalars(variable.dtype),
             )
 
 
@@ -93,15 +103,13 @@ class FusedRMSprop(keras.optimizers.RMSprop):
         if self.centered or not _can_fuse(self):
             return super()._backend_update_step(grads, trainable_variables, learning_rate)
         tf = _tf()
+        scalars = _Scalars(lr=learning_rate, rho=self.rho, momentum=self.momentum, epsilon=self.epsilon)
         for gradient, variable in zip(grads, trainable_variables):
             index = self._get_variable_index(variable)
-            dtype = variable.dtype
             momentum = self._momentums[index] if self.momentum > 0 else self._fused_increments[index]
             tf.raw_ops.ResourceApplyRMSProp(
                 var=_handle(variable), ms=_handle(self._velocities[index]), mom=_handle(momentum),
-                lr=tf.cast(learning_rate, dtype), rho=tf.constant(self.rho, dtype),
-                momentum=tf.constant(self.momentum, dtype), epsilon=tf.constant(self.epsilon, dtype),
-                grad=tf.cast(gradient, dtype),
+                grad=tf.cast(gradient, variable.dtype), **scalars(variable.dtype),
             )
 
 
