@@ -21,6 +21,7 @@ from ._spec import StudySpec
 _logger = logging.getLogger("digitune")
 
 BASELINE_ATTR = "baseline"
+START_ATTR = "start"  # a trial queued with the space's known-good defaults
 
 
 class Objective:

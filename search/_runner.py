@@ -19,9 +19,9 @@ from optuna.trial import FrozenTrial, TrialState
 from models import PRESET_NAMES, Dataset, load_dataset
 
 from ._artifacts import ModelKeeper
-from ._objective import BASELINE_ATTR, Objective
+from ._objective import BASELINE_ATTR, START_ATTR, Objective
 from ._signals import interrupts
-from ._space import check_space_fits
+from ._space import check_space_fits, default_params
 from ._spec import Choice, Param, Range, SpecError, StudySpec, spec_from_dict
 
 _logger = logging.getLogger("digitune")
@@ -174,7 +174,7 @@ def open_study(spec: StudySpec, storage: optuna.storages.BaseStorage, dataset: D
                                     pruner=pruner, directions=list(spec.directions), load_if_exists=True)
         study.set_user_attr(SPEC_ATTR, spec.to_dict())
         study.set_user_attr(DATASET_ATTR, dataset.info.to_dict())
-        _enqueue_baselines(study, spec)
+        _enqueue_first_trials(study, spec, dataset.info.image_shape, new=True)
         if on_ready is not None:
             on_ready(study)
         study.set_user_attr(MANIFEST_ATTR, manifest(dataset))
@@ -186,12 +186,16 @@ def open_study(spec: StudySpec, storage: optuna.storages.BaseStorage, dataset: D
         raise SpecError(
             f"study {spec.name!r} was run on data with fingerprint {fingerprint}, but {dataset.info.source} "
             f"has fingerprint {dataset.info.fingerprint}; use the same data or a new study name")
+    new = False
     if not fingerprint:  # a submitted study: the first agent to run it records the data it runs on
         with study_lock(storage, spec.name):
             if not study.user_attrs.get(DATASET_ATTR):
                 study.set_user_attr(DATASET_ATTR, dataset.info.to_dict())
                 study.set_user_attr(MANIFEST_ATTR, manifest(dataset))
-    _enqueue_baselines(study, spec)
+                new = True
+                _enqueue_first_trials(study, spec, dataset.info.image_shape, new=True)
+    if not new:
+        _enqueue_first_trials(study, spec, dataset.info.image_shape, new=False)
     if on_ready is not None:
         on_ready(study)
     return study
@@ -224,14 +228,24 @@ def open_submitted(spec: StudySpec, storage: optuna.storages.BaseStorage) -> opt
     return study
 
 
-def _enqueue_baselines(study: optuna.Study, spec: StudySpec) -> None:
-    """Queue the tutorial presets as trials tagged ``baseline``, once per study."""
-    if spec.baselines != "tutorial":
-        return
-    done = {t.user_attrs.get(BASELINE_ATTR) for t in study.get_trials(deepcopy=False)}
-    for name in PRESET_NAMES:
-        if name not in done:
-            study.enqueue_trial({}, user_attrs={BASELINE_ATTR: name})
+def _enqueue_first_trials(study: optuna.Study, spec: StudySpec, image_shape: tuple[int, ...], *,
+                          new: bool) -> None:
+    """Queue the tutorial presets (tagged ``baseline``) and, in a ``new`` study, the space's defaults.
+
+    The presets are queued once per study, whenever one is missing. With ``start =
+    "defaults"`` a new study's next trials are a known-good model per family from its own
+    space (``default_params``), tagged ``start``: a short budget starts from a good model
+    instead of a random draw. They are ordinary trials otherwise (the pruner may stop
+    them), queued only when the study is created, so a resumed study is not sent back.
+    """
+    if spec.baselines == "tutorial":
+        done = {t.user_attrs.get(BASELINE_ATTR) for t in study.get_trials(deepcopy=False)}
+        for name in PRESET_NAMES:
+            if name not in done:
+                study.enqueue_trial({}, user_attrs={BASELINE_ATTR: name})
+    if new and spec.start == "defaults" and spec.sampler != "grid":
+        for params in default_params(spec, image_shape):
+            study.enqueue_trial(params, user_attrs={START_ATTR: "defaults"})
 
 
 def manifest(dataset: Dataset) -> dict[str, Any]:
@@ -511,6 +525,8 @@ def describe_trial(trial: FrozenTrial) -> str:
         parts.append("value=" + ", ".join(f"{v:.4g}" for v in trial.values))
     if BASELINE_ATTR in attrs:
         parts.append(f"baseline {attrs[BASELINE_ATTR]}")
+    if START_ATTR in attrs:
+        parts.append(f"the space's {attrs[START_ATTR]}")
     if "family" in attrs:
         parts.append(f"{attrs['family']}, {attrs.get('params_count', 0):,} params, "
                      f"{attrs.get('train_seconds', 0):.1f} s")

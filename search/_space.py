@@ -13,7 +13,7 @@ import optuna
 
 from models import CNNConfig, ConfigError, ConvBlock, MLPConfig, ModelConfig, TrainConfig
 
-from ._spec import Choice, Param, Range, SpecError, StudySpec
+from ._spec import FAMILIES, Choice, Param, Range, SpecError, StudySpec
 
 
 def _suggest(trial: optuna.Trial, name: str, param: Param) -> Any:
@@ -50,6 +50,71 @@ def sample_configs(trial: optuna.Trial, spec: StudySpec) -> tuple[ModelConfig, T
         seed=spec.seed + trial.number,
     )
     return model, train
+
+
+# Known-good settings, after Keras' own defaults (Adam at 1e-3, batches of 32, Glorot-uniform
+# weights) and its MNIST examples (two hidden layers or two 3x3 convolution blocks, ReLU,
+# dropout). ``default_params`` moves each into the study's space: the nearest choice, or
+# the range's nearest value. Epochs are the range's high end: the pruner stops a model
+# that falls behind, and the first trial of a bracket always runs on.
+_DEFAULTS: dict[str, Any] = {"learning_rate": 1e-3, "batch_size": 32, "optimizer": "adam"}
+_FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
+    "mlp": {"hidden_layers": 2, "units": 256, "dropout": 0.2, "activation": "relu",
+            "initializer": "glorot_uniform", "batch_norm": False},
+    "cnn": {"blocks": 2, "filters": 32, "kernel_size": 3, "stride": 1, "padding": "same", "pool": "max",
+            "pool_size": 2, "dense_units": 128, "dropout": 0.25, "activation": "relu",
+            "initializer": "glorot_uniform", "batch_norm": False},
+}
+
+
+def _nearest(param: Param, preferred: Any) -> Any:
+    """``preferred`` if ``param`` allows it, else the value of ``param`` closest to it."""
+    if isinstance(param, Choice):
+        if preferred in param.choices:
+            return preferred
+        numbers = [c for c in param.choices if isinstance(c, (int, float)) and not isinstance(c, bool)]
+        if numbers and isinstance(preferred, (int, float)):
+            return min(numbers, key=lambda c: abs(c - preferred))
+        return param.choices[0]
+    assert isinstance(param, Range)
+    value = min(max(preferred, param.low), param.high)
+    if param.step:
+        value = param.low + round((value - param.low) / param.step) * param.step
+        value = min(value, param.high)
+    return int(round(value)) if param.is_int else float(value)
+
+
+def default_params(spec: StudySpec, image_shape: tuple[int, ...]) -> list[dict[str, Any]]:
+    """One known-good trial per family, as Optuna parameters of ``spec``'s space; cheapest family first.
+
+    Only sampled parameters appear (constants are the study file's own); a CNN default that
+    cannot fit ``image_shape`` is left out.
+    """
+    common = {name: _nearest(spec.space[name], value) for name, value in _DEFAULTS.items()
+              if isinstance(spec.space[name], (Range, Choice))}
+    epochs = spec.space["epochs"]
+    if isinstance(epochs, (Range, Choice)):
+        common["epochs"] = spec.max_epochs
+    points = []
+    for family in sorted(spec.families(), key=FAMILIES.index):
+        params = dict(common)
+        if isinstance(spec.space["family"], Choice):
+            params["family"] = family
+        for name, param in spec.family_space[family].items():
+            if isinstance(param, (Range, Choice)):
+                params[f"{family}_{name}"] = _nearest(param, _FAMILY_DEFAULTS[family][name])
+        if family == "cnn":
+            try:
+                _configs_from(params, spec).feature_map_sizes(image_shape)
+            except ConfigError:
+                continue
+        points.append(params)
+    return points
+
+
+def _configs_from(params: dict[str, Any], spec: StudySpec) -> ModelConfig:
+    fixed = optuna.trial.FixedTrial(params)
+    return sample_configs(fixed, spec)[0]
 
 
 def check_space_fits(spec: StudySpec, image_shape: tuple[int, ...]) -> None:

@@ -36,6 +36,7 @@ METRICS = {
 }
 FAMILIES = ("mlp", "cnn")
 BASELINES = ("none", "tutorial")
+STARTS = ("defaults", "sampler")  # first trials: a known-good model per family, or what the sampler draws
 
 
 class SpecError(ValueError):
@@ -109,7 +110,7 @@ _FAMILY_PARAMS = {
 _POSITIVE_INTS = {"epochs", "batch_size", "hidden_layers", "units", "blocks", "filters", "kernel_size",
                   "stride", "pool_size"}
 _STUDY_KEYS = {"name", "metric", "objectives", "trials", "timeout", "sampler", "sampler_options", "pruner",
-               "pruner_options", "seed", "max_params", "baselines", "early_stopping", "save_models"}
+               "pruner_options", "seed", "max_params", "baselines", "start", "early_stopping", "save_models"}
 _DATA_KEYS = {"source", "validation_split", "seed", "center", "limit"}
 
 
@@ -139,6 +140,7 @@ class StudySpec:
     seed: int = 128
     max_params: int | None = None
     baselines: str = "none"
+    start: str = "defaults"
     early_stopping: int = 0
     save_models: int = 3
     data: DataSpec = field(default_factory=DataSpec)
@@ -199,7 +201,8 @@ class StudySpec:
             space[family] = {k: _param_json(v) for k, v in params.items()}
         study: dict[str, Any] = {"name": self.name, "objectives": list(self.objectives), "trials": self.trials,
                                  "sampler": self.sampler, "pruner": self.pruner, "seed": self.seed,
-                                 "baselines": self.baselines, "early_stopping": self.early_stopping,
+                                 "baselines": self.baselines, "start": self.start,
+                                 "early_stopping": self.early_stopping,
                                  "save_models": self.save_models}
         for key in ("timeout", "max_params"):
             if getattr(self, key) is not None:
@@ -253,6 +256,7 @@ def spec_from_dict(data: dict[str, Any], *, source: str = "<study>") -> StudySpe
     sampler_options = _table(source, "study.sampler_options", study.get("sampler_options", {}))
     pruner_options = _table(source, "study.pruner_options", study.get("pruner_options", {}))
     baselines = _choice_value(source, "study.baselines", study.get("baselines", "none"), BASELINES)
+    start = _choice_value(source, "study.start", study.get("start", "defaults"), STARTS)
     early_stopping = _int_value(source, "study.early_stopping", study.get("early_stopping", 0), minimum=0)
     save_models = _int_value(source, "study.save_models", study.get("save_models", 3), minimum=0)
     max_params = study.get("max_params")
@@ -297,7 +301,7 @@ def spec_from_dict(data: dict[str, Any], *, source: str = "<study>") -> StudySpe
             }
     return StudySpec(name=name.strip(), objectives=objectives, trials=trials, timeout=timeout, sampler=sampler,
                      sampler_options=sampler_options, pruner=pruner, pruner_options=pruner_options, seed=seed,
-                     max_params=max_params, baselines=baselines, early_stopping=early_stopping,
+                     max_params=max_params, baselines=baselines, start=start, early_stopping=early_stopping,
                      save_models=save_models, data=data_spec,
                      space=space, family_space=family_space, path=source)
 

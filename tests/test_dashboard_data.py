@@ -58,8 +58,8 @@ def build_dashboard_db(folder: Path, digits) -> DashboardDB:
     path = folder / "dashboard.db"
     url = f"sqlite:///{path}"
     storage = open_storage(url)
-    run_study(_spec(folder, "tiny", trials=10, sampler="random", baselines="tutorial", pruner="threshold",
-                    pruner_options={"lower": 0.99, "n_warmup_steps": 1}), storage, dataset=digits)
+    run_study(_spec(folder, "tiny", trials=10, sampler="random", baselines="tutorial", start="sampler",
+                    pruner="threshold", pruner_options={"lower": 0.99, "n_warmup_steps": 1}), storage, dataset=digits)
     run_study(_spec(folder, "pareto", trials=4, sampler="random", objectives=["val_accuracy:max", "params:min"],
                     max_params=3000), storage, dataset=digits)
     # A worker in the middle of a trial: two epochs reported, no heartbeat (so "recently started" decides).

@@ -123,6 +123,46 @@ def test_parameter_budget_is_a_constraint(tmp_path, small_digits):
     assert "infeasible" in run_cli("show", "tiny", "--storage", db, cwd=tmp_path).stdout
 
 
+def test_a_new_study_starts_from_a_known_good_model_per_family_within_its_space(tmp_path, small_digits):
+    spec = load_spec(write_study(tmp_path, trials=3))  # units 16-64, filters 4-8, lr 3e-3..2e-2, batch 32/64
+    assert spec.start == "defaults"
+    db = f"sqlite:///{tmp_path / 's.db'}"
+    summary = run_study(spec, open_storage(db), dataset=small_digits)
+    trials = sorted(summary.study.get_trials(states=FINISHED), key=lambda t: t.number)
+    assert [t.user_attrs.get("start") for t in trials] == ["defaults", "defaults", None]
+    mlp, cnn = trials[0].params, trials[1].params
+    # Keras' defaults moved into the space: 256 units -> 64, 32 filters -> 8, lr 1e-3 -> 3e-3.
+    assert mlp == {"family": "mlp", "epochs": 3, "learning_rate": 3e-3, "batch_size": 32,
+                   "mlp_hidden_layers": 2, "mlp_units": 64}
+    assert cnn == {"family": "cnn", "epochs": 3, "learning_rate": 3e-3, "batch_size": 32, "cnn_filters": 8}
+    assert trials[1].user_attrs["model_config"]["blocks"][0]["filters"] == 8
+    # Resuming does not queue them again; `start = "sampler"` never does.
+    summary = run_study(spec, open_storage(db), dataset=small_digits, n_trials=5)
+    assert sum("start" in t.user_attrs for t in summary.study.trials) == 2
+    data = spec.to_dict()
+    data["study"].update(name="drawn", start="sampler")
+    summary = run_study(spec_from_dict(data), open_storage(db), dataset=small_digits, n_trials=2)
+    assert not any("start" in t.user_attrs for t in summary.study.trials)
+
+
+def test_default_params_take_the_nearest_allowed_value_and_skip_a_cnn_that_cannot_fit():
+    from search._space import default_params
+
+    space = {"family": ["mlp", "cnn"], "epochs": 4, "learning_rate": {"low": 1e-2, "high": 1e-1, "log": True},
+             "batch_size": [100, 20], "optimizer": ["sgd", "rmsprop"],
+             "mlp": {"units": {"low": 300, "high": 900, "step": 200}, "dropout": [0.5],
+                     "activation": ["tanh", "elu"]},
+             "cnn": {"blocks": 2, "kernel_size": [5], "padding": "valid", "filters": {"low": 16, "high": 64}}}
+    spec = spec_from_dict({"study": {"name": "d"}, "space": space})
+    points = default_params(spec, (28, 28))
+    assert points[0] == {"family": "mlp", "learning_rate": 1e-2, "batch_size": 20, "optimizer": "sgd",
+                         "mlp_units": 300, "mlp_dropout": 0.5, "mlp_activation": "tanh"}
+    assert points[1] == {"family": "cnn", "learning_rate": 1e-2, "batch_size": 20, "optimizer": "sgd",
+                         "cnn_kernel_size": 5, "cnn_filters": 32}
+    # Two 'valid' 5x5 blocks do not fit 8x8 images: no CNN default there.
+    assert [p["family"] for p in default_params(spec, (8, 8))] == ["mlp"]
+
+
 def test_tutorial_baselines_come_first_tagged(tmp_path, small_digits):
     spec = _spec(tmp_path, trials=8, baselines="tutorial")
     db = f"sqlite:///{tmp_path / 's.db'}"
