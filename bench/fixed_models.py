@@ -22,7 +22,6 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 sys.path.insert(0, os.environ.get("DIGITUNE_CHECKOUT", str(Path(__file__).resolve().parent.parent)))
 
 

@@ -15,7 +15,8 @@ in an order that rotates from seed to seed so the machine's load falls on all of
 - ``digitune``: ``digitune run`` with its defaults (the worker layout included) on a
   SQLite file, stopped with SIGINT at the budget.
 
-Each process's clock starts when it starts (imports included). A trial counts if it ended
+Every contender runs with TensorFlow's own defaults (oneDNN on, as a script written the
+usual way gets it). Each process's clock starts when it starts (imports included). A trial counts if it ended
 within the budget; the best validation accuracy so far is the best final-epoch validation
 accuracy of a finished trial. Whenever a contender's best improves, its model's accuracy on
 the held-out test set is measured (outside the clock for the two others; digitune's best
@@ -42,7 +43,6 @@ from pathlib import Path
 
 START = time.time()  # the contender's clock: process start, before any import
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 

@@ -14,7 +14,6 @@ import os
 
 # Before anything imports TensorFlow (the Trial page builds a model to list its layers).
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
 import json  # noqa: E402
 import sys  # noqa: E402

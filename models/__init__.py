@@ -24,6 +24,9 @@ from ._config import (
 )
 from ._data import DataError, Dataset, DatasetInfo, load_dataset, read_images
 from ._presets import PRESET_NAMES, Preset, get_preset
+from ._quiet import install as _quiet_tensorflow_notices
+
+_quiet_tensorflow_notices()
 
 _LAZY = {
     "build_model": "._builders",

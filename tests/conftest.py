@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 # `digitune run` and `agent` start one worker per core by default; the tests that are not about
 # the layout run one in-process worker (their output and seeds are those of one process).
 # tests/test_workers.py clears this to test the default layout itself.

@@ -713,3 +713,45 @@ def test_describe_device():
     kind, _, index = device.rpartition(":")
     assert kind and index.isdigit(), device
     assert kind in {"cpu", "gpu", "cuda", "tpu"} or "gpu" in kind or "cpu" in kind, device
+
+
+_IMPORT_KERAS = "import sys; {first}; import keras; print('imported', keras.backend.backend(), file=sys.stderr)"
+
+
+def _import_keras_stderr(first: str, level: str) -> str:
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": level, "KERAS_BACKEND": "tensorflow"}
+    env.pop("TF_ENABLE_ONEDNN_OPTS", None)  # TensorFlow's default: on, on x86
+    result = subprocess.run([sys.executable, "-c", _IMPORT_KERAS.format(first=first)], env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    return result.stderr
+
+
+def test_importing_models_keeps_tensorflows_start_up_notices_off_stderr():
+    plain = _import_keras_stderr("pass", "3")
+    if "oneDNN custom operations are on" not in plain:
+        pytest.skip("this TensorFlow build prints no oneDNN notice here (oneDNN is off on this CPU)")
+    quiet = _import_keras_stderr("import models", "3")
+    assert quiet.strip() == "imported tensorflow", quiet
+    # Asked for every log line, it filters nothing.
+    assert "oneDNN custom operations are on" in _import_keras_stderr("import models", "0")
+
+
+def test_filtered_stderr_passes_on_every_other_line():
+    import os
+    import subprocess
+    import sys
+
+    code = ("import os; from models._quiet import filtered_stderr\n"
+            "with filtered_stderr():\n"
+            "    os.write(2, b'I0000 port.cc:153] oneDNN custom operations are on. You may see\\n')\n"
+            "    os.write(2, b'a real warning\\n')\n"
+            "os.write(2, b'after\\n')\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                            cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == "a real warning\nafter\n"

@@ -1,0 +1,99 @@
+"""TensorFlow's start-up notices, kept off the console when its logs are asked to be quiet.
+
+TensorFlow 2.21 prints two lines to the process's stderr while it is imported, before its
+own log filter (``TF_CPP_MIN_LOG_LEVEL``) is in place::
+
+    WARNING: All log messages before absl::InitializeLog() is called are written to STDERR
+    I0000 ... port.cc:153] oneDNN custom operations are on. You may see slightly different ...
+
+digitune keeps oneDNN on (on 28x28 images its convolutions run about 3.5x faster; results
+stay the same run after run), so every process would print them, twice. ``install()``
+wraps the import of the ``tensorflow`` package: while it runs, file descriptor 2 goes to
+a temporary file, and afterwards every line of it except those notices is written back to
+stderr, so nothing else TensorFlow prints while importing is lost. It filters only when
+``TF_CPP_MIN_LOG_LEVEL`` is 1 or more (digitune's commands set 3); ``TF_CPP_MIN_LOG_LEVEL=0``
+shows everything.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.abc
+import importlib.machinery
+import os
+import sys
+import tempfile
+from typing import Iterator
+
+NOTICES = (
+    b"All log messages before absl::InitializeLog() is called are written to STDERR",
+    b"oneDNN custom operations are on",
+)
+
+
+@contextlib.contextmanager
+def filtered_stderr(notices: tuple[bytes, ...] = NOTICES) -> Iterator[None]:
+    """Hold back what is written to file descriptor 2 meanwhile; then pass on all lines but ``notices``."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no usable stderr: nothing to filter
+        yield
+        return
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        finally:
+            with contextlib.suppress(OSError, ValueError):
+                sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            held.seek(0)
+            kept = [line for line in held.read().splitlines(keepends=True)
+                    if not any(notice in line for notice in notices)]
+            if kept:
+                with contextlib.suppress(OSError):
+                    os.write(2, b"".join(kept))
+
+
+class _QuietTensorFlowFinder(importlib.abc.MetaPathFinder):
+    """Finds ``tensorflow`` as usual, and runs its package ``__init__`` inside ``filtered_stderr``."""
+
+    def find_spec(self, fullname, path, target=None):
+        if fullname != "tensorflow" or _log_level() < 1:
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(fullname, path)
+        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
+            return None
+        spec.loader = _QuietLoader(spec.loader)
+        return spec
+
+
+class _QuietLoader(importlib.abc.Loader):
+    def __init__(self, loader):
+        self._loader = loader
+
+    def create_module(self, spec):
+        return self._loader.create_module(spec)
+
+    def exec_module(self, module):
+        with filtered_stderr():
+            self._loader.exec_module(module)
+
+    def __getattr__(self, name):  # get_resource_reader, is_package, ... as the wrapped loader has them
+        return getattr(self._loader, name)
+
+
+def _log_level() -> int:
+    try:
+        return int(os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0"))
+    except ValueError:
+        return 0
+
+
+def install() -> None:
+    """Filter TensorFlow's start-up notices from now on (once per process; harmless after its import)."""
+    if "tensorflow" in sys.modules or any(isinstance(f, _QuietTensorFlowFinder) for f in sys.meta_path):
+        return
+    sys.meta_path.insert(0, _QuietTensorFlowFinder())
