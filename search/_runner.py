@@ -244,7 +244,7 @@ def _enqueue_first_trials(study: optuna.Study, spec: StudySpec, image_shape: tup
             if name not in done:
                 study.enqueue_trial({}, user_attrs={BASELINE_ATTR: name})
     if new and spec.start == "defaults" and spec.sampler != "grid":
-        for params in default_params(spec, image_shape):
+        for params in default_params(spec, image_shape)[:spec.trials]:  # none left waiting in a tiny study
             study.enqueue_trial(params, user_attrs={START_ATTR: "defaults"})
 
 

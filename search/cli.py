@@ -43,6 +43,9 @@ def run(
                          "threshold, none.")] = None,
     baselines: Annotated[Optional[str], typer.Option(
         "--baselines", help="'tutorial' runs the seven tutorial presets first, tagged as baselines.")] = None,
+    start: Annotated[Optional[str], typer.Option(
+        "--start", help="A new study's first trials: 'defaults' (a known-good model per family from the space) "
+                        "or 'sampler'.")] = None,
     artifacts: ArtifactsOption = None,
     workers: WorkersOption = None,
     gpus: GpusOption = None,
@@ -59,7 +62,7 @@ def run(
 
     setup_logging()
     spec = load_spec(study_file)
-    overrides = {"sampler": sampler, "pruner": pruner, "baselines": baselines}
+    overrides = {"sampler": sampler, "pruner": pruner, "baselines": baselines, "start": start}
     if any(overrides.values()) or dataset:
         data = spec.to_dict()
         data["study"].update({k: v for k, v in overrides.items() if v})

@@ -74,6 +74,8 @@ CASES = [
      r"e\.toml: space\.batch_size is an empty list of choices"),
     ("unknown sampler", lambda f: ["run", str(f / "kept.toml"), "--sampler", "bayes"],
      r"study\.sampler must be one of tpe, random, grid, qmc, cmaes, gp, nsga2, got 'bayes'"),
+    ("unknown start", lambda f: ["run", str(f / "kept.toml"), "--start", "best"],
+     r"study\.start must be one of defaults, sampler, got 'best'"),
     ("unknown pruner", lambda f: ["run", _file(f, "p.toml", "[study]\nname = 'x'\npruner = 'asha'")],
      r"p\.toml: study\.pruner must be one of"),
     ("a CNN that cannot fit the image", lambda f: ["run", _file(

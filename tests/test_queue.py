@@ -86,6 +86,7 @@ def test_two_agents_work_through_three_studies_exactly(storage_url, tmp_path):
         assert len(study.get_trials(states=FINISHED)) == trials, name  # never overshot
         assert not study.get_trials(states=(TrialState.RUNNING, TrialState.WAITING))
         assert study.user_attrs["dataset"]["name"] == "digits"  # the first agent recorded the data it ran on
+        assert sum(t.user_attrs.get("start") == "defaults" for t in study.trials) == 1  # queued by one agent only
     listed = queue_json(storage_url, tmp_path)
     assert {s["name"]: (s["state"], s["finished"]) for s in listed["studies"]} == {
         name: ("done", trials) for name, trials in budgets.items()}

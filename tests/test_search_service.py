@@ -143,6 +143,10 @@ def test_a_new_study_starts_from_a_known_good_model_per_family_within_its_space(
     data["study"].update(name="drawn", start="sampler")
     summary = run_study(spec_from_dict(data), open_storage(db), dataset=small_digits, n_trials=2)
     assert not any("start" in t.user_attrs for t in summary.study.trials)
+    # A one-trial study queues one default, so no trial is left waiting.
+    data["study"].update(name="single", start="defaults", trials=1)
+    summary = run_study(spec_from_dict(data), open_storage(db), dataset=small_digits)
+    assert [t.state for t in summary.study.trials] == [TrialState.COMPLETE]
 
 
 def test_default_params_take_the_nearest_allowed_value_and_skip_a_cnn_that_cannot_fit():
