@@ -192,10 +192,8 @@ def open_study(spec: StudySpec, storage: optuna.storages.BaseStorage, dataset: D
             if not study.user_attrs.get(DATASET_ATTR):
                 study.set_user_attr(DATASET_ATTR, dataset.info.to_dict())
                 study.set_user_attr(MANIFEST_ATTR, manifest(dataset))
-                new = True
-                _enqueue_first_trials(study, spec, dataset.info.image_shape, new=True)
-    if not new:
-        _enqueue_first_trials(study, spec, dataset.info.image_shape, new=False)
+                new = True  # this agent queues the first trials
+    _enqueue_first_trials(study, spec, dataset.info.image_shape, new=new)
     if on_ready is not None:
         on_ready(study)
     return study
