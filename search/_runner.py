@@ -6,6 +6,7 @@ import contextlib
 import fcntl
 import hashlib
 import logging
+import math
 import threading
 import time
 import warnings
@@ -99,21 +100,25 @@ def grid_search_space(spec: StudySpec, *, points: int = 4) -> dict[str, list[Any
     return space
 
 
-def make_pruner(spec: StudySpec) -> optuna.pruners.BasePruner:
-    """The spec's pruner with its ``pruner_options``; epochs are the resource."""
+def make_pruner(spec: StudySpec, train_images: int | None = None) -> optuna.pruners.BasePruner:
+    """The spec's pruner with its ``pruner_options``; epochs are the resource.
+
+    ``train_images``, the size of an epoch when the data is loaded, sets Hyperband's and
+    successive halving's fewest epochs before stopping a trial (``_min_resource``).
+    """
     options = dict(spec.pruner_options)
     if spec.is_multi_objective or spec.pruner == "none":
         return optuna.pruners.NopPruner()  # multi-objective trials stop early by their own rule instead
     defaults: dict[str, dict[str, Any]] = {
-        "hyperband": {"min_resource": _min_resource(spec), "max_resource": max(spec.max_epochs, 2),
+        "hyperband": {"min_resource": _min_resource(spec, train_images), "max_resource": max(spec.max_epochs, 2),
                       "reduction_factor": 3},
         "median": {"n_startup_trials": 5, "n_warmup_steps": 1},
-        "successive-halving": {"min_resource": _min_resource(spec), "reduction_factor": 3},
+        "successive-halving": {"min_resource": _min_resource(spec, train_images), "reduction_factor": 3},
         "percentile": {"percentile": 25.0, "n_startup_trials": 5, "n_warmup_steps": 1},
         "threshold": {"lower": 0.2, "n_warmup_steps": 1} if spec.directions[0] == "maximize" else {"upper": 10.0},
     }
     factory = {
-        "hyperband": optuna.pruners.HyperbandPruner,
+        "hyperband": _Hyperband,
         "median": optuna.pruners.MedianPruner,
         "successive-halving": optuna.pruners.SuccessiveHalvingPruner,
         "percentile": optuna.pruners.PercentilePruner,
@@ -126,14 +131,43 @@ def make_pruner(spec: StudySpec) -> optuna.pruners.BasePruner:
                         f"{exc}") from exc
 
 
-def _min_resource(spec: StudySpec) -> int:
-    """The fewest epochs before Hyperband or successive halving may stop a trial: 3 once trials may run 9 or more.
+class _Hyperband(optuna.pruners.HyperbandPruner):
+    """Optuna's Hyperband, with each trial's draws reading the study's trials once, not once per parameter.
 
-    A model's first epoch costs as much as its next several (TensorFlow traces its training
-    step), so stopping after one epoch saves little time, and one epoch is a noisy judge of a
-    model. Short studies (at most 8 epochs) keep 1 or 2, so they still have brackets to prune in.
+    Under Hyperband, Optuna hands the sampler a view of the study for the trial's bracket,
+    made anew for every parameter it samples (``optuna.pruners._filter_study``), and each new
+    view starts with an empty trial cache: TPE read every trial back from storage once per
+    parameter, about 15 times per trial here. Here the views share the study's own cache,
+    which Optuna empties at every ``ask`` and ``tell``, as it does for a study without
+    Hyperband. Pruning decisions still read fresh trials (the view's ``get_trials``).
     """
-    return max(1, min(3, spec.max_epochs // 3))
+
+    def _create_bracket_study(self, study: optuna.Study, bracket_id: int) -> optuna.Study:
+        bracket = super()._create_bracket_study(study, bracket_id)
+        object.__setattr__(bracket, "_thread_local", study._thread_local)
+        return bracket
+
+
+# Images a model should have trained on before a pruner judges it (three epochs of the 8x8 digits).
+JUDGE_AFTER_IMAGES = 3000
+
+
+def _min_resource(spec: StudySpec, train_images: int | None = None) -> int:
+    """The fewest epochs before Hyperband or successive halving may stop a trial: 1 to 3.
+
+    On the 8x8 digits (1,257 training images) a model's first epoch costs as much as its
+    next several (TensorFlow traces its training step), so stopping after one epoch saves
+    little time, and one epoch of 40 updates is a noisy judge of a model: 3 once trials may
+    run 9 epochs or more. An epoch of ``JUDGE_AFTER_IMAGES`` images or more (Fashion-MNIST's
+    42,000) is seconds of arithmetic and hundreds of updates, so one is enough there: a bad
+    draw is stopped after its first epoch, and Hyperband gets a third bracket, so fewer of
+    its trials run to the end unjudged. Short studies (at most 8 epochs) keep 1 or 2, so
+    they still have brackets to prune in.
+    """
+    most = max(1, min(3, spec.max_epochs // 3))
+    if not train_images:
+        return most
+    return max(1, min(most, math.ceil(JUDGE_AFTER_IMAGES / train_images)))
 
 
 def stored_spec(study: optuna.Study) -> StudySpec:
@@ -166,7 +200,7 @@ def open_study(spec: StudySpec, storage: optuna.storages.BaseStorage, dataset: D
     importing it themselves).
     """
     check_space_fits(spec, dataset.info.image_shape)
-    pruner = make_pruner(spec)
+    pruner = make_pruner(spec, len(dataset.x_train))
     try:
         study = optuna.load_study(study_name=spec.name, storage=storage, sampler=make_sampler(spec), pruner=pruner)
     except KeyError:

@@ -57,6 +57,89 @@ def test_hyperband_lets_trials_of_longer_studies_run_three_epochs_before_stoppin
     assert make_pruner(spec_from_dict(options))._min_resource == 1  # the file's choice wins
 
 
+@pytest.mark.parametrize(("train_images", "high", "expected"),
+                         [(1257, 10, 3), (2000, 10, 2), (42000, 10, 1), (42000, 50, 1), (1257, 8, 2), (None, 10, 3)])
+def test_an_epoch_of_many_images_is_enough_to_judge_a_trial(train_images, high, expected):
+    from search._runner import make_pruner
+
+    spec = spec_from_dict({"study": {"name": "h"}, "data": {"source": "digits"},
+                           "space": {"family": "mlp", "epochs": {"low": 1, "high": high}}})
+    pruner = make_pruner(spec, train_images)
+    assert pruner._min_resource == expected
+    pruner._try_initialization(optuna.create_study(study_name="h"))  # Hyperband sizes its brackets lazily
+    brackets = {(3, 10): 2, (1, 10): 3, (2, 10): 2, (1, 50): 4, (2, 8): 2}[(expected, high)]
+    assert pruner._n_brackets == brackets  # one epoch of Fashion-MNIST: a third bracket, fewer trials unjudged
+
+
+def test_a_study_on_larger_data_judges_its_trials_after_fewer_epochs(tmp_path, small_digits):
+    import dataclasses
+
+    import numpy as np
+
+    from search._runner import open_study
+
+    spec = spec_from_dict({"study": {"name": "many"}, "data": {"source": "digits", "limit": 300},
+                           "space": {"family": "mlp", "epochs": {"low": 3, "high": 10}}})
+    storage = open_storage(f"sqlite:///{tmp_path / 's.db'}")
+    assert open_study(spec, storage, small_digits).pruner._min_resource == 3  # 210 images an epoch
+    many = dataclasses.replace(small_digits, x_train=np.concatenate([small_digits.x_train] * 15),
+                               y_train=np.concatenate([small_digits.y_train] * 15))  # 3,150 an epoch
+    assert open_study(spec, storage, many).pruner._min_resource == 1
+
+
+def _count_trial_reads(storage: optuna.storages.BaseStorage) -> list[int]:
+    reads = [0]
+    read = storage.get_all_trials
+
+    def counting(*args, **kwargs):
+        reads[0] += 1
+        return read(*args, **kwargs)
+
+    storage.get_all_trials = counting
+    return reads
+
+
+def test_hyperband_reads_the_trials_once_per_trial_while_tpe_draws_and_draws_the_same(tmp_path):
+    """Under Optuna's Hyperband every parameter TPE draws reads all trials back more than once; digitune's less."""
+    from search._runner import make_pruner, make_sampler
+    from search._space import sample_configs
+
+    spec = spec_from_dict({"study": {"name": "h", "seed": 3, "sampler_options": {"n_startup_trials": 4}},
+                           "data": {"source": "digits"},
+                           "space": {"family": ["mlp", "cnn"], "epochs": {"low": 3, "high": 9},
+                                     "learning_rate": {"low": 1e-4, "high": 1e-2, "log": True},
+                                     "mlp": {"units": {"low": 16, "high": 256}, "dropout": {"low": 0.0, "high": 0.5}},
+                                     "cnn": {"filters": {"low": 4, "high": 32}, "dense_units": [16, 32]}}})
+    runs = {}
+    for name, pruner in (("optuna", optuna.pruners.HyperbandPruner(min_resource=3, max_resource=9, reduction_factor=3)),
+                         ("digitune", make_pruner(spec))):
+        storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / name}.db")
+        study = optuna.create_study(study_name="h", storage=storage, sampler=make_sampler(spec), pruner=pruner,
+                                    direction="maximize")
+        reads = _count_trial_reads(study._storage)
+        drawn, per_trial = [], []
+        for number in range(12):
+            before = reads[0]
+            trial = study.ask()
+            sample_configs(trial, spec)
+            per_trial.append(reads[0] - before)
+            drawn.append(trial.params)
+            for epoch in range(1, 10):
+                trial.report(0.5 + 0.01 * ((number * 7 + epoch) % 11) + 0.02 * epoch, epoch)
+                if trial.should_prune():
+                    study.tell(trial, state=TrialState.PRUNED)
+                    break
+            else:
+                study.tell(trial, 0.7)
+        runs[name] = drawn, per_trial
+    assert runs["digitune"][0] == runs["optuna"][0]  # the same draws, trial by trial
+    optuna_reads, digitune_reads = runs["optuna"][1], runs["digitune"][1]
+    # Random start-up draws: Optuna read the trials once per parameter (and twice more), digitune twice.
+    assert min(optuna_reads[:4]) >= 6 and max(digitune_reads[:4]) <= 2
+    # TPE's own draws (constant liar: each reads running trials afresh) no longer read them twice each.
+    assert all(d <= o - 2 for d, o in zip(digitune_reads[4:], optuna_reads[4:]))
+
+
 def test_bad_sampler_options_are_a_spec_error(tmp_path, small_digits):
     spec = load_spec(write_study(tmp_path, trials=1))
     data = spec.to_dict()
