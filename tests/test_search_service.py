@@ -43,7 +43,7 @@ def test_every_sampler_and_pruner_runs_through_the_cli(tmp_path, sampler, pruner
 
 @pytest.mark.parametrize("pruner_name", ["hyperband", "successive-halving"])
 @pytest.mark.parametrize(("high", "expected"), [(3, 1), (8, 2), (10, 3), (50, 3)])
-def test_hyperband_lets_trials_of_longer_studies_run_three_epochs_before_stopping_them(pruner_name, high, expected):
+def test_hyperband_first_judges_trials_of_longer_studies_after_four_epochs(pruner_name, high, expected):
     from search._runner import make_pruner
 
     spec = spec_from_dict({"study": {"name": "h", "pruner": pruner_name}, "data": {"source": "digits"},
@@ -99,7 +99,7 @@ def _count_trial_reads(storage: optuna.storages.BaseStorage) -> list[int]:
     return reads
 
 
-def test_hyperband_reads_the_trials_once_per_trial_while_tpe_draws_and_draws_the_same(tmp_path):
+def test_hyperband_reads_the_trials_fewer_times_while_tpe_draws_and_draws_the_same(tmp_path):
     """Under Optuna's Hyperband every parameter TPE draws reads all trials back more than once; digitune's less."""
     from search._runner import make_pruner, make_sampler
     from search._space import sample_configs
