@@ -78,7 +78,7 @@ def show_queue(
     """List submitted studies (state, budget used, best value, agents on them) and the agents."""
     from search._queue import list_agents, queue_entries
 
-    store = storage_from(storage)
+    store = storage_from(storage, read_only=True)
     entries = queue_entries(store)
     agents = list_agents(store, everything=everything)
     if as_json:
@@ -156,11 +156,11 @@ def agent(
     recycle_after: RecycleOption = 0,
 ) -> None:
     """Work through the submitted studies, most urgent first, until stopped with Ctrl-C."""
-    from search import resolve_storage_url
+    from search._cli_common import results_storage_url
     from search._workers import plan_workers
 
     setup_logging()
-    url = resolve_storage_url(storage)
+    url = results_storage_url(storage)
     slots = plan_workers(workers, gpus, trials_per_gpu)
     if len(slots) > 1 or (gpus and gpus != "none") or recycle_after:
         _agent_processes(url, slots=slots, until_idle=until_idle, poll=poll, artifacts=artifacts,
@@ -205,20 +205,20 @@ def _agent_here(url: str, *, until_idle: bool, poll: float, artifacts: str | Non
 def _agent_processes(url: str, *, slots, until_idle: bool, poll: float, artifacts: str | None,
                      mixed_precision: bool, recycle_after: int) -> None:
     """Run one agent process per worker slot (threads or a GPU each) and restart recycled ones."""
-    import os
     import subprocess
     import sys
 
-    from search._workers import RECYCLE_EXIT, describe_layout, stop_workers
+    from search._workers import RECYCLE_EXIT, child_env, describe_layout, stop_workers
 
-    cmd = [sys.executable, "-m", "search.cli", "agent-process", "--storage", url, "--poll", str(poll),
+    # The storage goes in each process's environment (child_env), not on its command line.
+    cmd = [sys.executable, "-m", "search.cli", "agent-process", "--poll", str(poll),
            "--recycle-after", str(recycle_after)]
     cmd += ["--until-idle"] if until_idle else []
     cmd += ["--artifacts", artifacts] if artifacts else []
     cmd += ["--mixed-precision"] if mixed_precision else []
 
     def start(slot):
-        return subprocess.Popen(cmd, env={**os.environ, **slot.env()})
+        return subprocess.Popen(cmd, env=child_env(slot, url))
 
     err.print(f"{len(slots)} agent processes ({describe_layout(slots)})", highlight=False)
     procs = [start(slot) for slot in slots]

@@ -10,6 +10,7 @@ which serves hundreds of workers over one database.
 from __future__ import annotations
 
 import os
+import re
 import warnings
 from pathlib import Path
 
@@ -51,11 +52,28 @@ def resolve_storage_url(cli_value: str | None = None) -> str:
 
 
 def redact(url: str) -> str:
-    """``url`` with its password, if any, replaced by ``***``."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except (ArgumentError, ValueError):
-        return url.split("@")[-1] if "@" in url else url
+    """``url`` with its whole password, if any, replaced by ``***`` (also a ``password=`` query value)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:  # not a URL: keep only what follows the last @, if any
+        return url.rsplit("@", 1)[-1]
+    url = f"{scheme}://" + re.sub(r"([?&]password=)[^&]*", r"\1***", rest, flags=re.IGNORECASE)
+    parts = _split_password(url)
+    return url if parts is None else f"{parts[0]}:***@{parts[2]}"
+
+
+def _split_password(url: str) -> tuple[str, str, str] | None:
+    """``(scheme://user, password, host...)`` of a URL with a password, as typed; None without one.
+
+    Split by hand, not by SQLAlchemy's parser: userinfo ends at the LAST ``@`` (SQLAlchemy
+    stops at the first, so ``u:Secr3t@Pw@host`` kept ``Pw`` in sight). A user name has no
+    ``:``, ``/``, ``?``, ``#`` or ``@``; the password may hold anything.
+    """
+    scheme, _, rest = url.partition("://")
+    user_end = re.search(r"[:/?#@]", rest)
+    if user_end is None or user_end.group() != ":" or "@" not in rest[user_end.end():]:
+        return None  # no password in the userinfo (none, or a user name alone)
+    password, _, host = rest[user_end.end():].rpartition("@")
+    return f"{scheme}://{rest[:user_end.start()]}", password, host
 
 
 def grpc_address(url: str) -> tuple[str, int] | None:
@@ -100,6 +118,9 @@ def open_storage(url: str, *, heartbeat: bool = True) -> optuna.storages.BaseSto
     except (ArgumentError, ValueError) as exc:
         raise StorageError(f"storage URL {redact(url)!r} is not a database URL; use sqlite:///path/to/file.db, "
                            f"postgresql+psycopg://user@host/db or grpc://host:port") from exc
+    if "@" in (_split_password(url) or ("", "", ""))[1]:  # SQLAlchemy would take the rest for the host
+        raise StorageError(f"storage URL {redact(url)!r} has an '@' in its password; write it as %40 "
+                           f"(percent-encode the password, e.g. with urllib.parse.quote(password, safe=''))")
     backend = parsed.get_backend_name()
     engine_kwargs: dict = {}
     if backend == "sqlite":

@@ -15,6 +15,8 @@ import sys
 import time
 from dataclasses import dataclass
 
+from search._storage import STORAGE_ENV
+
 THREADS_ENV = "DIGITUNE_THREADS"
 WORKERS_ENV = "DIGITUNE_WORKERS"  # the default --workers, instead of one per core
 MAX_DEFAULT_WORKERS = 8  # each worker holds its own TensorFlow (about 1 GiB); more cores get more threads each
@@ -122,10 +124,19 @@ def describe_layout(slots: list[WorkerSlot]) -> str:
     return ", ".join(f"GPU {s.gpu}" if s.gpu is not None else f"{s.threads} thread(s)" for s in slots)
 
 
+def child_env(slot: WorkerSlot, storage_url: str) -> dict[str, str]:
+    """The environment of a worker or agent process: this one's, the slot's threads and device, the storage.
+
+    The storage URL goes in ``$DIGITUNE_STORAGE``, never on the command line, where any user
+    of the machine could read its password in the process list.
+    """
+    return {**os.environ, **slot.env(), STORAGE_ENV: storage_url}
+
+
 def start_worker(slot: WorkerSlot, name: str, storage_url: str, *, trials: int, timeout: float | None,
                  artifacts: str | None, mixed_precision: bool = False, recycle_after: int = 0) -> subprocess.Popen:
-    """Start one ``digitune worker`` process for ``slot`` on study ``name``."""
-    cmd = [sys.executable, "-m", "search.cli", "worker", name, "--storage", storage_url, "--trials", str(trials),
+    """Start one ``digitune worker`` process for ``slot`` on study ``name`` (the storage in its environment)."""
+    cmd = [sys.executable, "-m", "search.cli", "worker", name, "--trials", str(trials),
            "--no-progress", "--recycle-after", str(recycle_after)]
     if timeout:
         cmd += ["--timeout", str(timeout)]
@@ -133,7 +144,7 @@ def start_worker(slot: WorkerSlot, name: str, storage_url: str, *, trials: int, 
         cmd += ["--artifacts", artifacts]
     if mixed_precision:
         cmd.append("--mixed-precision")
-    return subprocess.Popen(cmd, env={**os.environ, **slot.env()})
+    return subprocess.Popen(cmd, env=child_env(slot, storage_url))
 
 
 def stop_workers(procs: list[subprocess.Popen], signum: int = signal.SIGINT, *, grace: float = 3.0) -> None:
