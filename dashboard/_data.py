@@ -17,7 +17,6 @@ import json
 import threading
 from dataclasses import dataclass, field
 from functools import cached_property
-from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 import optuna
@@ -25,16 +24,13 @@ import sqlalchemy
 from optuna.storages import BaseStorage, RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
-from search import AGENTS_STUDY, open_storage, redact, resolve_storage_url, trial_record
+from search import AGENTS_STUDY, DATASET_ATTR, MANIFEST_ATTR, SPEC_ATTR, NoStudyDatabaseError, stored_record, open_storage, redact, resolve_storage_url, trial_record
 
 # A running trial counts as alive while its heartbeat is this recent, or, without a
 # heartbeat, while it started this recently.
 HEARTBEAT_ALIVE_SECONDS = 60
 RECENT_START_SECONDS = 300
 
-SPEC_ATTR = "digitune_spec"
-DATASET_ATTR = "dataset"
-MANIFEST_ATTR = "manifest"
 STATES = tuple(state.name.lower() for state in TrialState)
 # What reading Optuna's tables directly raises if a future Optuna moved them: then its API reads them.
 _SCHEMA_CHANGED = (ImportError, AttributeError, KeyError, sqlalchemy.exc.SQLAlchemyError)
@@ -73,7 +69,7 @@ class StudyData:
 
     @property
     def spec(self) -> dict[str, Any]:
-        return self.user_attrs.get(SPEC_ATTR) or {}
+        return stored_record(self.user_attrs, SPEC_ATTR)
 
     @property
     def objectives(self) -> list[str]:
@@ -85,7 +81,7 @@ class StudyData:
 
     @property
     def dataset(self) -> dict[str, Any]:
-        return self.user_attrs.get(DATASET_ATTR) or {}
+        return stored_record(self.user_attrs, DATASET_ATTR)
 
     @property
     def image_shape(self) -> tuple[int, int] | None:
@@ -153,7 +149,7 @@ class StudyData:
 
 def objectives_of(user_attrs: dict[str, Any], directions: list[str]) -> list[str]:
     """``["val_accuracy:max", ...]`` from digitune's stored spec; ``value:max`` and the like for other studies."""
-    study = (user_attrs.get(SPEC_ATTR) or {}).get("study", {})
+    study = stored_record(user_attrs, SPEC_ATTR).get("study", {})
     objectives = study.get("objectives") or ([f"{study['metric']}:{_short(directions[0])}"]
                                              if study.get("metric") else None)
     if objectives and len(objectives) == len(directions):
@@ -225,7 +221,7 @@ def record_of(trial: FrozenTrial, metrics: list[str]) -> dict[str, Any]:
     """:func:`search.trial_record` plus what the dashboard shows: times, curves, configs, class report."""
     record = trial_record(trial)
     attrs = trial.user_attrs
-    curves = attrs.get("curves") or {}
+    curves = stored_record(attrs, "curves")
     start, end = trial.datetime_start, trial.datetime_complete
     record.update(
         trial_id=trial._trial_id,
@@ -248,7 +244,7 @@ def record_of(trial: FrozenTrial, metrics: list[str]) -> dict[str, Any]:
 
 def last_epoch(trial: FrozenTrial) -> int:
     """Epochs known done: reported intermediate values while running, the stored curves after."""
-    curves = trial.user_attrs.get("curves") or {}
+    curves = stored_record(trial.user_attrs, "curves")
     return max(len(trial.intermediate_values), len(curves.get("val_accuracy") or curves.get("loss") or []))
 
 
@@ -256,7 +252,7 @@ def _accuracy(trial: FrozenTrial, metrics: list[str]) -> float | None:
     """The trial's validation accuracy: its objective value if that is one, else its last epoch's."""
     if trial.state == TrialState.COMPLETE and trial.values is not None and "val_accuracy" in metrics:
         return trial.values[metrics.index("val_accuracy")]
-    curve = (trial.user_attrs.get("curves") or {}).get("val_accuracy") or []
+    curve = stored_record(trial.user_attrs, "curves").get("val_accuracy") or []
     if curve:
         return curve[-1]
     if trial.intermediate_values:
@@ -297,12 +293,11 @@ class Reader:
     def open(cls, url: str | None = None, *, sql: bool = True) -> "Reader":
         """A reader on ``url`` (resolved like the CLI's ``--storage``), opened without heartbeats.
 
-        A SQLite file that does not exist is not created: the reader then shows no studies.
+        Nothing is created or changed: on a SQLite file that does not exist yet, or a server
+        database without Optuna's tables, the reader shows no studies until a first one is made.
         """
         url = resolve_storage_url(url)
-        if _missing_sqlite_file(url):
-            return cls(None, url=url, sql=sql)
-        return cls(open_storage(url, heartbeat=False), url=url, sql=sql)
+        return cls(_open_existing(url), url=url, sql=sql)
 
     @property
     def display_url(self) -> str:
@@ -310,10 +305,10 @@ class Reader:
 
     def opened(self) -> BaseStorage | None:
         """The storage; a SQLite file that did not exist when the reader was made is opened once it does."""
-        if self.storage is None and self.url and not _missing_sqlite_file(self.url):
+        if self.storage is None and self.url:
             with self._lock:
                 if self.storage is None:
-                    self.storage = open_storage(self.url, heartbeat=False)
+                    self.storage = _open_existing(self.url)
         return self.storage
 
     # ---- studies
@@ -597,16 +592,12 @@ def storage_url(argv: list[str]) -> str:
     return resolve_storage_url(known.storage)
 
 
-def _missing_sqlite_file(url: str) -> bool:
-    from sqlalchemy.engine import make_url
-
+def _open_existing(url: str) -> BaseStorage | None:
+    """The storage on ``url``, opened read-only; None while there is no study database there yet."""
     try:
-        parsed = make_url(url)
-    except Exception:  # noqa: BLE001 (open_storage reports a bad URL with its own message)
-        return False
-    database = parsed.database or ""
-    return parsed.get_backend_name() == "sqlite" and database not in ("", ":memory:") \
-        and not database.startswith("file:") and not Path(database).expanduser().exists()
+        return open_storage(url, heartbeat=False, create=False)
+    except NoStudyDatabaseError:
+        return None
 
 
 # --------------------------------------------------------------------------- derived records

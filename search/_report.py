@@ -9,7 +9,8 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from ._artifacts import is_feasible
-from ._runner import AGENTS_STUDY, DATASET_ATTR, SPEC_ATTR, load_study
+from ._runner import AGENTS_STUDY, load_study
+from ._schema import SPEC_ATTR, stored_dataset, stored_record
 
 
 def _state_counts(trials: list[FrozenTrial]) -> dict[str, int]:
@@ -34,7 +35,7 @@ def list_studies(storage: optuna.storages.BaseStorage) -> list[dict[str, Any]]:
         rows.append({
             "name": summary.study_name,
             "directions": [d.name.lower() for d in summary.directions],
-            "dataset": study.user_attrs.get(DATASET_ATTR, {}).get("name"),
+            "dataset": stored_dataset(study.user_attrs).get("name"),
             "digitune": SPEC_ATTR in study.user_attrs,
             "trials": _state_counts(trials),
             "best_value": best,
@@ -70,13 +71,13 @@ def study_detail(name: str, storage: optuna.storages.BaseStorage, *, top: int = 
     trials = study.get_trials(deepcopy=False)
     complete = [t for t in trials if t.state == TrialState.COMPLETE and t.values is not None]
     directions = [d.name.lower() for d in study.directions]
-    spec = study.user_attrs.get(SPEC_ATTR, {}).get("study", {})
+    spec = stored_record(study.user_attrs, SPEC_ATTR).get("study", {})
     objectives = spec.get("objectives") or [spec.get("metric", "value")]
     detail: dict[str, Any] = {
         "name": name,
         "objectives": objectives,
         "directions": directions,
-        "dataset": study.user_attrs.get(DATASET_ATTR),
+        "dataset": stored_dataset(study.user_attrs) or None,
         "manifest": study.user_attrs.get("manifest"),
         "trials": _state_counts(trials),
     }
