@@ -57,6 +57,9 @@ TEST_FRACTION = 0.2
 TEST_SPLIT_SEED = 0
 #: Smallest accepted ``limit`` on the training pool.
 MIN_LIMIT = 20
+#: Most bytes a compressed file (gzip IDX, a deflated .npz array) may inflate to: 20x MNIST's training
+#: images, and a bound on what a small file crafted to inflate to gigabytes can make this process take.
+MAX_INFLATED_BYTES = 1 << 30
 
 _IDX_IMAGES_MAGIC = 2051
 _IDX_LABELS_MAGIC = 2049
@@ -277,6 +280,9 @@ def _existing_path(source: str | os.PathLike[str], accepted: str) -> Path:
     path = Path(source).expanduser()
     if not path.exists():
         raise DataError(f"{path}: no such file or folder; {accepted}")
+    if not (path.is_file() or path.is_dir()):  # reading a named pipe or a device would wait or never end
+        raise DataError(f"{path}: not a regular file or folder (a named pipe, socket or device); save the data "
+                        f"to a file and pass its path")
     return path.resolve()
 
 
@@ -395,44 +401,52 @@ def _read_idx_pair(images_path: Path, labels_path: Path) -> tuple[np.ndarray, np
     return x, _check_labels(y, labels_path)
 
 
-def _read_bytes(path: Path) -> bytes:
-    """Read *path*, decompressing it when it is gzipped (detected by content)."""
-    try:
-        data = path.read_bytes()
-        if data[:2] == _GZIP_MAGIC:
-            data = gzip.decompress(data)
-    except (OSError, EOFError, zlib.error) as exc:
-        raise DataError(f"{path}: corrupt or unreadable gzip file ({exc}); download it again") from exc
-    return data
-
-
 def _read_idx(path: Path, *, expect_images: bool) -> np.ndarray:
-    """Read an MNIST-style IDX file: uint8 images ``(N, H, W)`` or labels ``(N,)``."""
-    data = _read_bytes(path)
+    """Read an MNIST-style IDX file, gunzipped when it is gzip (by content): uint8 images ``(N, H, W)`` or labels.
+
+    Only the bytes its header declares (and one more, to tell trailing bytes) are read or inflated.
+    """
     magic, what = (_IDX_IMAGES_MAGIC, "an image") if expect_images else (_IDX_LABELS_MAGIC, "a label")
     header_len = 16 if expect_images else 8
-    if len(data) < header_len:
+    try:
+        with path.open("rb") as raw:
+            gzipped = raw.read(2) == _GZIP_MAGIC
+        with (gzip.open(path, "rb") if gzipped else path.open("rb")) as f:
+            head = f.read(header_len)
+            shape = _idx_shape(path, head, header_len, magic, what)
+            expected = math.prod(shape)
+            if gzipped and expected > MAX_INFLATED_BYTES:
+                raise DataError(
+                    f"{path}: IDX header says {_hw(shape)} ({expected} bytes of data), more than the "
+                    f"{MAX_INFLATED_BYTES} bytes read from a gzip file; gunzip it and pass the plain IDX file"
+                )
+            data = f.read(expected + 1)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise DataError(f"{path}: corrupt or unreadable gzip file ({exc}); download it again") from exc
+    if len(data) != expected:
+        problem, has = ("truncated IDX file", str(len(data))) if len(data) < expected else \
+            ("IDX file has trailing bytes", "more")
         raise DataError(
-            f"{path}: truncated IDX file: {len(data)} bytes, shorter than the {header_len}-byte header; "
+            f"{path}: {problem}: header says {_hw(shape)} ({expected} bytes of data) but the file has {has}; "
             "download it again"
         )
-    header = np.frombuffer(data, dtype=">u4", count=header_len // 4)
+    return np.frombuffer(data, dtype=np.uint8).reshape(shape)
+
+
+def _idx_shape(path: Path, head: bytes, header_len: int, magic: int, what: str) -> tuple[int, ...]:
+    """The dimensions an IDX header declares, after checking its length and magic number."""
+    if len(head) < header_len:
+        raise DataError(
+            f"{path}: truncated IDX file: {len(head)} bytes, shorter than the {header_len}-byte header; "
+            "download it again"
+        )
+    header = np.frombuffer(head, dtype=">u4")
     if header[0] != magic:
         raise DataError(
             f"{path}: wrong IDX magic number {header[0]} (expected {magic} for {what} file); "
             "is this an MNIST-style IDX file?"
         )
-    shape = tuple(int(d) for d in header[1:])
-    expected = math.prod(shape)
-    actual = len(data) - header_len
-    if actual != expected:
-        dims = "x".join(map(str, shape))
-        problem = "truncated IDX file" if actual < expected else "IDX file has trailing bytes"
-        raise DataError(
-            f"{path}: {problem}: header says {dims} ({expected} bytes of data) but the file has {actual}; "
-            "download it again"
-        )
-    return np.frombuffer(data, dtype=np.uint8, offset=header_len).reshape(shape)
+    return tuple(int(d) for d in header[1:])
 
 
 # --------------------------------------------------------------------------- npz
@@ -447,13 +461,20 @@ def _open_npz(path: Path) -> np.lib.npyio.NpzFile:
         raise DataError(
             f"{path}: not an .npz archive (a single array?); save it with numpy.savez(x_train=..., ...)"
         )
+    deflated = [i for i in archive.zip.infolist() if i.compress_type != zipfile.ZIP_STORED]
+    if sum(i.file_size for i in deflated) > MAX_INFLATED_BYTES:  # what its compressed arrays would inflate to
+        archive.close()
+        raise DataError(
+            f"{path}: its compressed arrays inflate to {sum(i.file_size for i in deflated)} bytes, more than the "
+            f"{MAX_INFLATED_BYTES} read from compressed data; save it uncompressed with numpy.savez"
+        )
     return archive
 
 
 def _npz_array(archive: np.lib.npyio.NpzFile, key: str, path: Path) -> np.ndarray:
     try:
         return np.asarray(archive[key])
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, MemoryError) as exc:
         raise DataError(
             f"{path}: cannot read array {key!r} ({exc}); save numeric arrays with numpy.savez"
         ) from exc
@@ -656,15 +677,20 @@ def _parse_label(text: str | None, path: Path, line: int) -> int:
 
 
 def _read_png(path: Path) -> np.ndarray:
-    """Read one image file as uint8 grayscale ``(H, W)``."""
+    """Read one image file as uint8 grayscale ``(H, W)``; one of more than Pillow's 89 M pixels is refused."""
+    if path.exists() and not path.is_file():  # a named pipe would block the read
+        raise DataError(f"{path}: not a regular file (a named pipe, socket or device); replace it with a PNG file")
     try:
-        with Image.open(path) as image:
-            return np.asarray(image.convert("L"), dtype=np.uint8)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                return np.asarray(image.convert("L"), dtype=np.uint8)
     except FileNotFoundError as exc:
         raise DataError(
             f"{path}: image file not found; check the file names in the CSV and the Images/ folder"
         ) from exc
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError,
+            Image.DecompressionBombWarning) as exc:
         raise DataError(f"{path}: unreadable image ({exc}); replace or remove the file") from exc
 
 

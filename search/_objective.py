@@ -15,7 +15,7 @@ from models import Dataset, ModelConfig, TrainConfig
 
 from ._artifacts import ModelKeeper
 from ._signals import Interrupt
-from ._space import sample_configs
+from ._space import sample_configs, trial_seed
 from ._spec import StudySpec
 
 _logger = logging.getLogger("digitune")
@@ -50,7 +50,7 @@ class Objective:
         baseline = trial.user_attrs.get(BASELINE_ATTR)
         if baseline:
             preset = get_preset(baseline, self.dataset.info.image_shape)
-            return preset.model, dataclasses.replace(preset.train, seed=self.spec.seed + trial.number)
+            return preset.model, dataclasses.replace(preset.train, seed=trial_seed(self.spec, trial.number))
         model_config, train_config = sample_configs(trial, self.spec)
         if self.spec.early_stopping and not self.spec.is_multi_objective:
             train_config = dataclasses.replace(train_config, early_stopping_patience=self.spec.early_stopping)

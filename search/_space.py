@@ -13,7 +13,12 @@ import optuna
 
 from models import CNNConfig, ConfigError, ConvBlock, MLPConfig, ModelConfig, TrainConfig
 
-from ._spec import FAMILIES, Choice, Param, Range, SpecError, StudySpec
+from ._spec import FAMILIES, MAX_SEED, Choice, Param, Range, SpecError, StudySpec
+
+
+def trial_seed(spec: StudySpec, number: int) -> int:
+    """Trial ``number``'s training seed: the study's seed plus the number, kept within the seeds NumPy takes."""
+    return (spec.seed + number) % (MAX_SEED + 1)
 
 
 def _suggest(trial: optuna.Trial, name: str, param: Param) -> Any:
@@ -47,7 +52,7 @@ def sample_configs(trial: optuna.Trial, spec: StudySpec) -> tuple[ModelConfig, T
         learning_rate=float(_suggest(trial, "learning_rate", spec.space["learning_rate"])),
         batch_size=_suggest(trial, "batch_size", spec.space["batch_size"]),
         epochs=_suggest(trial, "epochs", spec.space["epochs"]),
-        seed=spec.seed + trial.number,
+        seed=trial_seed(spec, trial.number),
     )
     return model, train
 

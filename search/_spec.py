@@ -37,6 +37,8 @@ METRICS = {
 FAMILIES = ("mlp", "cnn")
 BASELINES = ("none", "tutorial")
 STARTS = ("defaults", "sampler")  # first trials: a known-good model per family, or what the sampler draws
+MAX_SEED = 2**32 - 1  # NumPy's and scikit-learn's random states take seeds 0 .. 2**32 - 1
+MAX_NAME_LENGTH = 512  # Optuna's studies.study_name column is VARCHAR(512)
 
 
 class SpecError(ValueError):
@@ -250,10 +252,15 @@ def spec_from_dict(data: dict[str, Any], *, source: str = "<study>") -> StudySpe
     name = study.get("name")
     if not isinstance(name, str) or not name.strip():
         raise SpecError(f"{source}: [study] name is required and must be a non-empty string, got {name!r}")
+    if len(name.strip()) > MAX_NAME_LENGTH:
+        raise SpecError(f"{source}: [study] name is {len(name.strip())} characters long; the storage keeps names "
+                        f"of at most {MAX_NAME_LENGTH}: give a shorter one")
     objectives = _objectives(source, study)
     sampler = _choice_value(source, "study.sampler", study.get("sampler", "tpe"), SAMPLERS)
     pruner = _choice_value(source, "study.pruner", study.get("pruner", "hyperband"), PRUNERS)
     sampler_options = _table(source, "study.sampler_options", study.get("sampler_options", {}))
+    if sampler == "grid" and "points" in sampler_options:  # values per range; 0 would leave no grid to run
+        _int_value(source, "study.sampler_options.points", sampler_options["points"], minimum=1)
     pruner_options = _table(source, "study.pruner_options", study.get("pruner_options", {}))
     baselines = _choice_value(source, "study.baselines", study.get("baselines", "none"), BASELINES)
     start = _choice_value(source, "study.start", study.get("start", "defaults"), STARTS)
@@ -263,7 +270,7 @@ def spec_from_dict(data: dict[str, Any], *, source: str = "<study>") -> StudySpe
     if max_params is not None:
         max_params = _int_value(source, "study.max_params", max_params, minimum=1)
     trials = _int_value(source, "study.trials", study.get("trials", 20), minimum=1)
-    seed = _int_value(source, "study.seed", study.get("seed", 128), minimum=0)
+    seed = _int_value(source, "study.seed", study.get("seed", 128), minimum=0, maximum=MAX_SEED)
     timeout = study.get("timeout")
     if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0):
         raise SpecError(f"{source}: study.timeout must be a positive number of seconds, got {timeout!r}")
@@ -281,7 +288,8 @@ def spec_from_dict(data: dict[str, Any], *, source: str = "<study>") -> StudySpe
     if limit is not None:
         limit = _int_value(source, "data.limit", limit, minimum=20)
     data_spec = DataSpec(source=source_value, validation_split=float(split),
-                         seed=_int_value(source, "data.seed", data_table.get("seed", 128), minimum=0),
+                         seed=_int_value(source, "data.seed", data_table.get("seed", 128), minimum=0,
+                                         maximum=MAX_SEED),
                          center=center, limit=limit)
 
     family_tables = {f: _table(source, f"space.{f}", space_table.get(f, {})) for f in FAMILIES}
@@ -351,9 +359,10 @@ def _choice_value(source: str, key: str, value: Any, allowed: tuple[str, ...]) -
     return value
 
 
-def _int_value(source: str, key: str, value: Any, *, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise SpecError(f"{source}: {key} must be an integer >= {minimum}, got {value!r}")
+def _int_value(source: str, key: str, value: Any, *, minimum: int, maximum: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= (maximum or value):
+        bound = f">= {minimum}" if maximum is None else f"from {minimum} to {maximum}"
+        raise SpecError(f"{source}: {key} must be an integer {bound}, got {value!r}")
     return value
 
 
@@ -406,8 +415,9 @@ def _param(source: str, key: str, name: str, value: Any, kind: str, allowed: tup
             raise SpecError(f"{source}: {key}: step must be a positive number, got {step!r}")
         if step is not None and log:
             raise SpecError(f"{source}: {key}: step and log cannot be used together")
-        if kind == "int" and not (isinstance(low, int) and isinstance(high, int)):
-            raise SpecError(f"{source}: {key} expects integer ends, got (low={low!r}, high={high!r})")
+        if kind == "int" and not all(isinstance(v, int) for v in (low, high, 1 if step is None else step)):
+            raise SpecError(f"{source}: {key} expects integer ends and step, got (low={low!r}, high={high!r}"
+                            f"{'' if step is None else f', step={step!r}'})")
         if kind == "float":
             low, high = float(low), float(high)
         return Range(low=low, high=high, log=log, step=step)

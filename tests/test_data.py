@@ -8,10 +8,13 @@ from __future__ import annotations
 import gzip
 import json
 import math
+import os
 import struct
 import subprocess
 import sys
+import tracemalloc
 import types
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -421,7 +424,8 @@ def test_idx_header_too_short(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "content",
-    [b"\x1f\x8b" + b"not really gzip" * 4, gzip.compress(bytes(range(256)) * 20)[:-12]],
+    [b"\x1f\x8b" + b"not really gzip" * 4,  # a whole IDX file's gzip stream, cut short
+     gzip.compress(struct.pack(">4I", 2051, 60, 10, 10) + bytes(range(200)) * 30)[:-12]],
     ids=["garbage", "cut-stream"],
 )
 def test_idx_corrupt_gzip(tmp_path: Path, content: bytes) -> None:
@@ -451,6 +455,73 @@ def test_idx_train_test_size_mismatch(tmp_path: Path) -> None:
     write_idx(folder / "t10k-images-idx3-ubyte.gz", make_images(n_per_class=3, side=8)[0])
     with pytest.raises(DataError, match=r"images are 10x10 but .*t10k-images-idx3-ubyte\.gz has 8x8 images"):
         load_dataset(folder)
+
+
+def gzip_bomb(path: Path, header: bytes, inflated: int) -> Path:
+    """A gzip file of *header* and then zeros, *inflated* bytes in all, a few hundred KB on disk."""
+    packer = zlib.compressobj(9, zlib.DEFLATED, 31)  # 31: a gzip stream
+    chunk = bytes(1 << 20)
+    parts = [packer.compress(header)] + [packer.compress(chunk) for _ in range(inflated >> 20)]
+    path.write_bytes(b"".join(parts) + packer.flush())
+    return path
+
+
+def test_idx_gzip_bomb_is_refused_without_inflating_it(tmp_path: Path) -> None:
+    folder = make_idx_dir(tmp_path / "idx")
+    gzip_bomb(folder / "train-images-idx3-ubyte.gz", struct.pack(">4I", 2051, 60, 10, 10), 64 << 20)
+    tracemalloc.start()
+    try:
+        with pytest.raises(DataError, match=r"train-images-idx3-ubyte\.gz: IDX file has trailing bytes: header says "
+                                             r"60x10x10 \(6000 bytes of data\) but the file has more"):
+            load_dataset(folder)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 << 20, f"reading a 64 MB gzip bomb took {peak} bytes"
+
+
+def test_idx_header_declaring_more_than_the_cap_is_refused(tmp_path: Path) -> None:
+    folder = make_idx_dir(tmp_path / "idx")
+    (folder / "train-images-idx3-ubyte.gz").write_bytes(gzip.compress(struct.pack(">4I", 2051, 200000, 100, 100)))
+    with pytest.raises(DataError, match=r"IDX header says 200000x100x100 \(2000000000 bytes of data\), more than "
+                                         r"the 1073741824 bytes read from a gzip file; gunzip it"):
+        load_dataset(folder)
+
+
+@pytest.mark.parametrize("reader", [load_dataset, read_images], ids=["load_dataset", "read_images"])
+def test_a_named_pipe_is_refused_not_read(tmp_path: Path, reader) -> None:
+    fifo = tmp_path / "data.npz"
+    os.mkfifo(fifo)  # opening it to read would wait for a writer forever
+    with pytest.raises(DataError, match=r"data\.npz: not a regular file or folder \(a named pipe"):
+        reader(fifo)
+
+
+def test_a_named_pipe_among_the_images_is_refused(tmp_path: Path) -> None:
+    root = make_identify(tmp_path / "id", test=False)
+    (root / "Images" / "train" / "3.png").unlink()
+    os.mkfifo(root / "Images" / "train" / "3.png")
+    with pytest.raises(DataError, match=r"3\.png: not a regular file"):
+        load_dataset(root)
+
+
+def test_compressed_npz_inflating_past_the_cap_is_refused(tmp_path: Path, monkeypatch) -> None:
+    import models._data
+
+    x, y = make_images()
+    np.savez_compressed(tmp_path / "z.npz", x_train=x, y_train=y)
+    monkeypatch.setattr(models._data, "MAX_INFLATED_BYTES", 5000)  # the arrays hold 6000 + 60 bytes
+    with pytest.raises(DataError, match=r"z\.npz: its compressed arrays inflate to \d+ bytes, more than the 5000"):
+        load_dataset(tmp_path / "z.npz")
+    np.savez(tmp_path / "plain.npz", x_train=x, y_train=y)  # uncompressed: its size is on disk already
+    assert load_dataset(tmp_path / "plain.npz").info.n_train > 0
+
+
+@pytest.mark.parametrize("side", [10, 20], ids=["warned", "refused"])
+def test_png_past_pillows_pixel_limit_is_refused(tmp_path: Path, monkeypatch, side: int) -> None:
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 50)  # Pillow warns past it and refuses past twice it
+    save_png(tmp_path / "big.png", np.zeros((side, side), np.uint8))
+    with pytest.raises(DataError, match=r"big\.png: unreadable image \(Image size"):
+        read_images(tmp_path / "big.png")
 
 
 # --------------------------------------------------------------------------- npz and mnist

@@ -86,6 +86,15 @@ BAD = [
     ("[study]\nname = 'x'\n[data]\nfolder = 'y'", r"unknown key \[data\] 'folder'"),
     ("[study]\nname = 'x'\n[space.mlp]\nunits = {low = 1}", r"space\.mlp\.units range needs both low and high"),
     ("[study]\nname = 'x'\n[space]\nbatch_size = [32, 32]", r"space\.batch_size lists a choice twice"),
+    # numbers the libraries reject, refused before anything is stored
+    ("[study]\nname = 'x'\nseed = 4294967296", r"study\.seed must be an integer from 0 to 4294967295, got 4294967296"),
+    ("[study]\nname = 'x'\nseed = -1", r"study\.seed must be an integer from 0 to 4294967295, got -1"),
+    ("[study]\nname = 'x'\n[data]\nseed = 4294967296", r"data\.seed must be an integer from 0 to 4294967295"),
+    ("[study]\nname = 'x'\n[space.mlp]\nunits = {low = 16, high = 64, step = 0.5}",
+     r"space\.mlp\.units expects integer ends and step, got \(low=16, high=64, step=0\.5\)"),
+    ("[study]\nname = 'x'\nsampler = 'grid'\nsampler_options = {points = 0}",
+     r"study\.sampler_options\.points must be an integer >= 1, got 0"),
+    (f"[study]\nname = '{'n' * 513}'", r"\[study\] name is 513 characters long; the storage keeps names of at most 512"),
 ]
 
 
@@ -125,6 +134,18 @@ def test_sampled_configs_are_valid_and_conditional():
     assert not any(name.startswith("mlp_") for name in trial.params)
     assert trial.params["cnn_dense_units"] % 16 == 0
     assert "cnn_stride" not in trial.params  # a constant is not sampled
+
+
+def test_the_largest_seed_gives_every_trial_a_seed_numpy_takes():
+    spec = spec_from_dict({"study": {"name": "s", "seed": 2**32 - 1}})
+    assert spec.seed == 2**32 - 1 and spec_from_dict({"study": {"name": "n" * 512}}).name == "n" * 512
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    seeds = []
+    for _ in range(2):
+        trial = study.ask()
+        seeds.append(sample_configs(trial, spec)[1].seed)
+        study.tell(trial, 0.5)
+    assert seeds == [2**32 - 1, 0]  # wrapped within 0 .. 2**32 - 1, as keras.utils.set_random_seed wants
 
 
 def test_storage_precedence(monkeypatch):
