@@ -11,6 +11,7 @@ and resuming are the only things the dashboard writes.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -20,8 +21,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from search._storage import STORAGE_ENV
+
 LAUNCH_DIR_ENV = "DIGITUNE_LAUNCH_DIR"
 DATASETS = ("digits", "fashion-mnist", "mnist")
+MAX_FILE_STEM = 80  # characters of the study name kept in its file's name
 
 
 @dataclass
@@ -100,10 +104,41 @@ def submit_definition(definition: dict[str, Any], storage_url: str, *, priority:
 
     from search import load_spec, open_storage, submit
 
-    name = definition["study"]["name"]
-    study_file = launch_folder(folder) / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}.toml"
-    study_file.write_text(tomli_w.dumps(definition))
+    study_file = study_file_path(definition["study"]["name"], folder)
+    _write_atomically(study_file, tomli_w.dumps(definition))
     return submit(load_spec(study_file), open_storage(storage_url), priority=priority)
+
+
+def study_file_path(name: str, folder: str | os.PathLike | None = None) -> Path:
+    """A new file in the launch folder for study ``name``, whatever the name holds (``../x``, ``/abs``, ``a\\b``).
+
+    The study keeps its name in the queue; only the file's name is made safe: letters, digits,
+    ``-`` and ``_`` (anything else becomes ``_``), at most ``MAX_FILE_STEM`` of them, then the
+    time. ``ValueError`` if the path still lands outside the folder (it cannot; checked anyway).
+    """
+    base = launch_folder(folder).resolve()
+    stem = re.sub(r"[^A-Za-z0-9_-]+", "_", name).strip("_-")[:MAX_FILE_STEM] or "study"
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    path = base / f"{stem}-{stamp}.toml"
+    for n in range(2, 1000):
+        if not path.exists():
+            break
+        path = base / f"{stem}-{stamp}-{n}.toml"  # two launches of one name in one second
+    if path.resolve().parent != base:
+        raise ValueError(f"study file {path} would lie outside the launch folder {base}")
+    return path
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """``text`` into ``path`` by a temp file beside it, renamed into place (a reader never sees half a file)."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def live_agents(storage) -> list[dict[str, Any]]:
@@ -123,5 +158,5 @@ def start_agent(storage_url: str, *, workers: int = 1, folder: str | os.PathLike
         # The storage goes in the environment: a password on the command line would show in the process list.
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                    start_new_session=True,
-                                   env={**os.environ, "PYTHONUNBUFFERED": "1", "DIGITUNE_STORAGE": storage_url})
+                                   env={**os.environ, "PYTHONUNBUFFERED": "1", STORAGE_ENV: storage_url})
     return LocalAgent(log_file, process, workers)

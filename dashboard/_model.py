@@ -2,13 +2,15 @@
 
 Models come from digitune's artifact store (read only, loaded in Keras' safe mode); data
 from the study's stored spec. Uploads are checked before anything decodes them: at most
-``MAX_UPLOAD_BYTES`` and ``MAX_UPLOAD_SIDE`` pixels a side, PNG only.
+``MAX_UPLOAD_BYTES`` and ``MAX_UPLOAD_SIDE`` pixels a side, PNG only (a decompression
+bomb, a small file that claims huge dimensions, is refused before its pixels are decoded).
 """
 
 from __future__ import annotations
 
 import io
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -90,7 +92,9 @@ def predict_upload(saved: SavedModel, data: bytes) -> np.ndarray:
     if len(data) > MAX_UPLOAD_BYTES:
         raise UploadError(f"the image is {len(data):,} bytes; upload at most {MAX_UPLOAD_BYTES:,} bytes")
     try:
-        image = Image.open(io.BytesIO(data))
+        with warnings.catch_warnings():  # Pillow only warns below twice its pixel limit: refuse those too
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
         if image.format != "PNG":
             raise UploadError(f"expected a PNG image, got {image.format or 'an unknown format'}")
         if max(image.size) > MAX_UPLOAD_SIDE:
@@ -98,7 +102,12 @@ def predict_upload(saved: SavedModel, data: bytes) -> np.ndarray:
                               f"upload at most {MAX_UPLOAD_SIDE} pixels a side")
         height, width = saved.dataset.info.image_shape
         pixels = np.asarray(image.convert("L").resize((width, height), Image.LANCZOS), dtype=np.float32) / 255
-    except (UnidentifiedImageError, OSError) as exc:
+    except UploadError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise UploadError(f"the image is too large to decode, a possible decompression bomb ({exc}); "
+                          f"upload at most {MAX_UPLOAD_SIDE} pixels a side") from None
+    except (UnidentifiedImageError, OSError, ValueError) as exc:  # ValueError: e.g. a text chunk bomb
         raise UploadError(f"not a readable PNG image ({exc})") from exc
     if pixels.mean() > 0.5:
         pixels = 1.0 - pixels

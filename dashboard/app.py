@@ -5,7 +5,8 @@ The storage is read; only submit, stop and resume (Launch and Queue pages) write
 Study, Trial, Compare, Queue, Launch (sidebar, or
 ``?page=Study&study=NAME&trial=3`` in the URL). With auto-refresh on, the data-dependent
 part of each page reruns every few seconds on its own (``st.fragment``), reading only the
-trials that changed.
+trials that changed. With ``$DIGITUNE_DASHBOARD_TOKEN`` set, the page asks for that token before it
+shows anything.
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ import os
 # Before anything imports TensorFlow (the Trial page builds a model to list its layers).
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+import hmac  # noqa: E402
 import json  # noqa: E402
 import sys  # noqa: E402
+import time  # noqa: E402
 from typing import Any, Callable  # noqa: E402
 
 import streamlit as st  # noqa: E402
@@ -38,6 +41,7 @@ from dashboard._data import (  # noqa: E402
 )
 from dashboard._launch import DATASETS, LocalAgent, live_agents, start_agent, study_from_fields, submit_definition  # noqa: E402,E501
 from dashboard._queue import agent_rows, queue_figure, queue_rows  # noqa: E402
+from search._cli_dashboard import TOKEN_ENV  # noqa: E402
 from dashboard._model import (  # noqa: E402
     MAX_UPLOAD_BYTES,
     SavedModel,
@@ -69,6 +73,7 @@ PAGES = ("Studies", "Study", "Trial", "Compare", "Queue", "Launch")
 REFRESH_CHOICES = (2, 5, 10, 30)
 PARALLEL_TRIALS = 2000  # the parallel-coordinate plot draws at most this many complete trials
 PLOTLY_CONFIG = {"displaylogo": False}
+MAX_STUDY_FILE_BYTES = 256 * 1024  # an uploaded study file (TOML) is a few hundred bytes
 
 
 @st.cache_resource(show_spinner=False)
@@ -617,13 +622,12 @@ def launch_page(reader: Reader) -> None:
         if st.button("Launch", type="primary", key="launch_button"):
             try:
                 if uploaded is not None:
-                    definition = spec_from_dict(tomllib.loads(uploaded.getvalue().decode()),
-                                                source=uploaded.name).to_dict()
+                    definition = _uploaded_definition(uploaded)
                 else:
                     definition = study_from_fields(name=name, dataset=dataset, trials=int(trials), sampler=sampler,
                                                    pruner=pruner, families=families or ["mlp"])
                 entry = submit_definition(definition, reader.url or "", priority=int(priority))
-            except (SpecError, StorageError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            except (SpecError, StorageError, tomllib.TOMLDecodeError, UnicodeDecodeError, OSError) as exc:
                 st.error(f"Cannot launch: {exc}")
             else:
                 message = f"Launched study {entry.name!r} ({entry.trials} trials): submitted to the queue"
@@ -636,6 +640,14 @@ def launch_page(reader: Reader) -> None:
                                 f"{'es' if workers > 1 else ''}).")
                 st.success(message)
     _launched_progress(reader, local)
+
+
+def _uploaded_definition(uploaded) -> dict[str, Any]:
+    """The study definition in an uploaded TOML file (``SpecError`` if it is too big or not a study)."""
+    if uploaded.size > MAX_STUDY_FILE_BYTES:
+        raise SpecError(f"{uploaded.name}: the study file is {uploaded.size:,} bytes; "
+                        f"upload at most {MAX_STUDY_FILE_BYTES:,} bytes")
+    return spec_from_dict(tomllib.loads(uploaded.getvalue().decode()), source=uploaded.name).to_dict()
 
 
 def _launched_progress(reader: Reader, local: list[LocalAgent]) -> None:
@@ -663,8 +675,32 @@ RENDER = {"Studies": studies_page, "Study": study_page, "Trial": trial_page, "Co
           "Queue": queue_page, "Launch": launch_page}
 
 
+def signed_in() -> bool:
+    """True when no token is set (``$DIGITUNE_DASHBOARD_TOKEN``) or this session gave it; else asks for it.
+
+    Nothing else of the page, the storage's name included, is shown before the token is given.
+    """
+    token = os.environ.get(TOKEN_ENV, "").strip()
+    if not token or st.session_state.get("signed_in"):
+        return True
+    st.title("digitune")
+    given = st.text_input("Token", type="password", key="sign_in_token",
+                          help=f"The dashboard's token, as its server has it in ${TOKEN_ENV}.")
+    if given:
+        if hmac.compare_digest(given.strip().encode(), token.encode()):
+            st.session_state["signed_in"] = True
+            st.rerun()
+        time.sleep(1)  # a guess a second per session
+        st.error("That is not the dashboard's token.")
+    else:
+        st.info("This dashboard asks for a token: enter the one its server was started with.")
+    return False
+
+
 def main() -> None:
     st.set_page_config(page_title="digitune", layout="wide")
+    if not signed_in():
+        return
     try:
         reader = get_reader(storage_url(sys.argv[1:]))
     except StorageError as exc:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import ipaddress
 import os
 import sys
 from pathlib import Path
@@ -11,6 +12,10 @@ from typing import Annotated
 import typer
 
 from search._cli_common import StorageOption, app, err, user_errors
+from search._storage import STORAGE_ENV
+
+TOKEN_ENV = "DIGITUNE_DASHBOARD_TOKEN"  # the dashboard's login token (read by dashboard/app.py)
+MAX_UPLOAD_MB = 2
 
 
 def app_path() -> Path:
@@ -24,24 +29,38 @@ def app_path() -> Path:
 def streamlit_command(url: str, host: str, port: int) -> tuple[list[str], dict[str, str]]:
     """The ``python -m streamlit run`` command line and its environment for the dashboard on ``url``.
 
-    A URL with a password travels in ``$DIGITUNE_STORAGE`` rather than on the command
-    line, where any user of the machine could read it in the process list.
+    The URL travels in ``$DIGITUNE_STORAGE``, never on the command line, where any user of
+    the machine could read a password in the process list. Uploads are capped at
+    ``MAX_UPLOAD_MB`` (the app takes PNGs of 1 MiB and study files at most).
     """
-    from sqlalchemy.engine import make_url
-
     command = [sys.executable, "-m", "streamlit", "run", str(app_path()),
                "--server.address", host, "--server.port", str(port),
-               "--server.headless", "true", "--browser.gatherUsageStats", "false", "--"]
-    env = dict(os.environ)
+               "--server.headless", "true", "--browser.gatherUsageStats", "false",
+               "--server.maxUploadSize", str(MAX_UPLOAD_MB)]
+    return command, {**os.environ, STORAGE_ENV: url}
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` serves this machine only (127.0.0.0/8, ::1, localhost)."""
+    if host.strip().lower() in ("localhost", "localhost.localdomain"):
+        return True
     try:
-        secret = make_url(url).password is not None
-    except Exception:  # noqa: BLE001 (not a URL SQLAlchemy knows; the app reports it)
-        secret = False
-    if secret:
-        env["DIGITUNE_STORAGE"] = url
-    else:
-        command += ["--storage", url]
-    return command, env
+        return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
+    except ValueError:  # a host name: it may well be reachable from the network
+        return False
+
+
+def access_note(host: str, port: int) -> str | None:
+    """A warning for a page served beyond this machine: it has no login unless a token is set."""
+    if is_loopback(host):
+        return None
+    if os.environ.get(TOKEN_ENV, "").strip():
+        return (f"note: http://{host}:{port} is served to the network; the page asks for the token in "
+                f"${TOKEN_ENV} before it shows anything")
+    return (f"warning: http://{host}:{port} is served to the network and the page has no login: anyone who can "
+            f"reach it sees every study and can launch, stop and resume them; set ${TOKEN_ENV} to a long "
+            f"random token (e.g. export {TOKEN_ENV}=$(python -c 'import secrets; print(secrets.token_urlsafe())')) "
+            f"to require it, or serve 127.0.0.1 behind an SSH tunnel")
 
 
 @app.command()
@@ -53,9 +72,11 @@ def dashboard(
     = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", min=1, max=65535, help="Port to listen on.")] = 8501,
 ) -> None:
-    """Open the dashboard on the storage: studies, trials and plots, refreshed live, read-only.
+    """Open the dashboard on the storage: studies, trials and plots, refreshed live.
 
-    Serves http://HOST:PORT until Ctrl-C. It never writes to the study database.
+    Serves http://HOST:PORT until Ctrl-C. It writes to the study database only to submit, stop
+    and resume studies (Launch and Queue pages). With $DIGITUNE_DASHBOARD_TOKEN set, the page
+    asks for that token before it shows anything.
     """
     from search import redact, resolve_storage_url
 
@@ -67,6 +88,9 @@ def dashboard(
     command, env = streamlit_command(url, host, port)
     err.print(f"dashboard for {redact(url)} at http://{host}:{port} (Ctrl-C stops it)", markup=False,
               highlight=False)
+    note = access_note(host, port)
+    if note:
+        err.print(note, markup=False, highlight=False, soft_wrap=True)
     sys.stderr.flush()
     sys.stdout.flush()
     # Streamlit takes over this process: Ctrl-C and SIGTERM stop its server cleanly, with no child left behind.
