@@ -10,17 +10,68 @@ from typing import Annotated, Any, Callable, Optional
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
+from typer.core import TyperGroup
+
+try:  # typer >= 0.20 carries its own click, whose exception classes it does not export (a private name)
+    from typer._click import exceptions as click_errors
+except ImportError:  # older typer runs on the click package
+    from click import exceptions as click_errors  # type: ignore[no-redef]
+
+# Piped output gets wide lines rather than Rich's 80-column default.
+out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)
+err = Console(stderr=True, soft_wrap=True, width=None if sys.stderr.isatty() else 200)
+
+
+def print_error(message: str) -> None:
+    """``error: MESSAGE`` as one line on stderr (no markup, no wrapping)."""
+    err.print(f"error: {' '.join(str(message).split())}", markup=False, highlight=False, soft_wrap=True)
+
+
+class OneLineErrors(TyperGroup):
+    """The ``digitune`` group: a usage error (bad option, value, argument or command) is one line, exit 2.
+
+    Click's own handling prints the usage and a boxed panel; this runs the command in
+    click's non-standalone mode and reports what it raises. ``--help`` still exits 0.
+    """
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):  # noqa: ANN001
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click_errors.NoArgsIsHelpError as exc:  # `digitune` alone: its help, as click prints it
+            if exc.format_message():
+                exc.show()
+            sys.exit(exc.exit_code)
+        except click_errors.UsageError as exc:
+            what = exc.format_message().strip().rstrip(".")
+            print_error(f"{what[:1].lower()}{what[1:]}; see '{self._command_path(exc, args)} --help'")
+            sys.exit(2)
+        except click_errors.ClickException as exc:
+            print_error(exc.format_message())
+            sys.exit(exc.exit_code)
+        except typer.Abort:
+            err.print("aborted", markup=False, highlight=False)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
+
+    def _command_path(self, exc, args) -> str:  # noqa: ANN001
+        """``digitune COMMAND`` of a usage error; click leaves some errors (an option's missing value) without it."""
+        if exc.ctx is not None:
+            return exc.ctx.command_path
+        given = list(sys.argv[1:] if args is None else args)
+        command = next((a for a in given if a in self.commands), None)
+        return f"{self.name or 'digitune'} {command}" if command else self.name or "digitune"
+
 
 app = typer.Typer(
     name="digitune",
     help="Hyperparameter search for Keras digit classifiers, persisted as Optuna studies.",
+    cls=OneLineErrors,
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-# Piped output gets wide lines rather than Rich's 80-column default.
-out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)
-err = Console(stderr=True, soft_wrap=True, width=None if sys.stderr.isatty() else 200)
 
 StorageOption = Annotated[Optional[str], typer.Option(
     "--storage", help="Study database URL (sqlite:///file.db or postgresql+psycopg://...); "
@@ -57,10 +108,66 @@ def user_errors(func: Callable) -> Callable:
             return func(*args, **kwargs)
         except (SpecError, DataError, ConfigError, StorageError, StudyNotFoundError, NoModelError,
                 WorkerLayoutError) as exc:
-            err.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
+            print_error(str(exc))
+            raise typer.Exit(2) from None
+        except Exception as exc:  # a damaged or full database surfaces from whichever query meets it
+            problem = storage_problem(exc, kwargs.get("storage"))
+            if problem is None:
+                raise
+            print_error(problem)
             raise typer.Exit(2) from None
 
     return wrapper
+
+
+# What SQLite and PostgreSQL say of a damaged database or a full disk (lower case), and what to do about it.
+_DAMAGED = ("file is not a database", "database disk image is malformed", "database corruption")
+_FULL = ("database or disk is full", "disk i/o error", "no space left on device", "could not extend file",
+         "disk quota exceeded")
+
+
+def storage_problem(exc: BaseException, storage: str | None) -> str | None:
+    """The one-line message for a storage whose database is damaged or cannot grow; None for anything else."""
+    import sqlite3
+
+    from search import redact, resolve_storage_url
+
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:  # the driver's error lies under SQLAlchemy's and Optuna's
+        seen.add(id(exc))
+        if isinstance(exc, sqlite3.Error) or type(exc).__module__.startswith("psycopg"):
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            shown = redact(resolve_storage_url(storage))
+            if any(text in reason.lower() for text in _DAMAGED):
+                rescue = ", or save what is readable with `sqlite3 FILE .recover | sqlite3 NEW.db` and use NEW.db" \
+                    if shown.startswith("sqlite") else ""
+                return f"storage {shown} is damaged ({reason}); restore the database from a backup{rescue}"
+            if any(text in reason.lower() for text in _FULL):
+                return (f"storage {shown} cannot be written ({reason}); free space on its disk (or move the "
+                        f"database elsewhere), then run the command again")
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def results_storage_url(storage: str | None) -> str:
+    """The storage URL of a command that stores trials; a SQLite database in memory is refused (lost at exit)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    from search import StorageError, resolve_storage_url
+
+    url = resolve_storage_url(storage)
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):
+        return url  # open_storage says what is wrong with it
+    database = parsed.database or ""
+    if parsed.get_backend_name() == "sqlite" and (
+            database in ("", ":memory:") or database.startswith("file::memory:") or parsed.query.get("mode") == "memory"):
+        raise StorageError(f"storage {url} is a database in memory: its trials would be lost when this command "
+                           f"ends (and no other worker could join it); give a file, e.g. "
+                           f"--storage sqlite:///studies/digitune.db")
+    return url
 
 
 def setup_logging() -> None:

@@ -22,7 +22,7 @@ from typing import Annotated, Any, Optional  # noqa: E402
 import typer  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from search._cli_common import ArtifactsOption, GpusOption, JsonOption, MixedPrecisionOption, RecycleOption, StorageOption, TrialsPerGpuOption, WorkersOption, app, err, out, setup_logging, storage_from, user_errors  # noqa: E402
+from search._cli_common import ArtifactsOption, GpusOption, JsonOption, MixedPrecisionOption, RecycleOption, StorageOption, TrialsPerGpuOption, WorkersOption, app, err, out, results_storage_url, setup_logging, storage_from, user_errors  # noqa: E402
 
 
 @app.command()
@@ -61,6 +61,7 @@ def run(
     from search import load_spec, spec_from_dict
 
     setup_logging()
+    storage = results_storage_url(storage)
     spec = load_spec(study_file)
     overrides = {"sampler": sampler, "pruner": pruner, "baselines": baselines, "start": start}
     if any(overrides.values()) or dataset:
@@ -98,6 +99,7 @@ def worker(
     from search import load_study, stored_spec
 
     setup_logging()
+    storage = results_storage_url(storage)
     spec = stored_spec(load_study(name, storage_from(storage)))
     _run_with_progress(spec, storage, trials or spec.trials, timeout, seed_offset=os.getpid(), artifacts=artifacts,
                        mixed_precision=mixed_precision, show_progress=not no_progress, recycle_after=recycle_after)

@@ -18,6 +18,7 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import digitune_exe, run_cli, write_study
+from search import open_storage
 from search.cli import app
 
 pytestmark = pytest.mark.slow
@@ -146,6 +147,7 @@ USER_ERRORS = [
 def test_user_errors_are_one_line_and_exit_2(tmp_path, monkeypatch, args, message):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("DIGITUNE_STORAGE", f"sqlite:///{tmp_path / 'x.db'}")
+    open_storage(f"sqlite:///{tmp_path / 'x.db'}", heartbeat=False)  # a database without the study asked for
     (tmp_path / "broken.toml").write_text("[study\n")
     write_study(tmp_path, "study", trials=1)
     result = runner.invoke(app, [a.format(tmp=tmp_path) for a in args])
@@ -158,7 +160,10 @@ def test_user_errors_are_one_line_and_exit_2(tmp_path, monkeypatch, args, messag
 
 
 def _finished(db: Path) -> int:
+    """Finished trials in ``db``; 0 while the new database has no trials table yet."""
     with sqlite3.connect(db) as conn:
+        if not conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'trials'").fetchone():
+            return 0
         return conn.execute("SELECT COUNT(*) FROM trials WHERE state IN ('COMPLETE', 'PRUNED')").fetchone()[0]
 
 
