@@ -23,6 +23,7 @@ from ._config import (
     model_config_from_dict,
 )
 from ._data import DataError, Dataset, DatasetInfo, load_dataset, read_images
+from ._files import atomic_open, atomic_path, is_temporary
 from ._presets import PRESET_NAMES, Preset, get_preset
 from ._quiet import install as _quiet_tensorflow_notices
 
@@ -39,7 +40,9 @@ _LAZY = {
     "predict_proba": "._train",
     "evaluate": "._train",
     "class_report": "._train",
-    "load_model": "._train",
+    "load_model": "._saving",
+    "save_model": "._saving",
+    "portable_copy": "._saving",
 }
 
 __all__ = [
@@ -57,7 +60,10 @@ __all__ = [
     "PRESET_NAMES",
     "Preset",
     "TrainConfig",
+    "atomic_open",
+    "atomic_path",
     "get_preset",
+    "is_temporary",
     "load_dataset",
     "model_config_from_dict",
     "read_images",

@@ -10,8 +10,10 @@ the same arithmetic, so these subclasses emit one operation per variable instead
 They are used only on the TensorFlow backend, outside any ``tf.distribute`` strategy, and
 only for the settings whose arithmetic the kernel matches (Adam without AMSGrad, SGD without
 Nesterov momentum, RMSprop uncentered); anything else falls back to Keras' own update.
-Configs and saved models are those of the Keras classes they extend (they register under
-``digitune>``, so a saved model that names them loads in safe mode).
+Their configs are those of the Keras classes they extend. A saved model must not name them
+(a Keras without digitune cannot load it): ``standard_optimizer`` gives the Keras optimizer
+with the same settings and state to save instead. They stay registered under ``digitune>``
+so that models saved by earlier versions, which do name them, still load where digitune is.
 """
 
 from __future__ import annotations
@@ -121,3 +123,25 @@ def make_optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimize
     if name == "sgd":
         return (FusedSGD if fused else keras.optimizers.SGD)(learning_rate=learning_rate, momentum=0.9)
     return (FusedRMSprop if fused else keras.optimizers.RMSprop)(learning_rate=learning_rate)
+
+
+def standard_optimizer(optimizer: keras.optimizers.Optimizer, var_list) -> keras.optimizers.Optimizer:
+    """Keras' own optimizer that ``optimizer`` extends, with its settings, built for ``var_list``.
+
+    Once ``optimizer`` is built its state comes along, variable by variable where the paths
+    match (``fused_adam/dense_kernel_momentum`` to ``adam/dense_kernel_momentum``); FusedRMSprop's
+    ``fused_increment`` slots have no counterpart (Keras' update does not need them). An
+    optimizer that is not digitune's is returned as is.
+    """
+    base = next((cls.__bases__[0] for cls in (FusedAdam, FusedSGD, FusedRMSprop) if type(optimizer) is cls), None)
+    if base is None:
+        return optimizer
+    standard = base.from_config({k: v for k, v in optimizer.get_config().items() if k != "name"})
+    standard.build(var_list)
+    if optimizer.built:
+        state = {v.path.split("/", 1)[-1]: v for v in optimizer.variables}
+        for variable in standard.variables:
+            source = state.get(variable.path.split("/", 1)[-1])
+            if source is not None and tuple(source.shape) == tuple(variable.shape):
+                variable.assign(source)
+    return standard

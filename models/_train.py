@@ -15,7 +15,7 @@ import numpy as np
 
 from ._builders import build_model
 from ._config import ModelConfig, TrainConfig
-from ._data import DataError, Dataset
+from ._data import Dataset
 from ._fused import make_optimizer
 
 CURVE_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy")
@@ -390,13 +390,3 @@ def class_report(model: keras.Model, x: np.ndarray, y: np.ndarray, num_classes: 
     per_class = np.divide(np.diag(matrix), totals, out=np.zeros(num_classes), where=totals > 0)
     return {"confusion_matrix": matrix.tolist(), "per_class_accuracy": [round(float(v), 4) for v in per_class]}
 
-
-def load_model(path: str | os.PathLike) -> keras.Model:
-    """A saved ``.keras`` model, loaded in Keras' safe mode (no arbitrary code from the file)."""
-    if not os.path.isfile(path):
-        raise DataError(f"{path}: no such model file; export one with: digitune export-model NAME -o model.keras")
-    try:
-        return keras.saving.load_model(path, compile=False, safe_mode=True)
-    except Exception as exc:
-        raise DataError(f"{path}: not a loadable Keras 3 model ({type(exc).__name__}: "
-                        f"{str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ''})") from exc
