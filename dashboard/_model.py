@@ -37,7 +37,7 @@ class SavedModel:
 def load_saved_model(url: str, storage: optuna.storages.BaseStorage, study_name: str, number: int,
                      artifacts: str | None = None) -> SavedModel | None:
     """Trial ``number``'s model if digitune kept it, with the study's data; None if it was not kept."""
-    from models import load_dataset, load_model
+    from models import load_dataset, load_model, save_model
     from search import ModelKeeper, artifact_dir, stored_spec
 
     study = optuna.load_study(study_name=study_name, storage=storage)
@@ -46,8 +46,9 @@ def load_saved_model(url: str, storage: optuna.storages.BaseStorage, study_name:
         path = Path(tmp) / "model.keras"
         if not keeper.fetch(study, number, path):
             return None
+        model = load_model(path, compile=True)
+        save_model(model, path)  # the download loads in plain Keras, even a model an older digitune kept
         keras_bytes = path.read_bytes()
-        model = load_model(path)
     spec = stored_spec(study)
     dataset = load_dataset(spec.data.source, **spec.data.load_kwargs())
     return SavedModel(number, keras_bytes, model, dataset)

@@ -129,22 +129,29 @@ def write_export(data: dict[str, Any], fmt: str, stream: TextIO) -> None:
 def delete_study(name: str, storage: optuna.storages.BaseStorage, artifacts: str | Path | None = None) -> int:
     """Delete study ``name``, all its trials and, given the ``artifacts`` folder, its saved models.
 
-    Returns how many trials it held; ``StudyNotFoundError`` if there is no such study.
+    Orphans go too (``remove_orphans``): models of trials or studies that no longer exist, and
+    temporary files that killed writes left. Returns how many trials the study held;
+    ``StudyNotFoundError`` if there is no such study.
     """
-    from optuna.artifacts import FileSystemArtifactStore, get_all_artifact_meta
+    from optuna.artifacts import get_all_artifact_meta
     from optuna.artifacts.exceptions import ArtifactNotFound
+
+    from ._artifacts import AtomicFileStore, remove_orphans
 
     study = load_study(name, storage)
     trials = study.get_trials(deepcopy=False)
-    if artifacts is not None and Path(artifacts).is_dir():
-        store = FileSystemArtifactStore(str(artifacts))
-        for trial in trials:
-            for meta in get_all_artifact_meta(trial, storage=storage):
+    folder = Path(artifacts) if artifacts is not None and Path(artifacts).is_dir() else None
+    if folder is not None:
+        store = AtomicFileStore(folder)
+        for holder in [study, *trials]:
+            for meta in get_all_artifact_meta(holder, storage=storage):
                 try:
                     store.remove(meta.artifact_id)
                 except ArtifactNotFound:
                     pass  # evicted earlier, when better models came along
     optuna.delete_study(study_name=name, storage=storage)
+    if folder is not None:
+        remove_orphans(folder, storage)
     return len(trials)
 
 

@@ -6,23 +6,39 @@ models in ``studies/digitune-artifacts/``), or one the user names with ``--artif
 shared too). Each saved model is uploaded while its trial runs, so Optuna (and
 optuna-dashboard) list it among the trial's artifacts; the study's user attribute
 ``saved_models`` maps trial numbers to the artifact ids still kept, at most ``keep``.
+
+Every file is written through a temporary file beside it (``models.atomic_path``): a full
+disk or a killed worker leaves no partial model in the store, and saving fails the trial
+with the reason. The hidden file ``.digitune-storages`` lists the storages that saved models
+here, so that ``digitune delete`` removes models no study refers to only in a folder it alone uses.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
+import time
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import optuna
-from optuna.artifacts import FileSystemArtifactStore, download_artifact, upload_artifact
+from optuna.artifacts import FileSystemArtifactStore, download_artifact, get_all_artifact_meta, upload_artifact
 from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy.engine import make_url
+
+from models import atomic_open, is_temporary
 
 ARTIFACTS_ENV = "DIGITUNE_ARTIFACTS"
 SAVED_ATTR = "saved_models"
 MODEL_ATTR = "model_artifact"
+OWNERS_FILE = ".digitune-storages"
+UNKNOWN_OWNER = "(a storage digitune cannot name)"
+STALE_SECONDS = 3600  # a temporary file this old belongs to no write still running
+
+
+class ArtifactError(OSError):
+    """A model could not be saved in the artifact store (a full disk, say); its trial fails with this."""
 
 
 def artifact_dir(storage_url: str, override: str | os.PathLike | None = None) -> Path:
@@ -45,23 +61,68 @@ def is_feasible(trial: FrozenTrial) -> bool:
     return all(v <= 0 for v in (trial.constraints or {}).values())
 
 
+def storage_label(storage: optuna.storages.BaseStorage) -> str:
+    """The storage as its owners file names it: the URL without its password (a SQLite file's absolute path)."""
+    backend = getattr(storage, "_backend", storage)  # Optuna's cache wraps the RDB storage; no public name for it
+    url = getattr(backend, "url", None)
+    if not isinstance(url, str):
+        return UNKNOWN_OWNER
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database and parsed.database != ":memory:":
+        return f"sqlite:///{Path(parsed.database).expanduser().resolve()}"
+    return parsed.render_as_string(hide_password=True)
+
+
+class AtomicFileStore(FileSystemArtifactStore):
+    """Optuna's file-system artifact store, writing each artifact through a temporary file beside it."""
+
+    def __init__(self, folder: str | os.PathLike):
+        super().__init__(str(folder))
+        self.folder = Path(folder)
+
+    def write(self, artifact_id: str, content_body: BinaryIO) -> None:
+        if Path(artifact_id).name != artifact_id or artifact_id in ("", ".", ".."):
+            raise ValueError(f"Invalid artifact_id: {artifact_id}")
+        with atomic_open(self.folder / artifact_id, "wb") as handle:
+            shutil.copyfileobj(content_body, handle)
+
+    def claim(self, storage: optuna.storages.BaseStorage) -> None:
+        """Add ``storage`` to the folder's owners file (appended: concurrent workers lose no line)."""
+        label = storage_label(storage)
+        if label not in self.owners():
+            with (self.folder / OWNERS_FILE).open("a", encoding="utf-8") as handle:
+                handle.write(label + "\n")
+
+    def owners(self) -> set[str]:
+        """The storages that saved models here (empty for a folder of an older digitune)."""
+        try:
+            return {line for line in (self.folder / OWNERS_FILE).read_text(encoding="utf-8").splitlines() if line}
+        except FileNotFoundError:
+            return set()
+
+
 class ModelKeeper:
     """Keeps the models of the ``keep`` best feasible trials (by the first objective)."""
 
     def __init__(self, folder: str | os.PathLike, keep: int):
         self.folder = Path(folder)
         self.keep = keep
-        self._store: FileSystemArtifactStore | None = None
+        self._store: AtomicFileStore | None = None
+        self._claimed = False
 
     @property
-    def store(self) -> FileSystemArtifactStore:
+    def store(self) -> AtomicFileStore:
         if self._store is None:
             self.folder.mkdir(parents=True, exist_ok=True)
-            self._store = FileSystemArtifactStore(str(self.folder))
+            self._store = AtomicFileStore(self.folder)
         return self._store
 
     def offer(self, trial: optuna.Trial, model: Any, value: float, feasible: bool = True) -> str | None:
-        """Save ``model`` if ``value`` ranks among the ``keep`` best; returns the artifact id, or None."""
+        """Save ``model`` if ``value`` ranks among the ``keep`` best; returns the artifact id, or None.
+
+        Saved as ``models.save_model`` writes it (plain Keras loads it); ``ArtifactError`` if it
+        cannot be written, with nothing partial left in the store.
+        """
         if self.keep <= 0 or not feasible:
             return None
         study = trial.study
@@ -72,13 +133,27 @@ class ModelKeeper:
         ]
         if len(better) >= self.keep:
             return None
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / f"trial-{trial.number}.keras"
-            model.save(path)
-            artifact_id = upload_artifact(artifact_store=self.store, file_path=str(path), study_or_trial=trial)
+        artifact_id = self._upload(trial, model)
         trial.set_user_attr(MODEL_ATTR, artifact_id)
         self._evict(study, trial.number, artifact_id, value, maximize)
         return artifact_id
+
+    def _upload(self, trial: optuna.Trial, model: Any) -> str:
+        from models import save_model
+
+        try:
+            if not self._claimed:
+                self.store.claim(trial.storage)
+                self._claimed = True
+            with tempfile.TemporaryDirectory() as tmp:
+                path = Path(tmp) / f"trial-{trial.number}.keras"
+                save_model(model, path)
+                return upload_artifact(artifact_store=self.store, file_path=str(path), study_or_trial=trial)
+        except OSError as exc:
+            error = ArtifactError(f"cannot save the model of trial {trial.number} in the artifact store "
+                                  f"{self.folder}: {exc.strerror or exc}")
+            error.errno = exc.errno
+            raise error from exc
 
     def _evict(self, study: optuna.Study, number: int, artifact_id: str, value: float, maximize: bool) -> None:
         saved = {int(k): v for k, v in study.user_attrs.get(SAVED_ATTR, {}).items()}
@@ -105,3 +180,26 @@ class ModelKeeper:
         except Exception:
             return False
         return True
+
+
+def remove_orphans(folder: str | os.PathLike, storage: optuna.storages.BaseStorage) -> int:
+    """Remove from ``folder`` what no study in ``storage`` refers to; returns how many files went.
+
+    Temporary files that killed writes left (an hour old or more) always go. Artifacts that no
+    trial or study of ``storage`` lists go only when the owners file names ``storage`` alone: a
+    folder other storages save to too (or one of an older digitune) keeps them.
+    """
+    store = AtomicFileStore(folder)
+    files = [p for p in store.folder.iterdir() if p.is_file() and p.name != OWNERS_FILE]
+    now = time.time()
+    doomed = [p for p in files if is_temporary(p) and now - p.stat().st_mtime >= STALE_SECONDS]
+    if store.owners() == {storage_label(storage)}:
+        referenced = set()
+        for summary in storage.get_all_studies():
+            study = optuna.load_study(study_name=summary.study_name, storage=storage)
+            for holder in [study, *study.get_trials(deepcopy=False)]:
+                referenced.update(m.artifact_id for m in get_all_artifact_meta(holder, storage=storage))
+        doomed += [p for p in files if not is_temporary(p) and not p.name.startswith(".") and p.name not in referenced]
+    for path in doomed:
+        path.unlink(missing_ok=True)
+    return len(doomed)

@@ -42,6 +42,7 @@ def export(
     storage: StorageOption = None,
 ) -> None:
     """Export every trial of a study (all states): values, parameters, times, sizes and learning curves."""
+    from models import atomic_open
     from search import export_data, write_export
 
     data = export_data(name, storage_from(storage))
@@ -50,7 +51,7 @@ def export(
         sys.stdout.flush()
         return
     try:
-        with output.open("w", encoding="utf-8", newline="") as stream:
+        with atomic_open(output, "w", encoding="utf-8", newline="") as stream:
             write_export(data, fmt.value, stream)
     except OSError as exc:
         err.print(f"error: cannot write {output}: {exc.strerror or exc}", markup=False, highlight=False)

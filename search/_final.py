@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import datetime
 import os
-import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +12,7 @@ from pathlib import Path
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from models import DataError, Dataset, TrainConfig, model_config_from_dict, read_images
+from models import DataError, Dataset, TrainConfig, atomic_open, model_config_from_dict, read_images
 
 from ._artifacts import ModelKeeper, is_feasible
 
@@ -48,27 +47,37 @@ def best_model(study: optuna.Study, dataset: Dataset, keeper: ModelKeeper | None
     """Write the best trial's model to ``destination``; returns (trial, model, source).
 
     The model saved during the search if it was kept, else the trial's config retrained on
-    train + validation for the epochs the trial ran.
+    train + validation for the epochs the trial ran. ``destination`` is replaced only once
+    the new file is complete (``models.save_model``): an interruption leaves the old one.
     """
-    from models import load_model, train
+    from models import load_model, save_model, train
 
     trial = best_trial(study)
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        staged = Path(tmp) / "model.keras"
-        if keeper is not None and keeper.fetch(study, trial.number, staged):
-            model, source = load_model(staged), "saved"
-        else:
-            model_config = model_config_from_dict(trial.user_attrs["model_config"])
-            train_config = TrainConfig.from_dict(trial.user_attrs["train_config"])
-            epochs = int(trial.user_attrs.get("epochs_run") or train_config.epochs)
-            train_config = TrainConfig.from_dict({**train_config.to_dict(), "epochs": epochs,
-                                                  "early_stopping_patience": 0})
-            model = train(model_config, train_config, dataset, merge_validation=True).model
-            model.save(staged)
-            source = "retrained on train + validation"
-        shutil.move(str(staged), destination)
+    model, source = None, "saved"
+    if keeper is not None:
+        with tempfile.TemporaryDirectory() as tmp:
+            fetched = Path(tmp) / "model.keras"
+            if keeper.fetch(study, trial.number, fetched):
+                model = load_model(fetched, compile=True)  # re-saved below: portable even if kept by an older digitune
+    if model is None:
+        model_config = model_config_from_dict(trial.user_attrs["model_config"])
+        train_config = TrainConfig.from_dict(trial.user_attrs["train_config"])
+        epochs = int(trial.user_attrs.get("epochs_run") or train_config.epochs)
+        train_config = TrainConfig.from_dict({**train_config.to_dict(), "epochs": epochs,
+                                              "early_stopping_patience": 0})
+        model = train(model_config, train_config, dataset, merge_validation=True).model
+        source = "retrained on train + validation"
+    try:
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        save_model(model, destination)
+    except OSError as exc:
+        raise DataError(_unwritable(destination, exc)) from exc
     return trial, model, source
+
+
+def _unwritable(path: Path, exc: OSError) -> str:
+    return (f"cannot write {path}: {exc.strerror or exc}; nothing was changed there (free some space, or "
+            f"write elsewhere with -o)")
 
 
 def export_model(study: optuna.Study, dataset: Dataset, destination: str | os.PathLike,
@@ -115,16 +124,15 @@ def write_predictions(model, images, output: str | os.PathLike) -> tuple[int, st
 
     x, ids = images
     labels = predict_proba(model, x).argmax(axis=1)
+    header = ("filename", "label") if ids is not None else ("ImageId", "Label")
+    rows = zip(ids, labels) if ids is not None else enumerate(labels, start=1)
     output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    with output.open("w", newline="") as handle:
-        writer = csv.writer(handle, lineterminator="\n")
-        if ids is not None:
-            header = ("filename", "label")
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_open(output, "w", newline="") as handle:
+            writer = csv.writer(handle, lineterminator="\n")
             writer.writerow(header)
-            writer.writerows(zip(ids, (int(v) for v in labels)))
-        else:
-            header = ("ImageId", "Label")
-            writer.writerow(header)
-            writer.writerows((i, int(v)) for i, v in enumerate(labels, start=1))
+            writer.writerows((key, int(label)) for key, label in rows)
+    except OSError as exc:
+        raise DataError(_unwritable(output, exc)) from exc
     return len(labels), ",".join(header)

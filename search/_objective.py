@@ -106,7 +106,11 @@ class Objective:
             trial.set_user_attr("latency_ms", scores["latency_ms"])
         values = tuple(scores[m] for m in self.spec.metrics)
         if self.keeper is not None:
-            self.keeper.offer(trial, result.model, values[0], feasible)
+            try:
+                self.keeper.offer(trial, result.model, values[0], feasible)
+            except Exception as exc:  # a full disk under the artifact store, say: this trial fails with why
+                _fail(trial, exc)
+                raise
         return values if self.spec.is_multi_objective else values[0]
 
 

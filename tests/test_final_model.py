@@ -94,7 +94,8 @@ def test_best_models_are_kept_as_artifacts_with_class_reports(tmp_path, small_di
     top2 = sorted(complete, key=lambda t: t.value, reverse=True)[:2]
     assert {t.value for t in top2} == {study.trials[int(n)].value for n in saved}
     folder = tmp_path / "studies-artifacts"  # beside the SQLite file
-    assert sorted(p.name for p in folder.iterdir()) == sorted(saved.values())
+    assert sorted(p.name for p in folder.iterdir() if not p.name.startswith(".")) == sorted(saved.values())
+    assert (folder / ".digitune-storages").read_text() == f"sqlite:///{(tmp_path / 'studies.db').resolve()}\n"
     for number, artifact_id in saved.items():
         metas = optuna.artifacts.get_all_artifact_meta(study.trials[int(number)], storage=study._storage)
         assert [m.artifact_id for m in metas] == [artifact_id] and metas[0].filename.endswith(".keras")
@@ -149,8 +150,8 @@ def test_predict_refuses_images_of_another_size(tmp_path):
 def test_delete_removes_saved_models(tmp_path):
     name, db = _study_on(tmp_path, make_npz(tmp_path / "data.npz"), trials=2)
     folder = tmp_path / "studies-artifacts"
-    assert any(folder.iterdir())
+    assert any(p for p in folder.iterdir() if not p.name.startswith("."))
     result = runner.invoke(app, ["delete", name, "--yes", "--storage", db])
     assert result.exit_code == 0, result.output
-    assert not any(folder.iterdir())
+    assert [p.name for p in folder.iterdir()] == [".digitune-storages"]
     assert optuna.get_all_study_names(storage=db) == []
