@@ -17,12 +17,17 @@ from ._final import (
 from ._objective import Objective
 from ._queue import AGENTS_STUDY, QueueEntry, QueueError, list_agents, queue_entries, queue_entry, resume, stop, submit
 from ._report import list_studies, study_detail, trial_record
+from ._schema import DATASET_ATTR, MANIFEST_ATTR, SPEC_ATTR, stored_record
 from ._runner import FINISHED, RunSummary, count_finished, StudyNotFoundError, load_study, open_study, run_study, stored_spec
 from ._space import sample_configs
 from ._spec import PRUNERS, SAMPLERS, DataSpec, SpecError, StudySpec, load_spec, spec_from_dict
-from ._storage import DEFAULT_STORAGE, StorageError, open_storage, redact, resolve_storage_url
+from ._storage import DEFAULT_STORAGE, NoStudyDatabaseError, StorageError, open_storage, redact, resolve_storage_url
 
 __all__ = [
+    "DATASET_ATTR",
+    "MANIFEST_ATTR",
+    "SPEC_ATTR",
+    "stored_record",
     "AGENTS_STUDY",
     "ExportResult",
     "QueueEntry",
@@ -51,6 +56,7 @@ __all__ = [
     "Objective",
     "RunSummary",
     "SpecError",
+    "NoStudyDatabaseError",
     "StorageError",
     "StudyNotFoundError",
     "StudySpec",

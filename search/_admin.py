@@ -22,7 +22,8 @@ from typing import Any, TextIO
 import optuna
 from optuna.trial import FrozenTrial
 
-from ._runner import DATASET_ATTR, SPEC_ATTR, load_study
+from ._runner import load_study
+from ._schema import SPEC_ATTR, stored_dataset, stored_record
 
 EXPORT_FORMATS = ("csv", "json")
 OK, WARN, FAIL = "ok", "warn", "fail"
@@ -65,7 +66,7 @@ def export_record(trial: FrozenTrial) -> dict[str, Any]:
         "epochs_run": attrs.get("epochs_run"),
         "fail_reason": attrs.get("fail_reason"),
         "intermediate_values": {str(step): v for step, v in sorted(trial.intermediate_values.items())},
-        "curves": attrs.get("curves") or {},
+        "curves": stored_record(attrs, "curves"),
     })
 
 
@@ -78,8 +79,8 @@ def export_data(name: str, storage: optuna.storages.BaseStorage) -> dict[str, An
     return {
         "study": name,
         "directions": [d.name.lower() for d in study.directions],
-        "metric": study.user_attrs.get(SPEC_ATTR, {}).get("study", {}).get("metric"),
-        "dataset": study.user_attrs.get(DATASET_ATTR),
+        "metric": stored_record(study.user_attrs, SPEC_ATTR).get("study", {}).get("metric"),
+        "dataset": stored_dataset(study.user_attrs) or None,
         "trials": [export_record(t) for t in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number)],
     }
 
@@ -283,7 +284,7 @@ def _storage_checks(url: str) -> list[Check]:
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
 
-    from ._storage import StorageError, open_storage, redact
+    from ._storage import NoStudyDatabaseError, StorageError, open_storage, redact
 
     shown = redact(url)
     password = None
@@ -307,8 +308,10 @@ def _storage_checks(url: str) -> list[Check]:
                     Check("schema", OK, "a new database gets the current schema")]
 
     try:
-        storage = open_storage(url, heartbeat=False)
+        storage = open_storage(url, heartbeat=False, create=False)
     except StorageError as exc:
+        if isinstance(exc, NoStudyDatabaseError):  # a new server database: the first run creates the tables
+            return [Check("storage", WARN, scrub(str(exc))), Check("schema", WARN, "not checked: no Optuna tables")]
         if isinstance(exc.__cause__, RuntimeError):  # reachable, but Optuna refuses its schema version
             return [Check("storage", OK, f"{shown}: reachable"), _schema_check(url, shown, scrub, None)]
         return [Check("storage", FAIL, scrub(str(exc))), Check("schema", WARN, "not checked: the storage cannot be opened")]

@@ -45,7 +45,7 @@ def export(
     from models import atomic_open
     from search import export_data, write_export
 
-    data = export_data(name, storage_from(storage))
+    data = export_data(name, storage_from(storage, read_only=True))
     if output is None:
         write_export(data, fmt.value, sys.stdout)
         sys.stdout.flush()

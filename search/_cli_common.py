@@ -189,7 +189,10 @@ def setup_logging() -> None:
         logger.propagate = False
 
 
-def storage_from(url: str | None):
+def storage_from(url: str | None, *, read_only: bool = False):
+    """The storage for ``--storage``; ``read_only`` for commands that must never create or change a database."""
     from search import open_storage, resolve_storage_url
 
+    if read_only:
+        return open_storage(resolve_storage_url(url), heartbeat=False, create=False)
     return open_storage(resolve_storage_url(url))

@@ -9,6 +9,7 @@ which serves hundreds of workers over one database.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import warnings
@@ -18,6 +19,8 @@ import optuna
 import sqlalchemy
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+
+from ._storage_setup import NotAStudyDatabase, check_existing, create_with_retry, schema_lock
 
 DEFAULT_STORAGE = "sqlite:///studies/digitune.db"
 STORAGE_ENV = "DIGITUNE_STORAGE"
@@ -38,6 +41,10 @@ GRPC_DEFAULT_PORT = 13000
 
 class StorageError(RuntimeError):
     """A storage URL that cannot be used; the message hides any password."""
+
+
+class NoStudyDatabaseError(StorageError):
+    """Nothing there yet for a command that only reads: no SQLite file, or a server database without tables."""
 
 
 def resolve_storage_url(cli_value: str | None = None) -> str:
@@ -101,14 +108,15 @@ def grpc_address(url: str) -> tuple[str, int] | None:
     return (f"[{host}]" if ":" in host else host), port  # gRPC wants an IPv6 address in brackets
 
 
-def open_storage(url: str, *, heartbeat: bool = True) -> optuna.storages.BaseStorage:
-    """The storage on ``url``, created if new; ``StorageError`` if it cannot be reached.
+def open_storage(url: str, *, heartbeat: bool = True, create: bool = True) -> optuna.storages.BaseStorage:
+    """The storage on ``url``, created if new (``create``); ``StorageError`` if it cannot be used.
 
     A database URL gives Optuna's RDB storage. With ``heartbeat``, its running trials send
     a heartbeat; one whose worker died is marked failed after the grace period and its
-    parameters are tried again. A ``grpc://host:port`` URL gives Optuna's gRPC storage
-    proxy client; heartbeats are an RDB-storage feature, so trials run through the proxy
-    send none (a trial whose worker died stays RUNNING there).
+    parameters are tried again. With ``create=False`` (commands that only read) nothing is
+    created or changed: a missing file or a database without Optuna's tables is refused.
+    A ``grpc://host:port`` URL gives Optuna's gRPC storage proxy client; heartbeats are an
+    RDB-storage feature, so trials run through the proxy send none.
     """
     address = grpc_address(url)
     if address is not None:
@@ -122,54 +130,74 @@ def open_storage(url: str, *, heartbeat: bool = True) -> optuna.storages.BaseSto
         raise StorageError(f"storage URL {redact(url)!r} has an '@' in its password; write it as %40 "
                            f"(percent-encode the password, e.g. with urllib.parse.quote(password, safe=''))")
     backend = parsed.get_backend_name()
-    engine_kwargs: dict = {}
-    if backend == "sqlite":
-        database = parsed.database or ""
-        if database and database != ":memory:":
-            folder = Path(database).expanduser().parent
-            if not folder.exists():
-                try:
-                    folder.mkdir(parents=True, exist_ok=True)
-                except OSError as exc:
-                    raise StorageError(f"cannot create the folder {folder} for storage {redact(url)}: "
-                                       f"{exc.strerror}") from exc
-        engine_kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT}
-    else:
-        # A connection dropped by the server or a firewall is replaced rather than failing a trial.
-        engine_kwargs.update(pool_pre_ping=True, pool_recycle=POOL_RECYCLE_SECONDS)
-        try:
-            driver = parsed.get_driver_name()
-        except (SQLAlchemyError, ImportError):  # an unknown dialect: RDBStorage below reports it
-            driver = None
-        connect_args: dict = {}
-        timeout_key = TIMEOUT_ARGUMENT.get(driver)
-        if timeout_key and timeout_key not in parsed.query:
-            # A dead host fails after CONNECT_TIMEOUT seconds instead of hanging; the URL's own value wins.
-            connect_args[timeout_key] = CONNECT_TIMEOUT
-        if driver in ("psycopg", "psycopg2") and "application_name" not in parsed.query:
-            connect_args["application_name"] = "digitune"  # how our connections show in pg_stat_activity
-        if connect_args:
-            engine_kwargs["connect_args"] = connect_args
-    heartbeat_kwargs: dict = {}
-    if heartbeat:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3)
-        heartbeat_kwargs = dict(heartbeat_interval=int(os.environ.get(HEARTBEAT_ENV, HEARTBEAT_SECONDS)),
-                                grace_period=int(os.environ.get(GRACE_ENV, GRACE_SECONDS)),
-                                heartbeat_stale_trial_callback=retry)
+    engine_kwargs = _engine_kwargs(parsed)
+    connect_args = engine_kwargs.get("connect_args", {})
     try:
+        if create:
+            _make_sqlite_folder(url, parsed)
+        else:
+            check_existing(url, parsed, connect_args)
         with warnings.catch_warnings():  # heartbeats are marked experimental; we rely on them knowingly
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            storage = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **heartbeat_kwargs)
+            kwargs = dict(engine_kwargs=engine_kwargs, skip_table_creation=not create, **_heartbeat_kwargs(heartbeat))
+            with schema_lock(url, parsed, connect_args) if create else contextlib.nullcontext():
+                storage = create_with_retry(lambda: optuna.storages.RDBStorage(url, **kwargs))
+    except NotAStudyDatabase as exc:
+        raise (NoStudyDatabaseError if exc.empty else StorageError)(f"storage {redact(url)} {exc}") from None
     except (SQLAlchemyError, ImportError, ModuleNotFoundError) as exc:
         raise StorageError(f"cannot open storage {redact(url)}: {_reason(exc, url)}") from exc
     except RuntimeError as exc:  # Optuna's schema-version check
         raise StorageError(_schema_message(url, parsed.password is not None, str(exc))) from exc
-    if backend == "sqlite":
+    if backend == "sqlite" and create:
         with storage.engine.connect() as conn:
             conn.execute(sqlalchemy.text("PRAGMA journal_mode=WAL"))
     return storage
+
+
+def _make_sqlite_folder(url: str, parsed) -> None:
+    """Create the folder of a new SQLite file (``StorageError`` if it cannot be made)."""
+    database = parsed.database or ""
+    if parsed.get_backend_name() != "sqlite" or not database or database == ":memory:":
+        return
+    folder = Path(database).expanduser().parent
+    if not folder.exists():
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StorageError(f"cannot create the folder {folder} for storage {redact(url)}: "
+                               f"{exc.strerror}") from exc
+
+
+def _engine_kwargs(parsed) -> dict:
+    """SQLAlchemy engine options: SQLite's busy timeout; a server's connect timeout and pool checks."""
+    if parsed.get_backend_name() == "sqlite":
+        return {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT}}
+    # A connection dropped by the server or a firewall is replaced rather than failing a trial.
+    engine_kwargs: dict = dict(pool_pre_ping=True, pool_recycle=POOL_RECYCLE_SECONDS)
+    try:
+        driver = parsed.get_driver_name()
+    except (SQLAlchemyError, ImportError):  # an unknown dialect: RDBStorage reports it
+        driver = None
+    connect_args: dict = {}
+    timeout_key = TIMEOUT_ARGUMENT.get(driver)
+    if timeout_key and timeout_key not in parsed.query:
+        # A dead host fails after CONNECT_TIMEOUT seconds instead of hanging; the URL's own value wins.
+        connect_args[timeout_key] = CONNECT_TIMEOUT
+    if driver in ("psycopg", "psycopg2") and "application_name" not in parsed.query:
+        connect_args["application_name"] = "digitune"  # how our connections show in pg_stat_activity
+    if connect_args:
+        engine_kwargs["connect_args"] = connect_args
+    return engine_kwargs
+
+
+def _heartbeat_kwargs(heartbeat: bool) -> dict:
+    """RDBStorage's heartbeat options: a stale trial is failed after the grace period and retried."""
+    if not heartbeat:
+        return {}
+    retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3)
+    return dict(heartbeat_interval=int(os.environ.get(HEARTBEAT_ENV, HEARTBEAT_SECONDS)),
+                grace_period=int(os.environ.get(GRACE_ENV, GRACE_SECONDS)),
+                heartbeat_stale_trial_callback=retry)
 
 
 def _reason(exc: BaseException, url: str) -> str:

@@ -292,14 +292,16 @@ def predict(
     from search import ModelKeeper, artifact_dir, best_model, load_study, read_prediction_images, \
         resolve_storage_url, write_predictions
 
-    study = load_study(name, storage_from(storage))
-    recorded_shape = study.user_attrs.get("dataset", {}).get("image_shape")
+    from search._schema import stored_dataset
+
+    study = load_study(name, storage_from(storage, read_only=True))
+    recorded_shape = stored_dataset(study.user_attrs).get("image_shape")
     if recorded_shape:  # read the images first: a bad path fails before any model is loaded or trained
         images = read_prediction_images(data_path, tuple(recorded_shape))
     if model_file is not None:
         model = load_model(model_file)
     else:
-        study, spec, data = _study_with_data(name, storage)
+        study, spec, data = _study_with_data(name, storage, read_only=True)
         keeper = ModelKeeper(artifact_dir(resolve_storage_url(storage), artifacts), spec.save_models)
         with tempfile.TemporaryDirectory() as tmp:
             trial, model, source = best_model(study, data, keeper, Path(tmp) / "model.keras")
@@ -310,15 +312,16 @@ def predict(
     out.print(f"wrote {rows} predictions to {output} ({header})", highlight=False)
 
 
-def _study_with_data(name: str, storage: str | None):
+def _study_with_data(name: str, storage: str | None, *, read_only: bool = False):
     """The study, its stored spec and the data it was run on (refused if the data changed)."""
     from models import load_dataset
     from search import SpecError, load_study, stored_spec
+    from search._schema import stored_dataset
 
-    study = load_study(name, storage_from(storage))
+    study = load_study(name, storage_from(storage, read_only=read_only))
     spec = stored_spec(study)
     data = load_dataset(spec.data.source, **spec.data.load_kwargs())
-    recorded = study.user_attrs.get("dataset", {}).get("fingerprint")
+    recorded = stored_dataset(study.user_attrs).get("fingerprint")
     if recorded and recorded != data.info.fingerprint:
         raise SpecError(f"study {name!r} was run on data with fingerprint {recorded}, but {data.info.source} now "
                         f"has {data.info.fingerprint}; restore the study's data to export or predict")
@@ -340,7 +343,7 @@ def studies(storage: StorageOption = None, as_json: JsonOption = False) -> None:
     """List the studies in the storage: trials by state and best value."""
     from search import list_studies
 
-    rows = list_studies(storage_from(storage))
+    rows = list_studies(storage_from(storage, read_only=True))
     if as_json:
         out.print_json(json.dumps(rows))
         return
@@ -368,7 +371,7 @@ def show(
     """Show a study: its objectives, trials by state, best trial (or Pareto front) and top trials."""
     from search import study_detail
 
-    detail = study_detail(name, storage_from(storage), top=top)
+    detail = study_detail(name, storage_from(storage, read_only=True), top=top)
     if as_json:
         out.print_json(json.dumps(detail, default=str))
         return
@@ -389,7 +392,7 @@ def best(
     """The best trial (or, for a multi-objective study, the Pareto front): parameters and scores."""
     from search import study_detail
 
-    detail = study_detail(name, storage_from(storage), top=1)
+    detail = study_detail(name, storage_from(storage, read_only=True), top=1)
     result = detail.get("pareto_front") if "pareto_front" in detail else detail["best"]
     if as_json:
         out.print_json(json.dumps(result, default=str))
