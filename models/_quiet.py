@@ -7,12 +7,15 @@ own log filter (``TF_CPP_MIN_LOG_LEVEL``) is in place::
     I0000 ... port.cc:153] oneDNN custom operations are on. You may see slightly different ...
 
 digitune keeps oneDNN on (on 28x28 images its convolutions run about 3.5x faster; results
-stay the same run after run), so every process would print them, twice. ``install()``
-wraps the import of the ``tensorflow`` package: while it runs, file descriptor 2 goes to
-a temporary file, and afterwards every line of it except those notices is written back to
-stderr, so nothing else TensorFlow prints while importing is lost. It filters only when
-``TF_CPP_MIN_LOG_LEVEL`` is 1 or more (digitune's commands set 3); ``TF_CPP_MIN_LOG_LEVEL=0``
-shows everything.
+stay the same run after run), so every process would print them, twice. A CUDA build says
+more before its filter is up (cuDNN, cuFFT and cuBLAS registrations; ``cuInit`` failing in a
+worker that sees no GPU). ``install()`` wraps the import of the ``tensorflow`` package and its
+first look for devices: while they run, file descriptor 2 goes to a temporary file, and
+afterwards every line of it is written back to stderr except TensorFlow's log records below
+``TF_CPP_MIN_LOG_LEVEL`` (what its own filter would have dropped) and the notice that absl's
+log is not set up yet, so nothing else printed meanwhile is lost. It filters only when
+``TF_CPP_MIN_LOG_LEVEL`` is 1 or more (digitune's commands set 3; workers inherit it);
+``TF_CPP_MIN_LOG_LEVEL=0`` shows everything.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import contextlib
 import importlib.abc
 import importlib.machinery
 import os
+import re
 import sys
 import tempfile
 from typing import Iterator
@@ -28,12 +32,24 @@ from typing import Iterator
 NOTICES = (
     b"All log messages before absl::InitializeLog() is called are written to STDERR",
     b"oneDNN custom operations are on",
+    b"To enable the following instructions:",  # the second line of an optimized-build notice
 )
+# A TensorFlow (absl) log record: severity, date, time, thread, file:line]
+_RECORD = re.compile(rb"^([IWEF])\d{4} \d\d:\d\d:\d+\.\d+ +\d+ [^ \]]+:\d+\] ")
+_SEVERITY = {b"I": 0, b"W": 1, b"E": 2, b"F": 3}
+
+
+def _shown(line: bytes, level: int, notices: tuple[bytes, ...]) -> bool:
+    """Whether ``line`` passes: not one of ``notices``, nor a TensorFlow log record below ``level``."""
+    record = _RECORD.match(line)
+    if record is not None and _SEVERITY[record.group(1)] < level:
+        return False
+    return not any(notice in line for notice in notices)
 
 
 @contextlib.contextmanager
 def filtered_stderr(notices: tuple[bytes, ...] = NOTICES) -> Iterator[None]:
-    """Hold back what is written to file descriptor 2 meanwhile; then pass on all lines but ``notices``."""
+    """Hold back what is written to file descriptor 2 meanwhile; then pass on all lines ``_shown`` lets pass."""
     try:
         sys.stderr.flush()
         saved = os.dup(2)
@@ -50,8 +66,8 @@ def filtered_stderr(notices: tuple[bytes, ...] = NOTICES) -> Iterator[None]:
             os.dup2(saved, 2)
             os.close(saved)
             held.seek(0)
-            kept = [line for line in held.read().splitlines(keepends=True)
-                    if not any(notice in line for notice in notices)]
+            level = _log_level()
+            kept = [line for line in held.read().splitlines(keepends=True) if _shown(line, level, notices)]
             if kept:
                 with contextlib.suppress(OSError):
                     os.write(2, b"".join(kept))
@@ -80,6 +96,8 @@ class _QuietLoader(importlib.abc.Loader):
     def exec_module(self, module):
         with filtered_stderr():
             self._loader.exec_module(module)
+            with contextlib.suppress(Exception):  # TensorFlow looks for devices (cuInit) when first asked
+                module.config.list_physical_devices()  # sets nothing up: thread and device settings stay open
 
     def __getattr__(self, name):  # get_resource_reader, is_package, ... as the wrapped loader has them
         return getattr(self._loader, name)
