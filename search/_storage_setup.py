@@ -114,6 +114,9 @@ def _check_sqlite_file(database: str) -> None:
         finally:
             conn.close()
     except sqlite3.DatabaseError as exc:
+        if "malformed" in str(exc):
+            raise NotAStudyDatabase(f"names {path}, a damaged SQLite database ({exc}); restore it from a backup, "
+                                    f"or try `sqlite3 {path} .recover`") from None
         raise NotAStudyDatabase(f"names {path}, which is not a SQLite database ({exc}); check the path") from None
     if not set(OPTUNA_TABLES) <= {name for (name,) in rows}:
         raise NotAStudyDatabase(f"names {path}, a SQLite database without Optuna's tables (not a study "
