@@ -187,13 +187,15 @@ def remove_orphans(folder: str | os.PathLike, storage: optuna.storages.BaseStora
 
     Temporary files that killed writes left (an hour old or more) always go. Artifacts that no
     trial or study of ``storage`` lists go only when the owners file names ``storage`` alone: a
-    folder other storages save to too (or one of an older digitune) keeps them.
+    folder other storages (or a storage proxy, which has no name here) save to too, or one an
+    older digitune wrote, keeps them.
     """
     store = AtomicFileStore(folder)
     files = [p for p in store.folder.iterdir() if p.is_file() and p.name != OWNERS_FILE]
     now = time.time()
     doomed = [p for p in files if is_temporary(p) and now - p.stat().st_mtime >= STALE_SECONDS]
-    if store.owners() == {storage_label(storage)}:
+    label = storage_label(storage)
+    if label != UNKNOWN_OWNER and store.owners() == {label}:
         referenced = set()
         for summary in storage.get_all_studies():
             study = optuna.load_study(study_name=summary.study_name, storage=storage)

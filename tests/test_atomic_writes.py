@@ -28,12 +28,13 @@ runner = CliRunner()
 FULL = "No space left on device"
 
 
-def _study(folder: Path, name: str = "disk", *, trials: int = 2, save_models: int = 2) -> str:
-    """Run a tiny MLP study (in process) into ``folder``/studies.db; returns the storage URL."""
-    path = write_study(folder, name, trials=trials, family='"mlp"', pruner="none")
-    path.write_text(path.read_text().replace("seed = 7\n", f"seed = 7\nsave_models = {save_models}\n", 1))
-    url = f"sqlite:///{folder / 'studies.db'}"
-    result = runner.invoke(app, ["run", str(path), "--storage", url])
+def _study(folder: Path, name: str = "disk", *, url: str | None = None, artifacts: Path | None = None) -> str:
+    """Run a tiny MLP study of 2 trials, both models kept (in process; default: ``folder``/studies.db); its URL."""
+    path = write_study(folder, name, trials=2, family='"mlp"', pruner="none")
+    path.write_text(path.read_text().replace("seed = 7\n", "seed = 7\nsave_models = 2\n", 1))
+    url = url or f"sqlite:///{folder / 'studies.db'}"
+    folder_option = ["--artifacts", str(artifacts)] if artifacts else []
+    result = runner.invoke(app, ["run", str(path), "--storage", url, *folder_option])
     assert result.exit_code == 0, result.output
     return url
 
@@ -187,12 +188,11 @@ def test_a_full_artifact_store_fails_each_trial_with_the_reason(tmp_path, tiny_d
     assert (tiny_disk / ".digitune-storages").stat().st_size > 0
 
 
-def test_delete_removes_orphaned_models_in_a_folder_of_its_own(tmp_path):
-    url = _study(tmp_path, "kept")
-    _study(tmp_path, "orphaned")
-    _study(tmp_path, "deleted")
-    folder = tmp_path / "studies-artifacts"
-    storage = optuna.storages.RDBStorage(url)
+def test_delete_removes_orphaned_models_in_a_folder_of_its_own(tmp_path, storage_url):
+    folder = tmp_path / "artifacts"
+    for name in ("kept", "orphaned", "deleted"):
+        _study(tmp_path, name, url=storage_url, artifacts=folder)
+    storage = optuna.storages.RDBStorage(storage_url)
     kept = {m.artifact_id for t in optuna.load_study(study_name="kept", storage=storage).trials
             for m in optuna.artifacts.get_all_artifact_meta(t, storage=storage)}
     optuna.delete_study(study_name="orphaned", storage=storage)  # as Optuna deletes: its models stay behind
@@ -202,16 +202,17 @@ def test_delete_removes_orphaned_models_in_a_folder_of_its_own(tmp_path):
     os.utime(stale, (time.time() - 7200, time.time() - 7200))
     assert len([p for p in folder.iterdir() if not p.name.startswith(".")]) == 6
 
-    result = run_cli("delete", "deleted", "--yes", "--storage", url, cwd=tmp_path)
+    result = run_cli("delete", "deleted", "--yes", "--storage", storage_url, "--artifacts", str(folder), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert {p.name for p in folder.iterdir()} == kept | {".digitune-storages", fresh.name}
-    assert optuna.load_study(study_name="kept", storage=url).user_attrs["saved_models"]
+    assert optuna.load_study(study_name="kept", storage=storage).user_attrs["saved_models"]
 
     # A folder another storage saves to as well: what this storage does not know of stays.
     other = folder / str(uuid.uuid4())
     other.write_bytes(b"another storage's model")
     with (folder / ".digitune-storages").open("a") as handle:
         handle.write("postgresql+psycopg://postgres@db.example/other\n")
-    result = run_cli("delete", "kept", "--yes", "--storage", url, cwd=tmp_path)
+    result = run_cli("delete", "kept", "--yes", "--storage", storage_url, "--artifacts", str(folder), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert {p.name for p in folder.iterdir()} == {".digitune-storages", fresh.name, other.name}
+    storage.engine.dispose()

@@ -181,16 +181,16 @@ def test_the_notice_check_sees_tensorflow_notices_when_they_are_asked_for(tmp_pa
 
 def test_held_stderr_drops_tensorflow_records_below_the_log_level(tmp_path):
     # What a CUDA build prints while it imports, as a CPU worker (no GPU visible) sees it.
-    code = ("import os\nfrom models._quiet import filtered_stderr\n"
-            "with filtered_stderr():\n"
-            "    os.write(2, b'I0000 00:00:1796110623.946142    7470 port.cc:153] oneDNN custom operations are on.\\n')\n"
-            "    os.write(2, b'E0000 00:00:1796110623.950000    7470 cuda_dnn.cc:8579] Unable to register cuDNN factory\\n')\n"
-            "    os.write(2, b'W0000 00:00:1796110624.000000    7470 gpu_device.cc:2344] Cannot dlopen some GPU libraries.\\n')\n"
-            "    os.write(2, b'a real warning\\n')\n")
+    lines = [b"I0000 00:00:1796110623.946142    7470 port.cc:153] oneDNN custom operations are on.\n",
+             b"E0000 00:00:1796110623.950000    7470 cuda_dnn.cc:8579] Unable to register cuDNN factory\n",
+             b"W0000 00:00:1796110624.000000    7470 gpu_device.cc:2344] Cannot dlopen some GPU libraries.\n",
+             b"a real warning\n"]
+    code = ("import os\nfrom models._quiet import filtered_stderr\nwith filtered_stderr():\n"
+            + "".join(f"    os.write(2, {line!r})\n" for line in lines))
     shown = {}
     for level in ("2", "3"):
-        result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=_console_env(TF_CPP_MIN_LOG_LEVEL=level),
-                                capture_output=True, text=True, timeout=120)
+        result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
+                                env=_console_env(TF_CPP_MIN_LOG_LEVEL=level), timeout=120)
         assert result.returncode == 0, result.stderr
         shown[level] = result.stderr
     assert shown["3"] == "a real warning\n"
