@@ -28,7 +28,8 @@ from models import DataError, Dataset, load_dataset
 
 from ._artifacts import ModelKeeper
 from ._queue import AgentRecord, QueueEntry, mark_ended, mark_started, queue_entries, queue_entry, state_of
-from ._runner import DATASET_ATTR, load_study, open_study, run_study, stored_spec
+from ._reconnect import keep_reconnecting
+from ._runner import DATASET_ATTR, StudyNotFoundError, load_study, open_study, run_study, stored_spec
 from ._signals import Interrupt
 from ._spec import SpecError, StudySpec
 
@@ -49,7 +50,7 @@ class Agent:
     def __init__(self, storage: optuna.storages.BaseStorage, *, keeper_for: Callable[[StudySpec], ModelKeeper],
                  devices: str = "cpu", poll: float = 5.0, until_idle: bool = False, max_trials: int | None = None,
                  interrupt: Interrupt | None = None):
-        self.storage = storage
+        self.storage = keep_reconnecting(storage)  # a database that blinks is waited for, up to a deadline
         self.keeper_for = keeper_for
         self.devices = devices
         self.poll = poll
@@ -77,10 +78,14 @@ class Agent:
                     entries = [e for e in queue_entries(self.storage) if e.has_work and e.name not in self.refused]
                     worked = False
                     for entry in entries:
-                        if self._work_on(entry):
-                            worked = True
+                        try:
+                            worked = self._work_on(entry)
+                        except StudyNotFoundError:  # deleted (digitune delete) since the queue listed it
+                            _logger.warning("agent %s: study %r was deleted; leaving it", record.id, entry.name)
+                            continue
+                        if worked:
                             break  # read the queue again: priorities and budgets may have changed
-                except sqlalchemy.exc.SQLAlchemyError as exc:  # the database went away for a while: wait, retry
+                except sqlalchemy.exc.SQLAlchemyError as exc:  # SQLite busy past its timeout, say: wait, retry
                     reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
                     _logger.error("agent %s: storage error (%s); trying again in %.0f s", record.id, reason,
                                   STORAGE_RETRY_SECONDS)

@@ -169,9 +169,14 @@ def set_user_attrs(trial: optuna.Trial, attrs: dict[str, Any]) -> None:
     from optuna.storages._rdb import models as rdb_models
     from optuna.storages._rdb.storage import _create_scoped_session
 
-    with _create_scoped_session(backend.scoped_session, True) as session:
-        for key, value in attrs.items():
-            write(session, rdb_models.TrialUserAttributeModel, trial._trial_id, key, value)
+    from ._reconnect import with_retry
+
+    def write_all() -> None:  # an upsert: the same again after a lost connection (see _reconnect)
+        with _create_scoped_session(backend.scoped_session, True) as session:
+            for key, value in attrs.items():
+                write(session, rdb_models.TrialUserAttributeModel, trial._trial_id, key, value)
+
+    with_retry(backend, write_all)
     trial._cached_frozen_trial.user_attrs.update(attrs)  # as Trial.set_user_attr keeps its copy current
 
 

@@ -30,6 +30,7 @@ import optuna
 from optuna.trial import TrialState
 
 from ._artifacts import is_feasible
+from ._reconnect import passthrough
 from ._runner import AGENTS_STUDY, FINISHED, load_study, open_submitted, study_lock
 from ._spec import SpecError, StudySpec
 from ._storage import GRACE_ENV, GRACE_SECONDS, HEARTBEAT_ENV, HEARTBEAT_SECONDS
@@ -128,9 +129,14 @@ def _entry(storage: optuna.storages.BaseStorage, study_id: int, name: str, user_
 
 def queue_entries(storage: optuna.storages.BaseStorage, *, min_priority: int | None = None) -> list[QueueEntry]:
     """Every submitted study (of at least ``min_priority``), most urgent first: higher priority, then older."""
-    entries = [_entry(storage, s._study_id, s.study_name, s.user_attrs, s.directions)
-               for s in storage.get_all_studies() if QUEUE_ATTR in s.user_attrs
-               and (min_priority is None or int(s.user_attrs[QUEUE_ATTR].get("priority", 0)) >= min_priority)]
+    entries = []
+    for s in storage.get_all_studies():
+        if QUEUE_ATTR in s.user_attrs and (min_priority is None
+                                           or int(s.user_attrs[QUEUE_ATTR].get("priority", 0)) >= min_priority):
+            try:
+                entries.append(_entry(storage, s._study_id, s.study_name, s.user_attrs, s.directions))
+            except KeyError:  # deleted since it was listed
+                continue
     return sorted(entries, key=lambda e: (-e.priority, e.submitted_at, e.name))
 
 
@@ -282,8 +288,9 @@ class AgentRecord:
         self.update(state="idle")
 
         def beat() -> None:
-            while not self._stop.wait(heartbeat_interval()):
-                self.update()
+            with passthrough():  # a missed beat is repeated by the next; no waiting for a lost database
+                while not self._stop.wait(heartbeat_interval()):
+                    self.update()
 
         self._thread = threading.Thread(target=beat, name="digitune-agent-heartbeat", daemon=True)
         self._thread.start()

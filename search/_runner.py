@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import hashlib
 import logging
 import math
-import threading
 import time
 import warnings
 from dataclasses import dataclass
@@ -20,7 +17,9 @@ from optuna.trial import FrozenTrial, TrialState
 from models import PRESET_NAMES, Dataset, load_dataset
 
 from ._artifacts import ModelKeeper
+from ._claim import Heartbeat, SlotLock, is_stale_failure, study_lock  # study_lock re-exported
 from ._objective import BASELINE_ATTR, START_ATTR, Objective
+from ._reconnect import StorageUnreachable, keep_reconnecting
 from ._signals import interrupts
 from ._space import check_space_fits, default_params
 from ._spec import Choice, Param, Range, SpecError, StudySpec, spec_from_dict
@@ -30,13 +29,41 @@ _logger = logging.getLogger("digitune")
 SPEC_ATTR = "digitune_spec"
 DATASET_ATTR = "dataset"
 MANIFEST_ATTR = "manifest"
+
 AGENTS_STUDY = "digitune-agents"  # the agent registry (see _queue): a reserved study, not listed
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 MAX_CONSECUTIVE_FAILURES = 10
+_SlotLock = SlotLock  # its name here before it moved to _claim (bench/storage.py uses it)
 
 
 class StudyNotFoundError(LookupError):
     """No study of that name in the storage."""
+
+
+class StudyDeletedError(StudyNotFoundError):
+    """The study was deleted (``digitune delete``) while this process worked on it."""
+
+    def __init__(self, name: str):
+        super().__init__(f"study {name!r} was deleted while this process worked on it; nothing left to run")
+
+
+def _gone(study: optuna.Study) -> bool:
+    try:
+        study._storage.get_study_id_from_name(study.study_name)
+    except KeyError:
+        return True
+    return False
+
+
+@contextlib.contextmanager
+def deleted_as_error(study: optuna.Study) -> Iterator[None]:
+    """A ``KeyError`` from a study deleted under this block becomes ``StudyDeletedError``."""
+    try:
+        yield
+    except KeyError:
+        if _gone(study):
+            raise StudyDeletedError(study.study_name) from None
+        raise
 
 
 @dataclass
@@ -202,6 +229,7 @@ def open_study(spec: StudySpec, storage: optuna.storages.BaseStorage, dataset: D
     is written, which imports the backend (seconds that workers started then spend
     importing it themselves).
     """
+    keep_reconnecting(storage)  # a long-running process: a database that blinks is waited for
     check_space_fits(spec, dataset.info.image_shape)
     pruner = make_pruner(spec, len(dataset.x_train))
     try:
@@ -315,7 +343,8 @@ def manifest(dataset: Dataset) -> dict[str, Any]:
 
 
 def count_finished(study: optuna.Study) -> int:
-    return len(study.get_trials(deepcopy=False, states=FINISHED))
+    with deleted_as_error(study):
+        return len(study.get_trials(deepcopy=False, states=FINISHED))
 
 
 def run_study(
@@ -343,13 +372,17 @@ def run_study(
     Trials that fail are recorded with their reason and do not count; the run stops after
     ``MAX_CONSECUTIVE_FAILURES`` failures in a row, so a broken space cannot loop forever.
     Several workers may run this at once on one study: together they finish exactly
-    ``n_trials`` (see ``_SlotLock``), and a worker with no trial left to start waits while
+    ``n_trials`` (see ``SlotLock``), and a worker with no trial left to start waits while
     others' trials run, in case one fails and its slot comes free (unless ``wait`` is false:
     an agent goes on to other studies instead).
 
     ``should_stop`` is asked before each trial (an agent's study was stopped, or a more
     urgent one came in); ``on_start`` hears of each trial as it starts.
+
+    A database server that goes away is waited for (``keep_reconnecting``); past the wait,
+    ``StorageUnreachable``. A study deleted meanwhile raises ``StudyDeletedError``.
     """
+    keep_reconnecting(storage)
     n_trials = spec.trials if n_trials is None else n_trials
     timeout = spec.timeout if timeout is None else timeout
     if dataset is None:
@@ -364,7 +397,7 @@ def run_study(
     counts = {"ran": 0, "failed": 0, "failed_in_a_row": 0}
     deadline = None if timeout is None else time.monotonic() + timeout
 
-    with interrupts() as interrupt, _SlotLock(storage, study.study_name) as slots:
+    with interrupts() as interrupt, SlotLock(storage, study.study_name) as slots, deleted_as_error(study):
         objective = Objective(spec, dataset, interrupt, keeper)
         waiting_since: float | None = None
         while True:
@@ -412,141 +445,35 @@ def _run_one(study: optuna.Study, storage: optuna.storages.BaseStorage, trial: o
 
     Like ``Study.optimize`` does for one trial: pruned trials are told as pruned, any
     exception fails this trial alone (its reason is in the user attribute ``fail_reason``),
-    and Ctrl-C fails it and stops the run.
+    and Ctrl-C fails it and stops the run. A database that stayed away past the reconnect
+    deadline stops the run too; the trial, left running, is failed after the grace period.
     """
-    with _Heartbeat(storage, study, trial):
+    with Heartbeat(storage, study, trial):
         try:
             values = objective(trial)
         except optuna.TrialPruned:
-            return study.tell(trial, state=TrialState.PRUNED)
+            return _tell(study, trial, state=TrialState.PRUNED)
         except KeyboardInterrupt:
-            study.tell(trial, state=TrialState.FAIL)
+            _tell(study, trial, state=TrialState.FAIL)
+            raise
+        except StorageUnreachable:  # nothing can be told
             raise
         except Exception:  # recorded by the objective; the study goes on
-            return study.tell(trial, state=TrialState.FAIL)
-    return study.tell(trial, values)
+            if _gone(study):
+                raise StudyDeletedError(study.study_name) from None
+            return _tell(study, trial, state=TrialState.FAIL)
+    return _tell(study, trial, values)
 
 
-def _heartbeat_enabled(storage: optuna.storages.BaseStorage) -> bool:
-    """Whether ``storage`` records heartbeats (an RDB storage opened with a heartbeat interval)."""
-    return getattr(storage, "get_heartbeat_interval", lambda: None)() is not None
-
-
-class _Heartbeat:
-    """Records the running trial's heartbeat every few seconds (RDB storages), as ``Study.optimize`` does."""
-
-    def __init__(self, storage: optuna.storages.BaseStorage, study: optuna.Study, trial: optuna.Trial):
-        self.storage, self.study, self.trial = storage, study, trial
-        self.stop = threading.Event()
-        self.thread: threading.Thread | None = None
-
-    def __enter__(self) -> "_Heartbeat":
-        if _heartbeat_enabled(self.storage):
-            study_id = self.storage.get_study_id_from_name(self.study.study_name)
-            trial_id = self.storage.get_trial_id_from_study_id_trial_number(study_id, self.trial.number)
-            interval = self.storage.get_heartbeat_interval() or 60
-
-            def beat() -> None:
-                while True:
-                    try:
-                        self.storage.record_heartbeat(trial_id)
-                    except Exception as exc:  # a missed beat is not fatal; the grace period covers it
-                        _logger.debug("heartbeat failed: %s", exc)
-                    if self.stop.wait(interval):
-                        return
-
-            self.thread = threading.Thread(target=beat, name="digitune-heartbeat", daemon=True)
-            self.thread.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop.set()
-        if self.thread is not None:
-            self.thread.join(timeout=5)
-
-
-@contextlib.contextmanager
-def study_lock(storage: optuna.storages.BaseStorage, study_name: str) -> Iterator[None]:
-    """The lock that workers of ``study_name`` take to claim trials; also guards its queue state."""
-    with _SlotLock(storage, study_name) as slots, slots.locked():
-        yield
-
-
-class _SlotLock:
-    """Hands out trials so that a study never holds more than its target of running and finished ones.
-
-    Counting the running and finished trials and creating the next one happens under a lock
-    that all workers of the study share: a PostgreSQL advisory lock, or a file lock beside a
-    SQLite database. So N workers finish exactly the requested number of trials; a trial that
-    fails frees its slot for another. Storages without such a lock (a gRPC proxy) count
-    without it, and may overshoot by the trials that start at the same moment.
-    """
-
-    def __init__(self, storage: optuna.storages.BaseStorage, study_name: str):
-        self.storage = storage
-        self.key = int.from_bytes(hashlib.blake2b(study_name.encode(), digest_size=8).digest(), "big", signed=True)
-        self.lock_file = None
-        engine = getattr(storage, "engine", None)
-        self.dialect = engine.dialect.name if engine is not None else None
-        if self.dialect == "sqlite" and engine.url.database not in (None, "", ":memory:"):
-            self.lock_path = f"{engine.url.database}.digitune-{self.key & 0xFFFFFFFF:08x}.lock"
-        else:
-            self.lock_path = None
-
-    def __enter__(self) -> "_SlotLock":
-        if self.lock_path is not None:
-            self.lock_file = open(self.lock_path, "a+")
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        if self.lock_file is not None:
-            self.lock_file.close()
-
-    @contextlib.contextmanager
-    def locked(self) -> Iterator[None]:
-        if self.lock_file is not None:
-            fcntl.flock(self.lock_file, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(self.lock_file, fcntl.LOCK_UN)
-        elif self.dialect == "postgresql":
-            import sqlalchemy
-
-            with self.storage.engine.connect() as conn:
-                conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:key)"), {"key": self.key})
-                try:
-                    yield
-                finally:
-                    conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:key)"), {"key": self.key})
-                    conn.commit()
-        else:
-            yield
-
-    @property
-    def heartbeats(self) -> bool:
-        return _heartbeat_enabled(self.storage)
-
-    @property
-    def patience(self) -> float:
-        """How long to wait for others' running trials: past the grace period they are failed, or never will be."""
-        grace = getattr(self.storage, "grace_period", None) or 0
-        interval = getattr(self.storage, "heartbeat_interval", None) or 0
-        return grace + 3 * interval + 5
-
-    def claim(self, study: optuna.Study, target: int) -> optuna.Trial | None:
-        """A new (or queued) trial if the study has room for one, else None."""
-        if self.heartbeats:
-            with warnings.catch_warnings():  # Optuna marks the heartbeat API experimental
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                optuna.storages.fail_stale_trials(study)  # a dead worker's trial: failed, and queued again
-        with self.locked():
-            active = len(study.get_trials(deepcopy=False, states=(*FINISHED, TrialState.RUNNING)))
-            if active >= target:
-                return None
-            with warnings.catch_warnings():  # Optuna warns that heartbeats suit Study.optimize; we beat ourselves
-                warnings.simplefilter("ignore", UserWarning)
-                return study.ask()
+def _tell(study: optuna.Study, trial: optuna.Trial, values: Any = None, *,
+          state: TrialState | None = None) -> FrozenTrial:
+    """``study.tell``; a trial another worker failed meanwhile (its heartbeat went stale) stays failed."""
+    frozen = study.tell(trial, values, state=state, skip_if_finished=True)
+    if is_stale_failure(frozen):
+        _logger.warning("%s: trial %d was failed by another worker while this one could not reach the database; "
+                        "its result is dropped and its parameters run again as a new trial",
+                        study.study_name, trial.number)
+    return frozen
 
 
 def describe_trial(trial: FrozenTrial) -> str:

@@ -4,7 +4,8 @@ The first signal only sets a flag. The run checks it at safe points, in plain Py
 every training batch (Optuna then marks the running trial failed, "interrupted"), after
 every trial, and before a trial starts training. Raising from the signal handler itself
 could land anywhere, even in a garbage-collector callback that swallows the exception.
-A second signal raises at once, for a user who insists.
+A second signal raises at once, for a user who insists. Code that waits a long time
+outside the run's loop (for a lost database, say) asks ``active_interrupt()`` too.
 """
 
 from __future__ import annotations
@@ -30,6 +31,16 @@ class Interrupt:
             raise KeyboardInterrupt(self.requested)
 
 
+_active: list[Interrupt] = []  # the interrupts() blocks now open, innermost last
+
+
+def active_interrupt() -> Interrupt | None:
+    """The innermost ``interrupts()`` block's ``Interrupt``, on the main thread; else None."""
+    if threading.current_thread() is not threading.main_thread() or not _active:
+        return None
+    return _active[-1]
+
+
 @contextlib.contextmanager
 def interrupts() -> Iterator[Interrupt]:
     """Route SIGINT and SIGTERM to an ``Interrupt`` while the block runs (main thread only)."""
@@ -38,8 +49,10 @@ def interrupts() -> Iterator[Interrupt]:
         yield interrupt
         return
     previous = {sig: signal.signal(sig, interrupt.handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+    _active.append(interrupt)
     try:
         yield interrupt
     finally:
+        _active.remove(interrupt)
         for sig, handler in previous.items():
             signal.signal(sig, handler)

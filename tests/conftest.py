@@ -147,3 +147,36 @@ def storage_url(request, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'studies.db'}"
     return request.getfixturevalue("postgres_url")
+
+
+# --------------------------------------------------------------------------- a private PostgreSQL server
+
+
+@pytest.fixture(scope="session")
+def private_postgres():
+    """A PostgreSQL server of the tests' own on a free port of 127.0.0.1 (``tests/_pgserver.py``).
+
+    For tests that stop and restart the server or cut it off; each test makes its own database
+    on it (``create_database``). Skipped where no server binaries are installed. A test that
+    stops it must start it again.
+    """
+    from _pgserver import PgServer
+
+    server = PgServer()
+    try:
+        yield server
+    finally:
+        server.destroy()
+
+
+def wait_for(condition, timeout: float = 120, what: str = "condition"):
+    """Poll ``condition()`` every 0.3 s until it returns something true (returned), else fail the test."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.3)
+    pytest.fail(f"timed out waiting for {what}")

@@ -91,3 +91,31 @@ def test_a_trial_that_runs_out_of_memory_fails_alone(tmp_path):
         assert trial.user_attrs["fail_reason"].startswith("TrainingError: out of memory while building the model")
     finished = study.get_trials(states=FINISHED)
     assert len(finished) == 3 and all(t.params["mlp_units"] == 32 for t in finished)
+
+
+def test_deleting_a_study_under_its_running_worker_stops_it_in_one_line(storage_url, tmp_path):
+    path = write_study(tmp_path, "doomed", trials=8, family='"mlp"', pruner="none")
+    path.write_text(path.read_text().replace("epochs = {low = 1, high = 3}", "epochs = 15"))
+    with (tmp_path / "run.err").open("w") as stderr:
+        worker = subprocess.Popen([digitune_exe(), "run", str(path), "--storage", storage_url], cwd=tmp_path,
+                                  env=_env({}), stdout=subprocess.DEVNULL, stderr=stderr, text=True)
+
+    def trials() -> list:
+        try:
+            return optuna.load_study(study_name="doomed", storage=storage_url).trials
+        except KeyError:
+            return []
+
+    deadline = time.monotonic() + 180
+    while not (any(t.state in FINISHED for t in trials()) and any(t.state == TrialState.RUNNING for t in trials())):
+        assert worker.poll() is None and time.monotonic() < deadline, (tmp_path / "run.err").read_text()
+        time.sleep(0.3)
+    deleted = run_cli("delete", "doomed", "--yes", "--storage", storage_url, cwd=tmp_path)
+    assert deleted.returncode == 0 and "deleted study 'doomed'" in deleted.stdout, deleted.stderr
+    worker.wait(timeout=120)
+    text = (tmp_path / "run.err").read_text()
+    assert worker.returncode == 2, text
+    assert "Traceback" not in text and "KeyError" not in text, text
+    assert [line for line in text.splitlines() if line.startswith("error:")] == [
+        "error: study 'doomed' was deleted while this process worked on it; nothing left to run"], text
+    assert optuna.get_all_study_names(storage=storage_url) == []  # nothing came back

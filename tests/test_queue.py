@@ -20,7 +20,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from conftest import digitune_exe, run_cli, write_study
+from conftest import digitune_exe, run_cli, wait_for, write_study
 from search import FINISHED
 
 pytestmark = pytest.mark.slow
@@ -50,16 +50,6 @@ def queue_json(url: str, cwd: Path) -> dict:
     result = run_cli("queue", "--storage", url, "--json", cwd=cwd)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
-
-
-def wait_for(condition, timeout: float = 120, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.3)
-    pytest.fail(f"timed out waiting for {what}")
 
 
 def finished(url: str, name: str) -> int:

@@ -1,0 +1,139 @@
+"""The database blinks: a private PostgreSQL server stopped in the middle of a study, then started again.
+
+``digitune run`` and ``digitune agent`` run real trials against a server of the test's own
+(``private_postgres``: the shared server on port 5432 stays up for everyone else). While
+the server is down they wait, say so once, and go on once it is back: every trial ends
+COMPLETE, PRUNED or FAILED with its reason, none stays RUNNING, the targets are met
+exactly. A server that stays down past ``$DIGITUNE_RECONNECT_SECONDS`` ends the run with
+one ``error:`` line and exit 2, and the trial it left running is failed and run again later.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from conftest import digitune_exe, run_cli, wait_for, write_study
+from search import FINISHED
+
+pytestmark = pytest.mark.slow
+
+OUTAGE_SECONDS = 30
+ONE_THREAD = {"DIGITUNE_THREADS": "1", "OMP_NUM_THREADS": "1", "TF_NUM_INTRAOP_THREADS": "1",
+              "TF_NUM_INTEROP_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+
+
+def start(args: list[str], cwd: Path, log: str, env: dict[str, str]) -> subprocess.Popen:
+    """``digitune ARGS`` in the background, its stderr in ``cwd/log``."""
+    full_env = {k: v for k, v in os.environ.items() if k != "DIGITUNE_STORAGE"}
+    full_env.update({**ONE_THREAD, **env})
+    with (cwd / log).open("w") as stderr:
+        return subprocess.Popen([digitune_exe(), *args], cwd=cwd, env=full_env, stdout=subprocess.DEVNULL,
+                                stderr=stderr, text=True)
+
+
+def trials_of(url: str, name: str) -> list[optuna.trial.FrozenTrial]:
+    try:
+        return optuna.load_study(study_name=name, storage=url).get_trials(deepcopy=False)
+    except KeyError:
+        return []
+
+
+def wait_while_running(condition, procs: list[subprocess.Popen], what: str) -> None:
+    def check() -> bool:
+        assert all(p.poll() is None for p in procs), f"a process ended before {what}"
+        return bool(condition())
+
+    wait_for(check, 180, what)
+
+
+def check_study(url: str, name: str, target: int) -> dict[str, int]:
+    trials = trials_of(url, name)
+    states = {state.name: sum(t.state == state for t in trials) for state in TrialState}
+    assert states["RUNNING"] == 0 and states["WAITING"] == 0, states
+    assert sum(t.state in FINISHED for t in trials) == target, states
+    for trial in trials:
+        if trial.state == TrialState.FAIL:
+            assert trial.user_attrs.get("fail_reason"), f"trial {trial.number} failed without a reason"
+    return states
+
+
+@pytest.fixture
+def blink_url(private_postgres) -> str:
+    return private_postgres.create_database(f"blink_{secrets.token_hex(4)}")
+
+
+def test_a_worker_and_an_agent_wait_out_a_server_restart(private_postgres, blink_url, tmp_path):
+    run_file = write_study(tmp_path, "ridden", trials=6, family='"mlp"')
+    queued = write_study(tmp_path, "queued", trials=5, family='"mlp"')
+    assert run_cli("submit", str(queued), "--storage", blink_url, cwd=tmp_path).returncode == 0
+    env = {"DIGITUNE_RECONNECT_SECONDS": "120"}
+    worker = start(["run", str(run_file), "--storage", blink_url], tmp_path, "run.err", env)
+    agent = start(["agent", "--storage", blink_url, "--until-idle", "--poll", "0.5"], tmp_path, "agent.err", env)
+    # Both in the middle of their studies: a trial finished, more to go.
+    wait_while_running(lambda: all(sum(t.state in FINISHED for t in trials_of(blink_url, name)) >= 1
+                         for name in ("ridden", "queued")), [worker, agent], "a first trial of each study")
+
+    private_postgres.stop("fast")  # ends every connection, as a restart or failover does
+    time.sleep(OUTAGE_SECONDS)
+    assert worker.poll() is None and agent.poll() is None, "a process gave up during the outage"
+    private_postgres.start()
+
+    worker.wait(timeout=300)
+    agent.wait(timeout=300)
+    for proc, log in ((worker, "run.err"), (agent, "agent.err")):
+        text = (tmp_path / log).read_text()
+        assert proc.returncode == 0, text
+        assert "Traceback" not in text and "error:" not in text, text
+        assert text.count("unreachable (") == 1 and "retrying for up to 120 s" in text, text
+        assert text.count("reachable again after") == 1, text
+        print(f"\n{log}:", *[line for line in text.splitlines() if "storage" in line], sep="\n  ")
+    print("\nafter the outage:", check_study(blink_url, "ridden", 6), check_study(blink_url, "queued", 5))
+    listed = run_cli("queue", "--storage", blink_url, "--json", cwd=tmp_path)
+    assert '"state": "done"' in listed.stdout, listed.stdout
+
+
+def test_a_server_down_past_the_deadline_ends_the_run_in_one_line(private_postgres, blink_url, tmp_path):
+    path = write_study(tmp_path, "abandoned", trials=6, family='"mlp"', pruner="none")
+    path.write_text(path.read_text().replace("epochs = {low = 1, high = 3}", "epochs = 40"))  # seconds a trial
+    env = {"DIGITUNE_RECONNECT_SECONDS": "8", "DIGITUNE_HEARTBEAT_INTERVAL": "1"}
+    worker = start(["run", str(path), "--storage", blink_url], tmp_path, "run.err", env)
+    wait_while_running(lambda: any(t.state in FINISHED for t in trials_of(blink_url, "abandoned")), [worker],
+             "a first finished trial")
+    wait_while_running(lambda: any(t.state == TrialState.RUNNING and t.params for t in trials_of(blink_url, "abandoned")),
+             [worker], "the next trial to start")
+
+    private_postgres.stop("fast")
+    stopped = time.monotonic()
+    try:
+        worker.wait(timeout=120)
+        waited = time.monotonic() - stopped
+    finally:
+        private_postgres.start()
+    text = (tmp_path / "run.err").read_text()
+    errors = [line for line in text.splitlines() if line.startswith("error:")]
+    assert worker.returncode == 2, text
+    assert "Traceback" not in text, text
+    assert len(errors) == 1 and "stayed unreachable for 8 s" in errors[0], text
+    assert 8 <= waited < 60, waited
+    print(f"\ngave up after {waited:.0f} s:", *[line for line in text.splitlines() if "storage" in line],
+          sep="\n  ")
+    left = [t for t in trials_of(blink_url, "abandoned") if t.state == TrialState.RUNNING]
+    assert len(left) == 1  # the database was gone: nothing could be told
+
+    # Once the database is back, the next worker fails the abandoned trial (with why) and runs it again.
+    result = run_cli("worker", "abandoned", "--storage", blink_url, cwd=tmp_path,
+                     env={**ONE_THREAD, "DIGITUNE_GRACE_PERIOD": "2"}, timeout=600)
+    assert result.returncode == 0, result.stderr
+    check_study(blink_url, "abandoned", 6)
+    trials = trials_of(blink_url, "abandoned")
+    dead = trials[left[0].number]
+    assert dead.state == TrialState.FAIL and dead.user_attrs["fail_reason"].startswith("no heartbeat for 2 s")
+    assert [t.params for t in trials if t.system_attrs.get("failed_trial") == dead.number] == [dead.params]
