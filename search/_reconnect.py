@@ -224,10 +224,10 @@ def keep_reconnecting(storage: T) -> T:
     cache around it) waits too. SQLite, the gRPC proxy and ``$DIGITUNE_RECONNECT_SECONDS=0``
     are left as they are.
     """
+    seconds = reconnect_seconds()  # a bad value is refused on every storage, not only where it matters
     backend = _backend(storage)
     if type(backend) is not RDBStorage or backend.engine.dialect.name == "sqlite":
         return storage
-    seconds = reconnect_seconds()
     if seconds > 0:
         backend.__class__ = ReconnectingRDBStorage  # a subclass adding no state of its own beyond the policy
         backend._reconnect = _Policy(backend, seconds)

@@ -81,13 +81,21 @@ def test_a_worker_and_an_agent_wait_out_a_server_restart(private_postgres, blink
     wait_while_running(lambda: all(sum(t.state in FINISHED for t in trials_of(blink_url, name)) >= 1
                          for name in ("ridden", "queued")), [worker, agent], "a first trial of each study")
 
-    private_postgres.stop("fast")  # ends every connection, as a restart or failover does
-    time.sleep(OUTAGE_SECONDS)
-    assert worker.poll() is None and agent.poll() is None, "a process gave up during the outage"
-    private_postgres.start()
-
-    worker.wait(timeout=300)
-    agent.wait(timeout=300)
+    try:
+        private_postgres.stop("fast")  # ends every connection, as a restart or failover does
+        try:
+            time.sleep(OUTAGE_SECONDS)
+            gave_up = [p.args[1] for p in (worker, agent) if p.poll() is not None]
+        finally:
+            private_postgres.start()
+        assert not gave_up, f"{gave_up} ended during the outage"
+        worker.wait(timeout=300)
+        agent.wait(timeout=300)
+    finally:
+        for proc in (worker, agent):
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
     for proc, log in ((worker, "run.err"), (agent, "agent.err")):
         text = (tmp_path / log).read_text()
         assert proc.returncode == 0, text
@@ -117,6 +125,9 @@ def test_a_server_down_past_the_deadline_ends_the_run_in_one_line(private_postgr
         waited = time.monotonic() - stopped
     finally:
         private_postgres.start()
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
     text = (tmp_path / "run.err").read_text()
     errors = [line for line in text.splitlines() if line.startswith("error:")]
     assert worker.returncode == 2, text
@@ -137,3 +148,16 @@ def test_a_server_down_past_the_deadline_ends_the_run_in_one_line(private_postgr
     dead = trials[left[0].number]
     assert dead.state == TrialState.FAIL and dead.user_attrs["fail_reason"].startswith("no heartbeat for 2 s")
     assert [t.params for t in trials if t.system_attrs.get("failed_trial") == dead.number] == [dead.params]
+
+
+def test_a_bad_reconnect_wait_is_refused_in_one_line(tmp_path):
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    path = write_study(tmp_path, "unstarted", trials=1, family='"mlp"')
+    for value in ("soon", "-5"):
+        result = run_cli("run", str(path), "--storage", url, cwd=tmp_path, env={"DIGITUNE_RECONNECT_SECONDS": value})
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.strip().splitlines() == [(
+            f"error: $DIGITUNE_RECONNECT_SECONDS must be a number of seconds, 0 or more; got {value!r} "
+            f"(unset it to wait up to 300 s for a lost database)")], result.stderr
+        assert "Traceback" not in result.stderr
+    assert optuna.get_all_study_names(storage=url) == []  # nothing was started

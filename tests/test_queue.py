@@ -224,3 +224,22 @@ def test_agent_processes_share_the_queue_and_a_time_budget_ends_a_study(tmp_path
     assert states["by-time"][0] == "done" and 1 <= states["by-time"][1] < 50  # its 2 s ran out
     assert len(listed["agents"]) == 2 and {a["status"] for a in listed["agents"]} == {"exited"}
     assert sum(a["trials_run"] for a in listed["agents"]) == 4 + states["by-time"][1]
+
+
+def test_an_agent_leaves_a_study_deleted_under_it_and_goes_on(storage_url, tmp_path):
+    doomed = write_study(tmp_path, "doomed", trials=20, family='"mlp"', pruner="none")
+    doomed.write_text(doomed.read_text().replace("epochs = {low = 1, high = 3}", "epochs = 15"))
+    kept = write_study(tmp_path, "kept", trials=2, family='"mlp"')
+    assert run_cli("submit", str(doomed), "--storage", storage_url, "--priority", "5", cwd=tmp_path).returncode == 0
+    assert run_cli("submit", str(kept), "--storage", storage_url, cwd=tmp_path).returncode == 0
+    agent = start_agent(storage_url, tmp_path, "agent.err", "--until-idle")
+    wait_for(lambda: finished(storage_url, "doomed") >= 1 and any(
+        a["status"] == "working" and a["study"] == "doomed" and a["trial"] is not None
+        for a in queue_json(storage_url, tmp_path)["agents"]), what="the agent working on 'doomed'")
+    deleted = run_cli("delete", "doomed", "--yes", "--storage", storage_url, cwd=tmp_path)
+    assert deleted.returncode == 0, deleted.stderr
+    log = finish(agent, tmp_path, "agent.err")
+    assert "Traceback" not in log and "KeyError" not in log, log
+    assert log.count("study 'doomed' was deleted; leaving it") == 1, log
+    assert finished(storage_url, "kept") == 2
+    assert [s["name"] for s in queue_json(storage_url, tmp_path)["studies"]] == ["kept"]
