@@ -161,3 +161,33 @@ def test_a_bad_reconnect_wait_is_refused_in_one_line(tmp_path):
             f"(unset it to wait up to 300 s for a lost database)")], result.stderr
         assert "Traceback" not in result.stderr
     assert optuna.get_all_study_names(storage=url) == []  # nothing was started
+
+
+def test_a_trial_no_worker_holds_is_adopted_then_failed_after_the_grace_period(postgres_url, monkeypatch):
+    # What a claim whose reply was lost leaves behind: a running trial that never sent a heartbeat.
+    import warnings
+
+    from search import open_storage
+    from search._claim import fail_stale_trials
+    from search._reconnect import adopt_orphans
+
+    monkeypatch.setenv("DIGITUNE_HEARTBEAT_INTERVAL", "1")
+    monkeypatch.setenv("DIGITUNE_GRACE_PERIOD", "1")
+    storage = open_storage(postgres_url)
+    study = optuna.create_study(study_name="orphans", storage=storage)
+    with warnings.catch_warnings():  # Optuna: heartbeats are meant for Study.optimize
+        warnings.simplefilter("ignore")
+        orphan = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
+    time.sleep(2.5)
+    fail_stale_trials(study)
+    assert study.trials[orphan.number].state == TrialState.RUNNING  # Optuna never fails a trial without heartbeats
+
+    adopt_orphans(storage, study._study_id)
+    adopt_orphans(storage, study._study_id)  # once is enough: a trial with a heartbeat is left alone
+    time.sleep(2.5)
+    fail_stale_trials(study)
+    trials = study.get_trials()
+    assert trials[orphan.number].state == TrialState.FAIL
+    assert trials[orphan.number].user_attrs["fail_reason"].startswith("no heartbeat for 1 s")
+    (retry,) = [t for t in trials if t.system_attrs.get("failed_trial") == orphan.number]
+    assert retry.state == TrialState.WAITING and retry.params == orphan.params
