@@ -35,6 +35,9 @@ POOL_RECYCLE_SECONDS = 1800  # reopen pooled connections before firewalls or ser
 # The driver's name for its connect timeout (libpq's and MySQL's connect_timeout, pg8000's timeout).
 TIMEOUT_ARGUMENT = {"psycopg": "connect_timeout", "psycopg2": "connect_timeout", "pg8000": "timeout",
                     "pymysql": "connect_timeout", "mysqldb": "connect_timeout"}
+# libpq: unacknowledged data fails the connection after 30 s; an idle one is probed after 30 s (search/_reconnect).
+LIBPQ_DEAD_LINK = {"tcp_user_timeout": 30000, "keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10,
+                   "keepalives_count": 3}
 GRPC_SCHEME = "grpc"
 GRPC_DEFAULT_PORT = 13000
 
@@ -185,6 +188,8 @@ def _engine_kwargs(parsed) -> dict:
         connect_args[timeout_key] = CONNECT_TIMEOUT
     if driver in ("psycopg", "psycopg2") and "application_name" not in parsed.query:
         connect_args["application_name"] = "digitune"  # how our connections show in pg_stat_activity
+    if driver in ("psycopg", "psycopg2"):  # a link cut under a connection fails in seconds, not TCP's 15 min
+        connect_args.update({k: v for k, v in LIBPQ_DEAD_LINK.items() if k not in parsed.query})
     if connect_args:
         engine_kwargs["connect_args"] = connect_args
     return engine_kwargs

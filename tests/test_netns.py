@@ -5,8 +5,8 @@ to the host by a veth pair on a bridge; a private PostgreSQL server listens on t
 address (10.77.N.1) only, so everything the agents say to it crosses the links. One agent's
 link goes down in the middle of a trial. The other agent fails that trial once its heartbeat
 is older than the grace period (seconds here) and runs its parameters again; when the link
-comes back the cut-off agent finds its trial failed, goes back to the queue and exits when
-the budget is spent. The budget stays exact. Skipped where namespaces cannot be made.
+comes back the cut-off agent, which meanwhile said once that it lost the database, says it is
+back, finds its trial failed, goes back to the queue and exits when the budget is spent. The budget stays exact. Skipped where namespaces cannot be made.
 """
 
 from __future__ import annotations
@@ -136,6 +136,10 @@ def test_an_agent_cut_off_mid_trial_is_recovered_and_rejoins(network, linked_pos
         failed = wait_for(lambda: study.trials[victim.number].state == TrialState.FAIL, 120,
                           "the cut-off agent's trial to be failed after the grace period")
         assert failed and agents[0].poll() is None
+        # The cut-off agent notices too (libpq gives up on unacknowledged data after 30 s) and waits.
+        wait_for(lambda: "unreachable (" in (tmp_path / "agent-0.err").read_text(), 120,
+                 "the cut-off agent to say it lost the database")
+        assert agents[0].poll() is None
         network.mend(0)
         for proc in agents:
             proc.wait(timeout=300)
@@ -148,6 +152,7 @@ def test_an_agent_cut_off_mid_trial_is_recovered_and_rejoins(network, linked_pos
     for proc, log in zip(agents, logs):
         assert proc.returncode == 0, log
         assert "Traceback" not in log and "error:" not in log, log
+    assert logs[0].count("unreachable (") == 1 and logs[0].count("reachable again after") == 1, logs[0]
     assert "no study has work left" in logs[0]  # back on the queue once the link came back
 
     trials = optuna.load_study(study_name="spread", storage=url).trials
