@@ -29,7 +29,8 @@ from models import DataError, Dataset, load_dataset
 from ._artifacts import ModelKeeper
 from ._queue import AgentRecord, QueueEntry, mark_ended, mark_started, queue_entries, queue_entry, state_of
 from ._reconnect import keep_reconnecting
-from ._runner import DATASET_ATTR, StudyNotFoundError, load_study, open_study, run_study, stored_spec
+from ._runner import StudyNotFoundError, load_study, open_study, run_study, stored_spec
+from ._schema import stored_dataset
 from ._signals import Interrupt
 from ._spec import SpecError, StudySpec
 
@@ -191,7 +192,7 @@ class Agent:
         loaded = self._data[key]
         if isinstance(loaded, DataError):
             return self._refuse(name, f"cannot load its data {spec.data.source!r} on this machine: {loaded}")
-        recorded = study.user_attrs.get(DATASET_ATTR, {}).get("fingerprint")
+        recorded = stored_dataset(study.user_attrs).get("fingerprint")
         if recorded and recorded != loaded.info.fingerprint:
             return self._refuse(
                 name, f"its data {spec.data.source!r} here has fingerprint {loaded.info.fingerprint}, but the study "

@@ -24,11 +24,9 @@ from ._signals import interrupts
 from ._space import check_space_fits, default_params
 from ._spec import Choice, Param, Range, SpecError, StudySpec, spec_from_dict
 
-_logger = logging.getLogger("digitune")
+from ._schema import DATASET_ATTR, MANIFEST_ATTR, SPEC_ATTR, stored_dataset, stored_record  # DATASET_ATTR, SPEC_ATTR re-exported
 
-SPEC_ATTR = "digitune_spec"
-DATASET_ATTR = "dataset"
-MANIFEST_ATTR = "manifest"
+_logger = logging.getLogger("digitune")
 
 AGENTS_STUDY = "digitune-agents"  # the agent registry (see _queue): a reserved study, not listed
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -202,8 +200,8 @@ def _min_resource(spec: StudySpec, train_images: int | None = None) -> int:
 
 def stored_spec(study: optuna.Study) -> StudySpec:
     """The spec a study was created with, as digitune stored it on the study."""
-    data = study.user_attrs.get(SPEC_ATTR)
-    if data is None:
+    data = stored_record(study.user_attrs, SPEC_ATTR)
+    if not data:
         raise SpecError(f"study {study.study_name!r} was not created by digitune (it has no stored spec)")
     return spec_from_dict(data, source=f"study {study.study_name!r}")
 
@@ -232,21 +230,16 @@ def open_study(spec: StudySpec, storage: optuna.storages.BaseStorage, dataset: D
     keep_reconnecting(storage)  # a long-running process: a database that blinks is waited for
     check_space_fits(spec, dataset.info.image_shape)
     pruner = make_pruner(spec, len(dataset.x_train))
-    try:
-        study = optuna.load_study(study_name=spec.name, storage=storage, sampler=make_sampler(spec), pruner=pruner)
-    except KeyError:
-        study = optuna.create_study(storage=storage, study_name=spec.name, sampler=make_sampler(spec),
-                                    pruner=pruner, directions=list(spec.directions), load_if_exists=True)
-        study.set_user_attr(SPEC_ATTR, spec.to_dict())
-        study.set_user_attr(DATASET_ATTR, dataset.info.to_dict())
-        _enqueue_first_trials(study, spec, dataset.info.image_shape, new=True)
+    with study_lock(storage, spec.name):  # processes opening a new study at once: one creates it, whole
+        study, created = _load_or_create(spec, storage, dataset, pruner)
+    if created:
         if on_ready is not None:
             on_ready(study)
         study.set_user_attr(MANIFEST_ATTR, manifest(dataset))
         return study
     study.sampler = make_sampler(spec, stream=(len(study.get_trials(deepcopy=False)), seed_offset))
     _check_definition(study, spec)
-    fingerprint = study.user_attrs.get(DATASET_ATTR, {}).get("fingerprint")
+    fingerprint = stored_dataset(study.user_attrs).get("fingerprint")
     if fingerprint and fingerprint != dataset.info.fingerprint:
         raise SpecError(
             f"study {spec.name!r} was run on data with fingerprint {fingerprint}, but {dataset.info.source} "
@@ -262,6 +255,21 @@ def open_study(spec: StudySpec, storage: optuna.storages.BaseStorage, dataset: D
     if on_ready is not None:
         on_ready(study)
     return study
+
+
+def _load_or_create(spec: StudySpec, storage: optuna.storages.BaseStorage, dataset: Dataset,
+                    pruner: optuna.pruners.BasePruner) -> tuple[optuna.Study, bool]:
+    """The stored study, or a new one with its spec, data and first trials; and whether it is new."""
+    try:
+        return optuna.load_study(study_name=spec.name, storage=storage, sampler=make_sampler(spec), pruner=pruner), False
+    except KeyError:
+        pass
+    study = optuna.create_study(storage=storage, study_name=spec.name, sampler=make_sampler(spec),
+                                pruner=pruner, directions=list(spec.directions), load_if_exists=True)
+    study.set_user_attr(SPEC_ATTR, spec.to_dict())
+    study.set_user_attr(DATASET_ATTR, dataset.info.to_dict())
+    _enqueue_first_trials(study, spec, dataset.info.image_shape, new=True)
+    return study, True
 
 
 def _check_definition(study: optuna.Study, spec: StudySpec) -> None:
