@@ -6,36 +6,49 @@ storage, the dashboard starts one here (``digitune agent``, in its own process g
 output in a log file) and says so. Stopping a study sets its queue state (agents leave it
 after the running trial); stopping the local agent sends it SIGINT. Submitting, stopping
 and resuming are the only things the dashboard writes.
+
+The launch folder is private: by default ``$TMPDIR/digitune-launches-UID`` (mode 0700); a
+folder another user owns or can write to is refused. No file in it is opened through a
+link, and none is read back by its name.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
+import pwd
 import re
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from search._storage import STORAGE_ENV
 
 LAUNCH_DIR_ENV = "DIGITUNE_LAUNCH_DIR"
 DATASETS = ("digits", "fashion-mnist", "mnist")
 MAX_FILE_STEM = 80  # characters of the study name kept in its file's name
+LOG_TAIL_BYTES = 64 * 1024  # the end of an agent's log that the page reads
+
+
+class LaunchFolderError(PermissionError):
+    """A launch folder that others could write to; the message says why and what to do."""
 
 
 @dataclass
 class LocalAgent:
     """A ``digitune agent`` the dashboard started on this machine."""
 
-    log_file: Path
+    log_file: Path  # shown to the user; the log is read through ``log_fd``, never by this name again
     process: subprocess.Popen
     workers: int = 1
     started: float = field(default_factory=time.time)
+    log_fd: int | None = None
 
     @property
     def running(self) -> bool:
@@ -46,10 +59,15 @@ class LocalAgent:
         return self.process.poll()
 
     def log_tail(self, lines: int = 12) -> str:
+        """The log's last ``lines`` lines (of its last ``LOG_TAIL_BYTES``), read from the file the agent writes."""
+        if self.log_fd is None:
+            return ""
         try:
-            return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
+            size = os.fstat(self.log_fd).st_size
+            text = os.pread(self.log_fd, LOG_TAIL_BYTES, max(0, size - LOG_TAIL_BYTES)).decode(errors="replace")
         except OSError:
             return ""
+        return "\n".join(text.splitlines()[-lines:])
 
     def stop(self, timeout: float = 60) -> int | None:
         """Ctrl-C for the agent and its processes; waits up to ``timeout`` seconds for the running trial's end."""
@@ -92,21 +110,76 @@ def _quickstart() -> dict[str, Any]:
 
 
 def launch_folder(folder: str | os.PathLike | None = None) -> Path:
-    path = Path(folder or os.environ.get(LAUNCH_DIR_ENV) or Path(tempfile.gettempdir()) / "digitune-launches")
-    path.mkdir(parents=True, exist_ok=True)
+    """The launch folder (``folder``, else ``$DIGITUNE_LAUNCH_DIR``, else a private one), made if missing.
+
+    ``LaunchFolderError`` if it is not this user's own or others can write to it.
+    """
+    path, default = _chosen_folder(folder)
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    _check_private(path, default)
     return path
+
+
+def launch_folder_problem(folder: str | os.PathLike | None = None) -> str | None:
+    """Why the launch folder would be refused, or None (also when it does not exist yet); creates nothing."""
+    path, default = _chosen_folder(folder)
+    try:
+        if os.path.lexists(path):
+            _check_private(path, default)
+    except OSError as exc:
+        return str(exc)
+    return None
+
+
+def _chosen_folder(folder: str | os.PathLike | None) -> tuple[Path, bool]:
+    """The launch folder's path and whether it is the default one."""
+    chosen = folder or os.environ.get(LAUNCH_DIR_ENV, "").strip()
+    if chosen:
+        return Path(chosen), False
+    return Path(tempfile.gettempdir()) / f"digitune-launches-{os.geteuid()}", True
+
+
+def _check_private(path: Path, default: bool) -> None:
+    """``LaunchFolderError`` unless ``path`` is a folder of this user's that no one else can write to.
+
+    A chosen folder may be a link to one; the default, in a folder every user shares, may not.
+    """
+    info = os.lstat(path) if default else os.stat(path)
+    fix = f"set ${LAUNCH_DIR_ENV} to a folder of your own (e.g. mkdir -m 700 ~/digitune-launches)"
+    if stat.S_ISLNK(info.st_mode):
+        raise LaunchFolderError(f"the launch folder {path} is a symbolic link, which anyone could have made; {fix}")
+    if not stat.S_ISDIR(info.st_mode):
+        raise LaunchFolderError(f"the launch folder {path} is not a folder; {fix}")
+    if info.st_uid != os.geteuid():
+        raise LaunchFolderError(f"the launch folder {path} belongs to {_user(info.st_uid)}, not to you "
+                                f"({_user(os.geteuid())}): its owner could plant or swap files in it; {fix}")
+    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise LaunchFolderError(f"the launch folder {path} can be written by other users (mode "
+                                f"{stat.S_IMODE(info.st_mode):04o}): they could plant or swap files in it; run "
+                                f"chmod go-w {path}, or {fix}")
+
+
+def _user(uid: int) -> str:
+    try:
+        return f"{pwd.getpwuid(uid).pw_name} (uid {uid})"
+    except KeyError:
+        return f"uid {uid}"
 
 
 def submit_definition(definition: dict[str, Any], storage_url: str, *, priority: int = 0,
                       folder: str | os.PathLike | None = None):
-    """Write ``definition`` as a study file in the launch folder and submit it to the queue; its ``QueueEntry``."""
+    """Submit ``definition`` to the queue, keeping it as a study file in the launch folder; its ``QueueEntry``.
+
+    The spec submitted is the one parsed here; the file is written from it and never read back.
+    """
     import tomli_w
 
-    from search import load_spec, open_storage, submit
+    from search import open_storage, spec_from_dict, submit
 
     study_file = study_file_path(definition["study"]["name"], folder)
-    _write_atomically(study_file, tomli_w.dumps(definition))
-    return submit(load_spec(study_file), open_storage(storage_url), priority=priority)
+    spec = spec_from_dict(definition, source=str(study_file))
+    _write_atomically(study_file, tomli_w.dumps(spec.to_dict()))
+    return submit(spec, open_storage(storage_url), priority=priority)
 
 
 def study_file_path(name: str, folder: str | os.PathLike | None = None) -> Path:
@@ -118,15 +191,18 @@ def study_file_path(name: str, folder: str | os.PathLike | None = None) -> Path:
     """
     base = launch_folder(folder).resolve()
     stem = re.sub(r"[^A-Za-z0-9_-]+", "_", name).strip("_-")[:MAX_FILE_STEM] or "study"
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    path = base / f"{stem}-{stamp}.toml"
-    for n in range(2, 1000):
-        if not path.exists():
-            break
-        path = base / f"{stem}-{stamp}-{n}.toml"  # two launches of one name in one second
+    path = next(p for p in _new_names(base, stem, ".toml") if not os.path.lexists(p))
     if path.resolve().parent != base:
         raise ValueError(f"study file {path} would lie outside the launch folder {base}")
     return path
+
+
+def _new_names(folder: Path, stem: str, suffix: str) -> Iterator[Path]:
+    """``STEM-TIME.SUFFIX`` in ``folder``, then ``STEM-TIME-2.SUFFIX`` and on (two in one second)."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    yield folder / f"{stem}-{stamp}{suffix}"
+    for n in itertools.count(2):
+        yield folder / f"{stem}-{stamp}-{n}{suffix}"
 
 
 def _write_atomically(path: Path, text: str) -> None:
@@ -149,14 +225,32 @@ def live_agents(storage) -> list[dict[str, Any]]:
 
 
 def start_agent(storage_url: str, *, workers: int = 1, folder: str | os.PathLike | None = None) -> LocalAgent:
-    """Start ``digitune agent`` in the background on ``storage_url``, with its output in the launch folder."""
-    log_file = launch_folder(folder) / f"agent-{time.strftime('%Y%m%d-%H%M%S')}.log"
+    """Start ``digitune agent`` in the background on ``storage_url``, with its output in the launch folder.
+
+    The log is a new file (``O_EXCL | O_NOFOLLOW``, mode 0600): a link or file planted under
+    its name is passed over, never followed or overwritten.
+    """
+    log_file, log_fd = _create_log(launch_folder(folder))
     command = [sys.executable, "-m", "search.cli", "agent", "--poll", "2"]
     if workers > 1:
         command += ["--workers", str(workers)]
-    with log_file.open("w") as log:
+    try:
         # The storage goes in the environment: a password on the command line would show in the process list.
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        process = subprocess.Popen(command, stdout=log_fd, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                    start_new_session=True,
                                    env={**os.environ, "PYTHONUNBUFFERED": "1", STORAGE_ENV: storage_url})
-    return LocalAgent(log_file, process, workers)
+    except BaseException:
+        os.close(log_fd)
+        raise
+    return LocalAgent(log_file, process, workers, log_fd=log_fd)
+
+
+def _create_log(folder: Path) -> tuple[Path, int]:
+    """A new ``agent-TIME.log`` in ``folder``, open for reading and writing (a name already taken is skipped)."""
+    flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    for path in _new_names(folder, "agent", ".log"):
+        try:
+            return path, os.open(path, flags, 0o600)
+        except FileExistsError:
+            continue
+    raise AssertionError("unreachable: _new_names never ends")

@@ -39,7 +39,7 @@ from dashboard._data import (  # noqa: E402
     storage_url,
     study_summary,
 )
-from dashboard._launch import DATASETS, LocalAgent, live_agents, start_agent, study_from_fields, submit_definition  # noqa: E402,E501
+from dashboard._launch import DATASETS, LocalAgent, launch_folder_problem, live_agents, start_agent, study_from_fields, submit_definition  # noqa: E402,E501
 from dashboard._queue import agent_rows, queue_figure, queue_rows  # noqa: E402
 from search._cli_dashboard import TOKEN_ENV  # noqa: E402
 from dashboard._model import (  # noqa: E402
@@ -619,7 +619,10 @@ def launch_page(reader: Reader) -> None:
                                     key="launch_workers")
         uploaded = st.file_uploader("…or a study file (TOML) instead of these fields", type=["toml"],
                                     key="launch_file")
-        if st.button("Launch", type="primary", key="launch_button"):
+        problem = launch_folder_problem()  # a folder others can write to: say so before anything is typed in
+        if problem:
+            st.error(f"Cannot launch: {problem}")
+        if st.button("Launch", type="primary", key="launch_button", disabled=bool(problem)):
             try:
                 if uploaded is not None:
                     definition = _uploaded_definition(uploaded)
@@ -627,19 +630,26 @@ def launch_page(reader: Reader) -> None:
                     definition = study_from_fields(name=name, dataset=dataset, trials=int(trials), sampler=sampler,
                                                    pruner=pruner, families=families or ["mlp"])
                 entry = submit_definition(definition, reader.url or "", priority=int(priority))
+                _launched(reader, entry, local, int(workers))
             except (SpecError, StorageError, tomllib.TOMLDecodeError, UnicodeDecodeError, OSError) as exc:
                 st.error(f"Cannot launch: {exc}")
-            else:
-                message = f"Launched study {entry.name!r} ({entry.trials} trials): submitted to the queue"
-                running = live_agents(reader.opened()) or [a for a in local if a.running]
-                if running:
-                    message += f"; {len(running)} running agent(s) will pick it up."
-                else:
-                    local.append(start_agent(reader.url or "", workers=int(workers)))
-                    message += (f"; no agent was running, so one was started here ({int(workers)} process"
-                                f"{'es' if workers > 1 else ''}).")
-                st.success(message)
     _launched_progress(reader, local)
+
+
+def _launched(reader: Reader, entry, local: list[LocalAgent], workers: int) -> None:
+    """Say what became of a submitted study: running agents will take it, or one is started here for it."""
+    message = f"Launched study {entry.name!r} ({entry.trials} trials): submitted to the queue"
+    running = live_agents(reader.opened()) or [a for a in local if a.running]
+    if running:
+        st.success(message + f"; {len(running)} running agent(s) will pick it up.")
+        return
+    try:
+        local.append(start_agent(reader.url or "", workers=workers))
+    except OSError as exc:  # e.g. the launch folder went bad after the study file was written
+        st.warning(f"{message}, but no agent could be started here: {exc}")
+        return
+    st.success(message + f"; no agent was running, so one was started here ({workers} process"
+               f"{'es' if workers > 1 else ''}).")
 
 
 def _uploaded_definition(uploaded) -> dict[str, Any]:

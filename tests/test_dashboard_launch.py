@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import os
 import signal
+import tempfile
 import time
 from pathlib import Path
 
 import optuna
 import pytest
 
-from dashboard._launch import live_agents, start_agent, study_from_fields, submit_definition
-from search import FINISHED, SpecError, open_storage, queue_entry, stop
+from dashboard._launch import (LaunchFolderError, launch_folder, live_agents, start_agent, study_from_fields,
+                               submit_definition)
+from search import FINISHED, SpecError, open_storage, queue_entries, queue_entry, stop
 
 pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest  # noqa: E402
@@ -136,3 +138,115 @@ def test_the_queue_page_stops_and_resumes_a_study(tmp_path, monkeypatch):
     at.run(timeout=60)
     assert not at.exception, at.exception
     assert queue_entry(open_storage(url), "waiting").state == "queued"
+
+
+def _private(folder: Path) -> Path:
+    folder.mkdir(mode=0o700)
+    return folder
+
+
+def test_a_link_planted_under_the_agent_log_name_is_passed_over_not_followed(tmp_path):
+    launches, victim = _private(tmp_path / "launches"), tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    now = time.time()
+    planted = {f"agent-{time.strftime('%Y%m%d-%H%M%S', time.localtime(now + s))}.log" for s in range(-1, 30)}
+    for name in planted:  # the names the agent's log could take in the next half minute
+        (launches / name).symlink_to(victim)
+    agent = start_agent(f"sqlite:///{tmp_path / 'a.db'}", folder=launches)
+    try:
+        deadline = time.monotonic() + 120
+        while "waiting for studies" not in agent.log_tail():
+            assert agent.running and time.monotonic() < deadline, agent.log_tail()
+            time.sleep(0.2)
+    finally:
+        agent.stop(timeout=30)
+    assert victim.read_text() == "precious\n"
+    assert agent.log_file.parent == launches and agent.log_file.name not in planted
+    assert agent.log_file.is_file() and not agent.log_file.is_symlink()
+    assert agent.log_file.stat().st_mode & 0o777 == 0o600
+    assert "agent stopped (SIGINT)" in agent.log_file.read_text()
+
+
+def _refused(folder: Path) -> str:
+    """Every launch call on ``folder`` is refused (``LaunchFolderError``) and writes nothing there; the message."""
+    before = sorted(folder.iterdir())
+    with pytest.raises(LaunchFolderError) as refused:
+        launch_folder(folder)
+    with pytest.raises(LaunchFolderError):
+        submit_definition(SMALL, f"sqlite:///{folder.parent / 'r.db'}", folder=folder)
+    with pytest.raises(LaunchFolderError):
+        start_agent(f"sqlite:///{folder.parent / 'r.db'}", folder=folder)
+    assert sorted(folder.iterdir()) == before and not (folder.parent / "r.db").exists()
+    return str(refused.value)
+
+
+def test_a_launch_folder_others_can_write_is_refused(tmp_path):
+    shared = _private(tmp_path / "shared")
+    shared.chmod(0o777)
+    assert _refused(shared) == (f"the launch folder {shared} can be written by other users (mode 0777): they could "
+                                f"plant or swap files in it; run chmod go-w {shared}, or set $DIGITUNE_LAUNCH_DIR "
+                                f"to a folder of your own (e.g. mkdir -m 700 ~/digitune-launches)")
+    shared.chmod(0o770)
+    assert "can be written by other users (mode 0770)" in _refused(shared)
+    shared.chmod(0o755)
+    assert launch_folder(shared) == shared  # readable by others is fine: nothing secret is kept there
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="giving a folder to another user needs root")
+def test_a_launch_folder_another_user_owns_is_refused(tmp_path):
+    theirs = _private(tmp_path / "theirs")
+    os.chown(theirs, 65534, 65534)
+    message = _refused(theirs)
+    assert message.startswith(f"the launch folder {theirs} belongs to ") and "(uid 65534), not to you (" in message
+    assert message.endswith("its owner could plant or swap files in it; set $DIGITUNE_LAUNCH_DIR to a folder of "
+                            "your own (e.g. mkdir -m 700 ~/digitune-launches)")
+
+
+def test_the_default_launch_folder_is_private_to_its_user(tmp_path, monkeypatch):
+    monkeypatch.delenv("DIGITUNE_LAUNCH_DIR", raising=False)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # tempfile's own setting for the temp folder
+    default = tmp_path / f"digitune-launches-{os.geteuid()}"
+    assert launch_folder() == default and default.stat().st_mode & 0o777 == 0o700
+    default.rmdir()
+    (tmp_path / "elsewhere").mkdir(mode=0o700)
+    default.symlink_to(tmp_path / "elsewhere")  # planted by someone else in the shared temp folder
+    with pytest.raises(LaunchFolderError, match="is a symbolic link, which anyone could have made"):
+        launch_folder()
+
+
+def test_the_study_submitted_is_the_one_parsed_even_if_its_file_is_swapped(tmp_path, monkeypatch):
+    import dashboard._launch as launch
+
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    write = launch._write_atomically
+
+    def write_then_swap(path: Path, text: str) -> None:  # whoever owns the folder, between write and submit
+        write(path, text)
+        path.write_text('[study]\nname = "swapped"\ntrials = 99\n[data]\nsource = "digits"\n')
+
+    monkeypatch.setattr(launch, "_write_atomically", write_then_swap)
+    definition = study_from_fields(name="parsed", dataset="digits", trials=3, sampler="random", pruner="none",
+                                   families=["mlp"], base=SMALL)
+    entry = submit_definition(definition, url, folder=tmp_path)
+    assert (entry.name, entry.trials) == ("parsed", 3)
+    assert [e.name for e in queue_entries(open_storage(url))] == ["parsed"]
+
+
+def test_the_launch_page_says_why_it_refuses_a_launch_folder(tmp_path, monkeypatch):
+    shared = _private(tmp_path / "shared")
+    shared.chmod(0o777)
+    monkeypatch.setenv("DIGITUNE_STORAGE", f"sqlite:///{tmp_path / 'p.db'}")
+    monkeypatch.setenv("DIGITUNE_LAUNCH_DIR", str(shared))
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.query_params.update(page="Launch")
+    at.run(timeout=60)
+    assert not at.exception, at.exception
+    assert [e.value for e in at.error] == [f"Cannot launch: the launch folder {shared} can be written by other "
+                                           f"users (mode 0777): they could plant or swap files in it; run chmod "
+                                           f"go-w {shared}, or set $DIGITUNE_LAUNCH_DIR to a folder of your own "
+                                           f"(e.g. mkdir -m 700 ~/digitune-launches)"]
+    assert at.button(key="launch_button").disabled
+    shared.chmod(0o700)
+    at.run(timeout=60)
+    assert not at.error and not at.button(key="launch_button").disabled
+    assert not list(shared.iterdir()) and not (tmp_path / "p.db").exists()  # showing the page writes nothing
