@@ -13,6 +13,7 @@ other way round, so every layer can use the one helper; it needs nothing but the
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import secrets
@@ -41,6 +42,19 @@ def _fsync(path: Path, directory: bool = False) -> None:
         os.close(fd)
 
 
+def _real_target(target: Path) -> Path:
+    """The file a write to ``target`` should replace: a link's own target; refused if not a regular file.
+
+    Renaming over a symbolic link would replace the link, and over a device, named pipe or
+    socket would replace the node itself (``-o /dev/null`` as root): those are refused.
+    """
+    real = Path(os.path.realpath(target))
+    if real.exists() and not real.is_file():
+        kind = "a folder" if real.is_dir() else "a device, named pipe or socket"
+        raise OSError(errno.EINVAL, f"{kind}, not a regular file; give a file path")
+    return real
+
+
 @contextlib.contextmanager
 def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``target`` to write; when the block ends well, it replaces ``target``.
@@ -49,7 +63,7 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     insist on one, such as Keras' ``model.save``. The folder must exist. On any
     exception (``KeyboardInterrupt`` too) the temporary file is removed and ``target`` is untouched.
     """
-    target = Path(target)
+    target = _real_target(Path(target))
     temp = _create_beside(target)
     try:
         yield temp

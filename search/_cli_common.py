@@ -124,6 +124,8 @@ def user_errors(func: Callable) -> Callable:
 _DAMAGED = ("file is not a database", "database disk image is malformed", "database corruption")
 _FULL = ("database or disk is full", "disk i/o error", "no space left on device", "could not extend file",
          "disk quota exceeded")
+_READ_ONLY = ("attempt to write a readonly database", "readonly database", "read-only file system",
+              "read-only transaction")
 
 
 def storage_problem(exc: BaseException, storage: str | None) -> str | None:
@@ -145,6 +147,9 @@ def storage_problem(exc: BaseException, storage: str | None) -> str | None:
             if any(text in reason.lower() for text in _FULL):
                 return (f"storage {shown} cannot be written ({reason}); free space on its disk (or move the "
                         f"database elsewhere), then run the command again")
+            if any(text in reason.lower() for text in _READ_ONLY):
+                return (f"storage {shown} cannot be written ({reason}); this user needs write access to the "
+                        f"database (for SQLite, to its file and its folder), or give another --storage")
         exc = exc.__cause__ or exc.__context__
     return None
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import datetime
+import errno
 import os
 import tempfile
 from dataclasses import dataclass
@@ -76,8 +77,8 @@ def best_model(study: optuna.Study, dataset: Dataset, keeper: ModelKeeper | None
 
 
 def _unwritable(path: Path, exc: OSError) -> str:
-    return (f"cannot write {path}: {exc.strerror or exc}; nothing was changed there (free some space, or "
-            f"write elsewhere with -o)")
+    hint = "free some space, or write elsewhere with -o" if exc.errno == errno.ENOSPC else "write elsewhere with -o"
+    return f"cannot write {path}: {exc.strerror or exc}; nothing was changed there ({hint})"
 
 
 def export_model(study: optuna.Study, dataset: Dataset, destination: str | os.PathLike,

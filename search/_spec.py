@@ -255,6 +255,8 @@ def spec_from_dict(data: dict[str, Any], *, source: str = "<study>") -> StudySpe
     if len(name.strip()) > MAX_NAME_LENGTH:
         raise SpecError(f"{source}: [study] name is {len(name.strip())} characters long; the storage keeps names "
                         f"of at most {MAX_NAME_LENGTH}: give a shorter one")
+    if any(not ch.isprintable() for ch in name):  # NUL, newlines, terminal escapes: shown raw to every viewer
+        raise SpecError(f"{source}: [study] name {name!r} holds a control character; use printable characters only")
     objectives = _objectives(source, study)
     sampler = _choice_value(source, "study.sampler", study.get("sampler", "tpe"), SAMPLERS)
     pruner = _choice_value(source, "study.pruner", study.get("pruner", "hyperband"), PRUNERS)

@@ -20,7 +20,7 @@ import sqlalchemy
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
-from ._storage_setup import NotAStudyDatabase, check_existing, create_with_retry, schema_lock
+from ._storage_setup import NotAStudyDatabase, check_existing, create_with_retry, refuse_foreign_sqlite, schema_lock
 
 DEFAULT_STORAGE = "sqlite:///studies/digitune.db"
 STORAGE_ENV = "DIGITUNE_STORAGE"
@@ -56,9 +56,22 @@ def resolve_storage_url(cli_value: str | None = None) -> str:
         if value and value.strip():
             value = value.strip()
             if "://" not in value:  # a bare path means a SQLite file
+                _refuse_mistyped_url(value)
                 return f"sqlite:///{value}"
             return value
     return DEFAULT_STORAGE
+
+
+# A value without "://" that is a URL with a typo, not a file path: "scheme:/rest" or "user:password@host".
+_MISTYPED_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:/(?!/)|^[^/@]*:[^/@]*@")
+
+
+def _refuse_mistyped_url(value: str) -> None:
+    """Refuse a storage value that looks like a mistyped URL (it may hold a password: it is not echoed)."""
+    if _MISTYPED_URL.search(value):
+        raise StorageError("the storage given looks like a database URL with a typo (not shown: it may hold a "
+                           "password), not a SQLite file path; write it as SCHEME://user:password@host/db, e.g. "
+                           "postgresql+psycopg://me@db.example/studies, or give a file path")
 
 
 def redact(url: str) -> str:
@@ -138,6 +151,8 @@ def open_storage(url: str, *, heartbeat: bool = True, create: bool = True) -> op
     try:
         if create:
             _make_sqlite_folder(url, parsed)
+            if backend == "sqlite":
+                refuse_foreign_sqlite(parsed.database or "")
         else:
             check_existing(url, parsed, connect_args)
         with warnings.catch_warnings():  # heartbeats are marked experimental; we rely on them knowingly
@@ -149,6 +164,8 @@ def open_storage(url: str, *, heartbeat: bool = True, create: bool = True) -> op
         raise (NoStudyDatabaseError if exc.empty else StorageError)(f"storage {redact(url)} {exc}") from None
     except (SQLAlchemyError, ImportError, ModuleNotFoundError) as exc:
         raise StorageError(f"cannot open storage {redact(url)}: {_reason(exc, url)}") from exc
+    except StorageError:
+        raise
     except RuntimeError as exc:  # Optuna's schema-version check
         raise StorageError(_schema_message(url, parsed.password is not None, str(exc))) from exc
     if backend == "sqlite" and create:
@@ -162,6 +179,9 @@ def _make_sqlite_folder(url: str, parsed) -> None:
     database = parsed.database or ""
     if parsed.get_backend_name() != "sqlite" or not database or database == ":memory:":
         return
+    if database.endswith(("/", os.sep)) or Path(database).expanduser().is_dir():
+        raise StorageError(f"storage {redact(url)} names a folder, not a database file; give a file in it, "
+                           f"e.g. sqlite:///{database.rstrip('/')}/digitune.db")
     folder = Path(database).expanduser().parent
     if not folder.exists():
         try:

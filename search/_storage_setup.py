@@ -89,8 +89,13 @@ def check_existing(url: str, parsed: URL, connect_args: dict) -> None:
     try:
         with engine.connect() as conn:
             tables = set(sqlalchemy.inspect(conn).get_table_names())
+            versions = (conn.execute(sqlalchemy.text("SELECT count(*) FROM version_info")).scalar()
+                        if "version_info" in tables else 0)
     finally:
         engine.dispose()
+    if set(OPTUNA_TABLES) <= tables and not versions:
+        raise NotAStudyDatabase("is an Optuna database still being created (no schema version yet); try again "
+                                "in a moment")
     if not set(OPTUNA_TABLES) <= tables:
         raise NotAStudyDatabase("holds no Optuna tables yet (no study was ever run there); check the URL, or "
                                 "create a study with `digitune run` or `digitune submit`", empty=not tables)
@@ -108,16 +113,45 @@ def _check_sqlite_file(database: str) -> None:
     if not path.is_file():
         raise NotAStudyDatabase(f"names {path}, which is not a file; give a SQLite database file")
     try:
-        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
-        try:
-            rows = conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
-        finally:
-            conn.close()
+        tables, versions = _sqlite_tables(path)
     except sqlite3.DatabaseError as exc:
+        if "readonly" in str(exc) or "unable to open" in str(exc):
+            raise NotAStudyDatabase(f"names {path}, which cannot be read here ({exc}): SQLite needs write access "
+                                    f"to the database's folder even to read a WAL-mode database; fix the "
+                                    f"permissions, or copy the file somewhere writable") from None
         if "malformed" in str(exc):
             raise NotAStudyDatabase(f"names {path}, a damaged SQLite database ({exc}); restore it from a backup, "
                                     f"or try `sqlite3 {path} .recover`") from None
         raise NotAStudyDatabase(f"names {path}, which is not a SQLite database ({exc}); check the path") from None
-    if not set(OPTUNA_TABLES) <= {name for (name,) in rows}:
+    if not set(OPTUNA_TABLES) <= tables:
         raise NotAStudyDatabase(f"names {path}, a SQLite database without Optuna's tables (not a study "
                                 f"database); check the path, it was left as it was")
+    if not versions:
+        raise NotAStudyDatabase(f"names {path}, an Optuna database still being created (no schema version "
+                                f"yet); try again in a moment")
+
+
+def _sqlite_tables(path: Path) -> tuple[set[str], int]:
+    """The table names of a SQLite file and its count of Optuna version rows, read through a read-only handle."""
+    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    try:
+        tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        versions = conn.execute("SELECT count(*) FROM version_info").fetchone()[0] if "version_info" in tables else 0
+    finally:
+        conn.close()
+    return tables, versions
+
+
+def refuse_foreign_sqlite(database: str) -> None:
+    """Refuse to add Optuna's tables to an existing SQLite file that holds only tables of its own."""
+    path = Path(database).expanduser()
+    if not database or database == ":memory:" or not path.is_file() or path.stat().st_size == 0:
+        return
+    try:
+        tables, _ = _sqlite_tables(path)
+    except sqlite3.DatabaseError:
+        return  # Optuna's own open reports what is wrong with it
+    if tables and not tables & set(OPTUNA_TABLES):
+        raise NotAStudyDatabase(f"names {path}, a SQLite database of other tables ({', '.join(sorted(tables)[:3])}"
+                                f"...), not a study database; keep studies in a file of their own: give another "
+                                f"path (it was left as it was)")

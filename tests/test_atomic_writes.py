@@ -100,6 +100,23 @@ def test_a_write_that_fails_midway_leaves_the_old_file(tmp_path):
 # --------------------------------------------------------------------------- export-model, predict, export
 
 
+def test_a_link_is_written_through_and_a_device_is_refused(tmp_path):
+    target, link = tmp_path / "real.csv", tmp_path / "link.csv"
+    target.write_text("old\n")
+    link.symlink_to(target)
+    with atomic_open(link) as handle:
+        handle.write("new\n")
+    assert link.is_symlink() and target.read_text() == "new\n"  # the link stays a link
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    for node in (fifo, Path("/dev/null")):
+        with pytest.raises(OSError, match="not a regular file"):
+            with atomic_open(node) as handle:
+                handle.write("x")
+        assert not node.is_file()  # the node itself was not replaced by a file
+    assert [p.name for p in tmp_path.iterdir() if is_temporary(p)] == []
+
+
 def test_writes_onto_a_full_disk_keep_the_previous_files(tmp_path, tiny_disk, study_url):
     model = tiny_disk / "model.keras"
     result = run_cli("export-model", "disk", "-o", str(model), "--storage", study_url, cwd=tmp_path)

@@ -10,6 +10,7 @@ import json
 import os
 import re
 import shutil
+import sqlite3
 import struct
 import subprocess
 import zlib
@@ -62,6 +63,14 @@ def _npz(folder: Path, name: str, **arrays) -> str:
     path = folder / name
     np.savez(path, **arrays)
     return str(path)
+
+
+def _own_db(folder: Path) -> Path:
+    """A SQLite database of the user's own, with no Optuna tables."""
+    path = folder / "mine.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS notes (body TEXT)")
+    return path
 
 
 def _spec(folder: Path, name: str, study: str = "", data: str = "", space: str = "") -> str:
@@ -162,6 +171,21 @@ CASES = [
      r"g\.toml: study\.sampler_options\.points must be an integer >= 1, got 0"),
     ("a study name too long", lambda f: ["run", _file(f, "n.toml", f"[study]\nname = '{'n' * 600}'")],
      r"n\.toml: \[study\] name is 600 characters long; the storage keeps names of at most 512"),
+    ("a study name with a control character", lambda f: ["run", _file(f, "c.toml", '[study]\nname = "a\\u001b[31mb"')],
+     r"c\.toml: \[study\] name .* holds a control character; use printable characters only"),
+    ("a study name with a control character", lambda f: ["run", _file(f, "z.toml", '[study]\nname = "a\\u0000b"')],
+     r"holds a control character"),
+    # storages that are not what they seem
+    ("a mistyped storage URL", lambda f: ["studies", "--storage", "postgres:hunter2@127.0.0.1/x"],
+     r"looks like a database URL with a typo \(not shown: it may hold a password\)"),
+    ("a mistyped storage URL", lambda f: ["run", str(f / "kept.toml"), "--storage", "postgresql+psycopg:/u:hunter2@h/x"],
+     r"looks like a database URL with a typo"),
+    ("a folder as the database", lambda f: ["run", str(f / "kept.toml"), "--storage", "sqlite:///newdir/"],
+     r"sqlite:///newdir/ names a folder, not a database file; give a file in it"),
+    ("a SQLite file of your own for run", lambda f: ["run", str(f / "kept.toml"), "--storage", f"sqlite:///{_own_db(f)}"],
+     r"mine\.db, a SQLite database of other tables \(notes...\), not a study database"),
+    ("an output that is not a regular file", lambda f: ["export", "kept", "--format", "csv", "-o", "/dev/null"],
+     r"cannot write /dev/null: a device, named pipe or socket, not a regular file"),
     # storages that cannot keep what a run makes
     ("a damaged database", lambda f: ["studies", "--storage", _damaged(f)],
      r"storage sqlite:///.*damaged\.db is damaged \(database disk image is malformed\); restore .* \.recover"),

@@ -56,6 +56,18 @@ def test_a_sqlite_file_that_is_not_a_study_database_is_left_as_it_was(tmp_path, 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mine.db", "notes.txt"]
 
 
+def test_an_optuna_database_without_its_version_row_is_not_written(tmp_path):
+    """A database caught between its tables and its version row (another process creating it): left alone."""
+    path = tmp_path / "half.db"
+    optuna.create_study(study_name="tiny", storage=f"sqlite:///{path}")
+    with sqlite3.connect(path) as conn:
+        conn.execute("DELETE FROM version_info")
+    before = _digest(path)
+    assert "still being created" in _one_error_line(run_cli("studies", "--storage", f"sqlite:///{path}",
+                                                            cwd=tmp_path))
+    assert _digest(path) == before
+
+
 def test_doctor_reports_but_creates_nothing(tmp_path):
     own = tmp_path / "mine.db"
     with sqlite3.connect(own) as conn:
