@@ -108,7 +108,8 @@ def predict_upload(saved: SavedModel, data: bytes) -> np.ndarray:
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise UploadError(f"the image is too large to decode, a possible decompression bomb ({exc}); "
                           f"upload at most {MAX_UPLOAD_SIDE} pixels a side") from None
-    except (UnidentifiedImageError, OSError, ValueError) as exc:  # ValueError: e.g. a text chunk bomb
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        # ValueError: e.g. a text chunk bomb; SyntaxError: Pillow's "broken PNG file" (a chunk cut short)
         raise UploadError(f"not a readable PNG image ({exc})") from exc
     if pixels.mean() > 0.5:
         pixels = 1.0 - pixels

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import ipaddress
 import os
+import socket
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -41,13 +42,20 @@ def streamlit_command(url: str, host: str, port: int) -> tuple[list[str], dict[s
 
 
 def is_loopback(host: str) -> bool:
-    """Whether ``host`` serves this machine only (127.0.0.0/8, ::1, localhost)."""
-    if host.strip().lower() in ("localhost", "localhost.localdomain"):
+    """Whether ``host`` serves this machine only: ``localhost`` or an address in 127.0.0.0/8 or ::1.
+
+    The address is read as the server will bind it (``getaddrinfo``, numeric only, no DNS), so
+    the short forms ``127.1`` and ``2130706433`` and the IPv4-mapped ``::ffff:127.0.0.1`` count.
+    Any other host name may resolve to a network address: not loopback.
+    """
+    if host.lower() == "localhost":
         return True
     try:
-        return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
-    except ValueError:  # a host name: it may well be reachable from the network
+        found = socket.getaddrinfo(host.strip("[]"), None, flags=socket.AI_NUMERICHOST)
+    except (socket.gaierror, UnicodeError, ValueError):  # a host name, or nothing (every interface)
         return False
+    addresses = [ipaddress.ip_address(info[4][0]) for info in found]
+    return bool(addresses) and all((getattr(a, "ipv4_mapped", None) or a).is_loopback for a in addresses)
 
 
 def access_note(host: str, port: int) -> str | None:

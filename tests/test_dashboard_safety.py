@@ -16,6 +16,7 @@ from PIL import Image
 
 from conftest import digitune_exe
 from search import open_storage, queue_entries
+from search._cli_dashboard import is_loopback
 
 pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest  # noqa: E402
@@ -89,9 +90,26 @@ def _bomb(side: int = 30_000) -> bytes:
     return buffer.getvalue()
 
 
+def _broken_png() -> bytes:
+    """A small PNG whose image data chunk claims 10 bytes too few: what follows it reads as a garbage chunk type."""
+    buffer = io.BytesIO()
+    Image.new("L", (8, 8), 200).save(buffer, format="PNG")
+    data = bytearray(buffer.getvalue())
+    length = int.from_bytes(data[33:37], "big")  # the second chunk (IDAT), after the signature and IHDR
+    data[33:37] = (length - 10).to_bytes(4, "big")
+    return bytes(data)
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("side", [30_000, 10_000])  # over twice Pillow's limit (an error), over it (a warning)
-def test_a_decompression_bomb_upload_gets_a_message_not_an_exception(saved_study, monkeypatch, side):  # noqa: F811
+@pytest.mark.parametrize(("upload", "expected"), [
+    # over twice Pillow's limit (an error), over it (a warning)
+    (lambda: _bomb(30_000), "the image is too large to decode, a possible decompression bomb (Image size "
+                            "(900000000 pixels) exceeds limit"),
+    (lambda: _bomb(10_000), "the image is too large to decode, a possible decompression bomb (Image size "
+                            "(100000000 pixels) exceeds limit"),
+    (_broken_png, "not a readable PNG image (broken PNG file (chunk "),  # Pillow raises SyntaxError for it
+], ids=["bomb-error", "bomb-warning", "broken-png"])
+def test_a_bad_png_upload_gets_a_message_not_an_exception(saved_study, monkeypatch, upload, expected):  # noqa: F811
     url, _, study = saved_study
     number = next(iter(study.user_attrs["saved_models"]))
     monkeypatch.setenv("DIGITUNE_STORAGE", url)
@@ -99,14 +117,13 @@ def test_a_decompression_bomb_upload_gets_a_message_not_an_exception(saved_study
     at.query_params.update(page="Trial", study="saved", trial=number)
     at.run(timeout=60)
     assert not at.exception, at.exception
-    bomb = _bomb(side)
-    assert len(bomb) < 200_000
-    at.file_uploader(key=f"upload:saved:{number}").set_value(("bomb.png", bomb, "image/png"))
+    data = upload()
+    assert len(data) < 200_000
+    at.file_uploader(key=f"upload:saved:{number}").set_value(("upload.png", data, "image/png"))
     at.run(timeout=60)
     assert not at.exception, at.exception
     errors = [e.value for e in at.error]
-    assert any(e.startswith("Cannot read that image: the image is too large to decode, a possible decompression "
-                            f"bomb (Image size ({side * side} pixels) exceeds limit") for e in errors), errors
+    assert any(e.startswith(f"Cannot read that image: {expected}") for e in errors), errors
 
 
 def test_with_a_token_the_page_shows_nothing_before_it_is_given(tmp_path, monkeypatch):
@@ -147,6 +164,8 @@ def _free_port() -> int:
     ("0.0.0.0", TOKEN, "note: http://0.0.0.0:{port} is served to the network; the page asks for the token in "
                        "$DIGITUNE_DASHBOARD_TOKEN before it shows anything"),
     ("127.0.0.1", None, None),
+    ("127.1", None, None),  # short for 127.0.0.1
+    ("::ffff:127.0.0.1", None, None),  # 127.0.0.1, IPv4-mapped
 ])
 def test_the_dashboard_command_warns_when_it_serves_the_network_without_a_token(tmp_path, host, token, expected):
     port = _free_port()
@@ -172,3 +191,14 @@ def test_the_dashboard_command_warns_when_it_serves_the_network_without_a_token(
     else:
         assert lines[1].startswith(expected.format(port=port)), lines
     assert token is None or token not in log.read_text()
+
+
+@pytest.mark.parametrize(("host", "loopback"), [
+    ("127.0.0.1", True), ("127.1", True), ("2130706433", True), ("0x7f.1", True), ("127.9.8.7", True),
+    ("::1", True), ("[::1]", True), ("::ffff:127.0.0.1", True), ("localhost", True), ("LocalHost", True),
+    ("0.0.0.0", False), ("0", False), ("::", False), ("", False), ("10.1", False), ("::ffff:10.0.0.1", False),
+    ("::127.0.0.1", False), ("localhost.localdomain", False), ("127.0.0.1.nip.io", False), ("example.com", False),
+    ("127.0.0.1 x", False),
+])
+def test_loopback_is_decided_on_the_address_the_server_binds(host, loopback):
+    assert is_loopback(host) is loopback
