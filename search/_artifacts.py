@@ -51,7 +51,7 @@ def artifact_dir(storage_url: str, override: str | os.PathLike | None = None) ->
     except Exception:
         url = None
     if url is not None and url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
-        database = Path(url.database).expanduser()
+        database = Path(os.path.realpath(Path(url.database).expanduser()))  # one folder for a file under two paths
         return database.parent / f"{database.stem}-artifacts"
     return Path("studies") / "artifacts"
 

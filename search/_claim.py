@@ -13,6 +13,7 @@ import contextlib
 import fcntl
 import hashlib
 import logging
+import os
 import threading
 import warnings
 from typing import Iterator
@@ -124,7 +125,9 @@ class SlotLock:
         engine = getattr(storage, "engine", None)
         self.dialect = engine.dialect.name if engine is not None else None
         if self.dialect == "sqlite" and engine.url.database not in (None, "", ":memory:"):
-            self.lock_path = f"{engine.url.database}.digitune-{self.key & 0xFFFFFFFF:08x}.lock"
+            # One file reached by two paths (a symlink, a relative path) must give one lock.
+            database = os.path.realpath(os.path.expanduser(engine.url.database))
+            self.lock_path = f"{database}.digitune-{self.key & 0xFFFFFFFF:08x}.lock"
         else:
             self.lock_path = None
 
