@@ -22,6 +22,7 @@ from typing import Any, TextIO
 import optuna
 from optuna.trial import FrozenTrial
 
+from ._claim import study_lock
 from ._runner import load_study
 from ._schema import SPEC_ATTR, stored_dataset, stored_record
 
@@ -138,19 +139,21 @@ def delete_study(name: str, storage: optuna.storages.BaseStorage, artifacts: str
     from optuna.artifacts.exceptions import ArtifactNotFound
 
     from ._artifacts import AtomicFileStore, remove_orphans
+    from ._claim import study_lock
 
-    study = load_study(name, storage)
-    trials = study.get_trials(deepcopy=False)
-    folder = Path(artifacts) if artifacts is not None and Path(artifacts).is_dir() else None
-    if folder is not None:
-        store = AtomicFileStore(folder)
-        for holder in [study, *trials]:
-            for meta in get_all_artifact_meta(holder, storage=storage):
-                try:
-                    store.remove(meta.artifact_id)
-                except ArtifactNotFound:
-                    pass  # evicted earlier, when better models came along
-    optuna.delete_study(study_name=name, storage=storage)
+    with study_lock(storage, name):  # a process creating the study stores it whole under this lock first
+        study = load_study(name, storage)
+        trials = study.get_trials(deepcopy=False)
+        folder = Path(artifacts) if artifacts is not None and Path(artifacts).is_dir() else None
+        if folder is not None:
+            store = AtomicFileStore(folder)
+            for holder in [study, *trials]:
+                for meta in get_all_artifact_meta(holder, storage=storage):
+                    try:
+                        store.remove(meta.artifact_id)
+                    except ArtifactNotFound:
+                        pass  # evicted earlier, when better models came along
+        optuna.delete_study(study_name=name, storage=storage)
     if folder is not None:
         remove_orphans(folder, storage)
     return len(trials)

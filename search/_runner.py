@@ -232,11 +232,19 @@ def open_study(spec: StudySpec, storage: optuna.storages.BaseStorage, dataset: D
     pruner = make_pruner(spec, len(dataset.x_train))
     with study_lock(storage, spec.name):  # processes opening a new study at once: one creates it, whole
         study, created = _load_or_create(spec, storage, dataset, pruner)
-    if created:
-        if on_ready is not None:
-            on_ready(study)
-        study.set_user_attr(MANIFEST_ATTR, manifest(dataset))
-        return study
+    with deleted_as_error(study):  # `digitune delete` may come in as soon as the lock is free
+        if created:
+            if on_ready is not None:
+                on_ready(study)
+            study.set_user_attr(MANIFEST_ATTR, manifest(dataset))
+        else:
+            _open_stored(study, spec, storage, dataset, seed_offset=seed_offset, on_ready=on_ready)
+    return study
+
+
+def _open_stored(study: optuna.Study, spec: StudySpec, storage: optuna.storages.BaseStorage, dataset: Dataset, *,
+                 seed_offset: int, on_ready: Callable[[optuna.Study], None] | None) -> None:
+    """Check a stored study against ``spec`` and ``dataset``, and record the data if it was submitted."""
     study.sampler = make_sampler(spec, stream=(len(study.get_trials(deepcopy=False)), seed_offset))
     _check_definition(study, spec)
     fingerprint = stored_dataset(study.user_attrs).get("fingerprint")
@@ -254,7 +262,6 @@ def open_study(spec: StudySpec, storage: optuna.storages.BaseStorage, dataset: D
     _enqueue_first_trials(study, spec, dataset.info.image_shape, new=new)
     if on_ready is not None:
         on_ready(study)
-    return study
 
 
 def _load_or_create(spec: StudySpec, storage: optuna.storages.BaseStorage, dataset: Dataset,
@@ -476,7 +483,10 @@ def _run_one(study: optuna.Study, storage: optuna.storages.BaseStorage, trial: o
 def _tell(study: optuna.Study, trial: optuna.Trial, values: Any = None, *,
           state: TrialState | None = None) -> FrozenTrial:
     """``study.tell``; a trial another worker failed meanwhile (its heartbeat went stale) stays failed."""
-    frozen = study.tell(trial, values, state=state, skip_if_finished=True)
+    try:
+        frozen = study.tell(trial, values, state=state, skip_if_finished=True)
+    except optuna.exceptions.UpdateFinishedTrialError:  # failed as stale between tell's look and its write
+        frozen = next(t for t in study.get_trials(deepcopy=False) if t.number == trial.number)
     if is_stale_failure(frozen):
         _logger.warning("%s: trial %d was failed by another worker while this one could not reach the database; "
                         "its result is dropped and its parameters run again as a new trial",

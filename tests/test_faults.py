@@ -112,10 +112,79 @@ def test_deleting_a_study_under_its_running_worker_stops_it_in_one_line(storage_
         time.sleep(0.3)
     deleted = run_cli("delete", "doomed", "--yes", "--storage", storage_url, cwd=tmp_path)
     assert deleted.returncode == 0 and "deleted study 'doomed'" in deleted.stdout, deleted.stderr
-    worker.wait(timeout=120)
-    text = (tmp_path / "run.err").read_text()
-    assert worker.returncode == 2, text
+    _assert_stopped_as_deleted(worker, tmp_path / "run.err", "doomed", storage_url)
+
+
+def _assert_stopped_as_deleted(proc: subprocess.Popen, log, name: str, url: str) -> None:
+    """``proc`` ends with one error: line saying study ``name`` was deleted, exit 2; nothing came back."""
+    proc.wait(timeout=120)
+    text = log.read_text()
+    assert proc.returncode == 2, text
     assert "Traceback" not in text and "KeyError" not in text, text
     assert [line for line in text.splitlines() if line.startswith("error:")] == [
-        "error: study 'doomed' was deleted while this process worked on it; nothing left to run"], text
-    assert optuna.get_all_study_names(storage=storage_url) == []  # nothing came back
+        f"error: study {name!r} was deleted while this process worked on it; nothing left to run"], text
+    assert optuna.get_all_study_names(storage=url) == []
+
+
+def test_a_study_deleted_while_it_is_created_stops_its_run_in_one_line(storage_url, tmp_path):
+    path = write_study(tmp_path, "del", trials=4, family='"mlp"', pruner="none")
+    with (tmp_path / "run.err").open("w") as stderr:
+        run = subprocess.Popen([digitune_exe(), "run", str(path), "--storage", storage_url], cwd=tmp_path,
+                               env=_env({}), stdout=subprocess.DEVNULL, stderr=stderr, text=True)
+    deadline = time.monotonic() + 180
+    while True:  # as a user would: again and again until the study is there to delete
+        deleted = run_cli("delete", "del", "--yes", "--storage", storage_url, cwd=tmp_path)
+        if deleted.returncode == 0:
+            break
+        assert deleted.returncode == 2 and deleted.stderr.startswith("error: "), deleted.stderr
+        assert run.poll() is None and time.monotonic() < deadline, (tmp_path / "run.err").read_text()
+    _assert_stopped_as_deleted(run, tmp_path / "run.err", "del", storage_url)
+
+
+def test_a_study_deleted_right_after_its_creation_is_a_deleted_study(storage_url, small_digits, tmp_path):
+    # The moment between the creator releasing the study's lock and writing the study's manifest.
+    from search import delete_study, load_spec, open_storage, open_study
+    from search._runner import StudyDeletedError
+
+    storage = open_storage(storage_url)
+    spec = load_spec(write_study(tmp_path, "gone", family='"mlp"'))
+    with pytest.raises(StudyDeletedError, match="'gone' was deleted while this process worked on it"):
+        open_study(spec, storage, small_digits, on_ready=lambda study: delete_study("gone", storage))
+
+
+def _waits_for_the_study_lock(proc: subprocess.Popen, url: str) -> bool:
+    """Whether ``proc`` is waiting for a study's claim lock: a lock file open (SQLite), an ungranted advisory lock."""
+    if url.startswith("sqlite"):
+        fds = f"/proc/{proc.pid}/fd"
+        return any(os.readlink(f"{fds}/{fd}").endswith(".lock") for fd in os.listdir(fds))
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return bool(conn.execute(sqlalchemy.text(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")).scalar())
+    finally:
+        engine.dispose()
+
+
+def test_delete_waits_while_a_study_is_being_created(storage_url, tmp_path):
+    from search import open_storage
+    from search._claim import study_lock
+
+    storage = open_storage(storage_url)
+    optuna.create_study(study_name="making", storage=storage)
+    with study_lock(storage, "making"):  # as the process creating the study holds it until the study is whole
+        delete = subprocess.Popen([digitune_exe(), "delete", "making", "--yes", "--storage", storage_url],
+                                  cwd=tmp_path, env=_env({}), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  text=True)
+        deadline = time.monotonic() + 120
+        while not _waits_for_the_study_lock(delete, storage_url):
+            assert delete.poll() is None and time.monotonic() < deadline, delete.communicate()
+            time.sleep(0.2)
+        time.sleep(1.0)
+        assert delete.poll() is None
+        assert optuna.get_all_study_names(storage=storage_url) == ["making"]
+    out, err = delete.communicate(timeout=120)
+    assert delete.returncode == 0 and "deleted study 'making'" in out, err
+    assert optuna.get_all_study_names(storage=storage_url) == []
