@@ -139,7 +139,6 @@ def delete_study(name: str, storage: optuna.storages.BaseStorage, artifacts: str
     from optuna.artifacts.exceptions import ArtifactNotFound
 
     from ._artifacts import AtomicFileStore, remove_orphans
-    from ._claim import study_lock
 
     with study_lock(storage, name):  # a process creating the study stores it whole under this lock first
         study = load_study(name, storage)
