@@ -89,6 +89,8 @@ def fail_stale_trials(study: optuna.Study) -> None:
     for trial_id in failed:
         trial = storage.get_trial(trial_id)
         _logger.warning("%s: trial %d failed: %s", study.study_name, trial.number, reason)
+        # The retry copies the failed trial's user attributes: not its fail reason, which is not the retry's.
+        trial.user_attrs = {k: v for k, v in trial.user_attrs.items() if k != "fail_reason"}
         if callback is not None:
             with warnings.catch_warnings():  # Optuna marks the retry callback experimental
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
