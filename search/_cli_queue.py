@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import signal
-import time
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -170,10 +168,11 @@ def agent(
 
 
 def _agent_here(url: str, *, until_idle: bool, poll: float, artifacts: str | None, mixed_precision: bool,
-                recycle_after: int = 0) -> None:
+                recycle_after: int = 0, spawned: bool = False) -> None:
     from models import describe_device
     from search import ModelKeeper, artifact_dir
     from search._agent import Agent
+    from search._reconnect import open_reconnecting
     from search._signals import interrupts
     from search._workers import RECYCLE_EXIT, apply_thread_budget
 
@@ -182,7 +181,7 @@ def _agent_here(url: str, *, until_idle: bool, poll: float, artifacts: str | Non
         import keras
 
         keras.mixed_precision.set_global_policy("mixed_float16")
-    store = storage_from(url)
+    store = open_reconnecting(url) if spawned else storage_from(url)  # started by `digitune agent`: it may blink
     folder = artifact_dir(url, artifacts)
     try:
         with interrupts() as interrupt:
@@ -208,7 +207,7 @@ def _agent_processes(url: str, *, slots, until_idle: bool, poll: float, artifact
     import subprocess
     import sys
 
-    from search._workers import RECYCLE_EXIT, child_env, describe_layout, stop_workers
+    from search._workers import child_env, describe_layout, exit_code, supervise
 
     # The storage goes in each process's environment (child_env), not on its command line.
     cmd = [sys.executable, "-m", "search.cli", "agent-process", "--poll", str(poll),
@@ -222,20 +221,13 @@ def _agent_processes(url: str, *, slots, until_idle: bool, poll: float, artifact
 
     err.print(f"{len(slots)} agent processes ({describe_layout(slots)})", highlight=False)
     procs = [start(slot) for slot in slots]
-    try:
-        while True:
-            for i, p in enumerate(procs):
-                if p.poll() == RECYCLE_EXIT:
-                    procs[i] = start(slots[i])
-            if all(p.poll() is not None for p in procs):
-                break
-            time.sleep(1.0)
-    except KeyboardInterrupt:
-        stop_workers(procs, signal.SIGINT)
-        raise typer.Exit(130) from None
-    codes = [p.returncode for p in procs]
-    if any(codes):
-        raise typer.Exit(next(c for c in codes if c))
+    try:  # Ctrl-C or SIGTERM here goes on to the agent processes; each says how it stopped
+        supervise(procs, restart=lambda i: start(slots[i]))
+    except KeyboardInterrupt as exc:
+        raise typer.Exit(143 if str(exc) == "SIGTERM" else 130) from None
+    code = exit_code(procs, url)  # agent processes that gave up on the database: one error: line, here
+    if code:
+        raise typer.Exit(code)
 
 
 @app.command("agent-process", hidden=True)
@@ -250,7 +242,9 @@ def agent_process(
 ) -> None:
     """One agent process under `digitune agent --workers N` (exits 75 after --recycle-after trials)."""
     from search import resolve_storage_url
+    from search._workers import child_process
 
     setup_logging()
-    _agent_here(resolve_storage_url(storage), until_idle=until_idle, poll=poll, artifacts=artifacts,
-                mixed_precision=mixed_precision, recycle_after=recycle_after)
+    with child_process() as spawned:
+        _agent_here(resolve_storage_url(storage), until_idle=until_idle, poll=poll, artifacts=artifacts,
+                    mixed_precision=mixed_precision, recycle_after=recycle_after, spawned=spawned)

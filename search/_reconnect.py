@@ -37,7 +37,7 @@ from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import RDBStorage
 
 from ._signals import active_interrupt
-from ._storage import StorageError, _reason, redact
+from ._storage import StorageError, _reason, open_storage, redact
 
 _logger = logging.getLogger("digitune")
 T = TypeVar("T")
@@ -106,8 +106,8 @@ def passthrough() -> Iterator[None]:
 class _Policy:
     """One storage's outage: when it began, how long to wait, and its two log lines."""
 
-    def __init__(self, storage: RDBStorage, seconds: float):
-        self.storage, self.seconds = storage, seconds
+    def __init__(self, url: str, seconds: float, reset: Callable[[], None] = lambda: None):
+        self.url, self.seconds, self.reset = url, seconds, reset  # reset: drop this thread's dead connection
         self.lock = threading.Lock()
         self.down_since: float | None = None
         self.retries = 0  # calls tried again so far (a claim compares it before and after)
@@ -133,8 +133,8 @@ class _Policy:
             _local.depth -= 1
 
     def _pause(self, exc: BaseException, attempt: int) -> None:
-        self.storage.remove_session()  # this thread's session may hold the dead connection
-        url = self.storage.url
+        self.reset()
+        url = self.url
         with self.lock:
             now = time.monotonic()
             self.retries += 1
@@ -160,7 +160,7 @@ class _Policy:
             return
         with self.lock:
             if self.down_since is not None:
-                _logger.warning("storage %s reachable again after %.0f s", redact(self.storage.url),
+                _logger.warning("storage %s reachable again after %.0f s", redact(self.url),
                                 time.monotonic() - self.down_since)
                 self.down_since = None
 
@@ -230,8 +230,21 @@ def keep_reconnecting(storage: T) -> T:
         return storage
     if seconds > 0:
         backend.__class__ = ReconnectingRDBStorage  # a subclass adding no state of its own beyond the policy
-        backend._reconnect = _Policy(backend, seconds)
+        backend._reconnect = _Policy(backend.url, seconds, backend.remove_session)
     return storage
+
+
+def open_reconnecting(url: str) -> optuna.storages.BaseStorage:
+    """The storage on ``url`` for a worker or agent process digitune started, waiting for its database.
+
+    Its parent opened ``url`` moments ago, so a server that does not answer now is an outage,
+    waited for as ``keep_reconnecting`` waits later (a command a person types still fails at
+    once: a mistyped URL should not wait). The storage returned reconnects.
+    """
+    seconds = reconnect_seconds()
+    if seconds > 0 and not url.lower().startswith(("sqlite", "grpc")):  # files and the proxy: nothing to wait for
+        return keep_reconnecting(_Policy(url, seconds).call(lambda: open_storage(url)))
+    return keep_reconnecting(open_storage(url))
 
 
 def with_retry(storage: optuna.storages.BaseStorage, fn: Callable[[], T]) -> T:

@@ -54,5 +54,7 @@ def interrupts() -> Iterator[Interrupt]:
         yield interrupt
     finally:
         _active.remove(interrupt)
+        if interrupt.requested and _active:  # the signal was for the process: an enclosing block stops too
+            _active[-1].requested = _active[-1].requested or interrupt.requested
         for sig, handler in previous.items():
             signal.signal(sig, handler)

@@ -7,6 +7,8 @@ budget or its own GPU, all on the same study in the same storage.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import shutil
 import signal
@@ -14,13 +16,20 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from typing import Callable, Iterator
 
-from search._storage import STORAGE_ENV
+from search._reconnect import StorageUnreachable, reconnect_seconds
+from search._signals import interrupts
+from search._storage import STORAGE_ENV, redact
 
 THREADS_ENV = "DIGITUNE_THREADS"
 WORKERS_ENV = "DIGITUNE_WORKERS"  # the default --workers, instead of one per core
 MAX_DEFAULT_WORKERS = 8  # each worker holds its own TensorFlow (about 1 GiB); more cores get more threads each
 RECYCLE_EXIT = 75  # EX_TEMPFAIL: a worker that stopped after its --recycle-after trials, to be started again
+GAVE_UP_EXIT = 69  # EX_UNAVAILABLE: a worker that waited for the database past the deadline (its parent says so)
+PARENT_ENV = "DIGITUNE_PARENT_PID"  # set for the processes digitune starts: the pid of the process that started it
+GAVE_UP_GRACE = 15.0  # seconds a parent that gave up on the database leaves its workers to give up on their own
+PR_SET_PDEATHSIG = 1  # Linux prctl(2)
 
 
 class WorkerLayoutError(ValueError):
@@ -130,7 +139,7 @@ def child_env(slot: WorkerSlot, storage_url: str) -> dict[str, str]:
     The storage URL goes in ``$DIGITUNE_STORAGE``, never on the command line, where any user
     of the machine could read its password in the process list.
     """
-    return {**os.environ, **slot.env(), STORAGE_ENV: storage_url}
+    return {**os.environ, **slot.env(), STORAGE_ENV: storage_url, PARENT_ENV: str(os.getpid())}
 
 
 def start_worker(slot: WorkerSlot, name: str, storage_url: str, *, trials: int, timeout: float | None,
@@ -167,6 +176,99 @@ def stop_workers(procs: list[subprocess.Popen], signum: int = signal.SIGINT, *, 
         except subprocess.TimeoutExpired:
             p.kill()
             p.wait()
+
+
+@contextlib.contextmanager
+def child_process() -> Iterator[bool]:
+    """The body of ``digitune worker`` and ``agent-process``; yields whether digitune started this process.
+
+    A process digitune started (``child_env``) ends with its parent, and leaves a database
+    that stayed away to its parent to report (one ``error:`` line in all, not one a process):
+    here a log line and exit ``GAVE_UP_EXIT``.
+    """
+    spawned = _end_with_parent()
+    try:
+        yield spawned
+    except StorageUnreachable:
+        if not spawned:
+            raise
+        logging.getLogger("digitune").warning("process %d stops: the database stayed unreachable", os.getpid())
+        raise SystemExit(GAVE_UP_EXIT) from None
+
+
+def _end_with_parent() -> bool:
+    """If digitune started this process, have it sent SIGTERM when its parent dies; whether it did.
+
+    Linux's ``PR_SET_PDEATHSIG`` (through ctypes: no library offers it) has the kernel signal
+    the child the moment its parent dies, even by SIGKILL, whatever the child is doing:
+    importing TensorFlow, training, waiting for the database. SIGTERM then stops it at its
+    next safe point like any signalled worker. (A poll of ``os.getppid()`` would notice
+    only between trials.) The kernel watches the thread that started the child: digitune
+    starts workers from its main thread. A parent gone before this ran shows in ``getppid``.
+    """
+    parent = os.environ.pop(PARENT_ENV, "")
+    if not parent.isdigit():
+        return False
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+    if os.getppid() != int(parent):  # the parent died before the line above ran
+        os.kill(os.getpid(), signal.SIGTERM)
+    return True
+
+
+@contextlib.contextmanager
+def stopping_workers(procs: list[subprocess.Popen]) -> Iterator[None]:
+    """``procs`` (the list may grow inside) end when this block ends on Ctrl-C, SIGTERM or a database given up on.
+
+    Ctrl-C and SIGTERM are passed on (``stop_workers``); workers facing the same lost database
+    give up by themselves within moments (those still waiting after ``GAVE_UP_GRACE`` get SIGTERM).
+    """
+    try:
+        yield
+    except KeyboardInterrupt as exc:
+        stop_workers(procs, signal.SIGTERM if str(exc) == "SIGTERM" else signal.SIGINT)
+        raise
+    except StorageUnreachable:
+        stop_workers(procs, signal.SIGTERM, grace=GAVE_UP_GRACE)
+        raise
+
+
+def supervise(procs: list[subprocess.Popen], restart: Callable[[int], subprocess.Popen] | None = None,
+              on_poll: Callable[[], None] | None = None) -> int:
+    """Wait for worker processes to end, calling ``on_poll`` every second; how many were restarted.
+
+    One that exits ``RECYCLE_EXIT`` is replaced by ``restart(its index)``. Ctrl-C and SIGTERM
+    to this process reach the workers (``stopping_workers``) and raise ``KeyboardInterrupt``.
+    """
+    recycled = 0
+    with stopping_workers(procs), interrupts() as interrupt:
+        while True:
+            interrupt.check()
+            for i, p in enumerate(procs):
+                if restart is not None and p.poll() == RECYCLE_EXIT:
+                    procs[i] = restart(i)
+                    recycled += 1
+            if all(p.poll() is not None for p in procs):
+                return recycled
+            time.sleep(1.0)
+            if on_poll is not None:
+                on_poll()
+
+
+def exit_code(procs: list[subprocess.Popen], storage_url: str) -> int:
+    """The exit code a parent ends with after its ended workers (0 if all ended well).
+
+    ``StorageUnreachable`` (one ``error:`` line) if one gave up waiting for the database.
+    """
+    codes = [p.returncode for p in procs]
+    if GAVE_UP_EXIT in codes:
+        raise StorageUnreachable(
+            f"storage {redact(storage_url)} stayed unreachable for {reconnect_seconds():.0f} s, so "
+            f"{codes.count(GAVE_UP_EXIT)} worker process(es) stopped; a trial left running is failed after the "
+            f"heartbeat grace period and tried again; run the command again once the database is back")
+    return next((c for c in codes if c), 0)
 
 
 def apply_thread_budget() -> None:

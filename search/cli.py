@@ -15,7 +15,6 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import json  # noqa: E402
-import signal  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Annotated, Any, Optional  # noqa: E402
 
@@ -97,24 +96,27 @@ def worker(
 ) -> None:
     """Join an existing study from its stored spec; several workers may run on one study at once."""
     from search import load_study, stored_spec
+    from search._reconnect import open_reconnecting
+    from search._workers import child_process
 
     setup_logging()
     storage = results_storage_url(storage)
-    spec = stored_spec(load_study(name, storage_from(storage)))
-    _run_with_progress(spec, storage, trials or spec.trials, timeout, seed_offset=os.getpid(), artifacts=artifacts,
-                       mixed_precision=mixed_precision, show_progress=not no_progress, recycle_after=recycle_after)
+    with child_process() as spawned:  # one `digitune run` started: the database may be restarting right now
+        store = open_reconnecting(storage) if spawned else storage_from(storage)
+        spec = stored_spec(load_study(name, store))
+        _run_with_progress(spec, storage, trials or spec.trials, timeout, seed_offset=os.getpid(),
+                           artifacts=artifacts, mixed_precision=mixed_precision, show_progress=not no_progress,
+                           recycle_after=recycle_after, store=store)
 
 
 def _run_with_workers(spec, storage: str | None, target: int, timeout: float | None, *, artifacts: str | None,
                       slots, mixed_precision: bool, recycle_after: int = 0) -> None:
     """Create or check the study here, then run it in worker processes while a progress bar watches."""
-    import time
-
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from models import load_dataset
     from search import count_finished, open_study, redact, resolve_storage_url
-    from search._workers import RECYCLE_EXIT, describe_layout, start_worker, stop_workers
+    from search._workers import describe_layout, exit_code, start_worker, supervise
 
     url = resolve_storage_url(storage)
     store = storage_from(url)
@@ -128,47 +130,52 @@ def _run_with_workers(spec, storage: str | None, target: int, timeout: float | N
                             mixed_precision=mixed_precision, recycle_after=recycle_after)
 
     procs = [start(slot) for slot in slots]
-    recycled = 0
     progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                         TextColumn("best {task.fields[best]}"), TimeElapsedColumn(), console=err)
     task = progress.add_task("trials", total=target, completed=min(already, target), best=_best_text(study))
+
+    def refresh() -> None:
+        progress.update(task, completed=min(count_finished(study), target), best=_best_text(study))
+
     try:
-        with progress:
-            while True:
-                for i, p in enumerate(procs):
-                    if p.poll() == RECYCLE_EXIT:  # it ran its --recycle-after trials: a fresh process goes on
-                        procs[i] = start(slots[i])
-                        recycled += 1
-                if all(p.poll() is not None for p in procs):
-                    break
-                time.sleep(1.0)
-                progress.update(task, completed=min(count_finished(study), target), best=_best_text(study))
-            progress.update(task, completed=min(count_finished(study), target), best=_best_text(study))
-    except KeyboardInterrupt:
-        stop_workers(procs, signal.SIGINT)
-        err.print(f"interrupted: {count_finished(study)} finished trials are stored; run the same command again "
-                  f"to continue study {spec.name!r}", highlight=False)
-        raise typer.Exit(130) from None
-    codes = [p.returncode for p in procs]
+        with progress:  # a worker that ran its --recycle-after trials is replaced by a fresh process
+            recycled = supervise(procs, restart=lambda i: start(slots[i]), on_poll=refresh)
+            refresh()
+    except KeyboardInterrupt as exc:
+        _interrupted(exc, study, spec.name)
     err.print(f"study {spec.name!r}: {count_finished(study)} finished trials, best {_best_text(study)}; "
-              f"worker exit codes {codes}, {recycled} recycled. See: digitune show {spec.name}", highlight=False)
-    if any(codes):
-        raise typer.Exit(next(c for c in codes if c))
+              f"worker exit codes {[p.returncode for p in procs]}, {recycled} recycled. "
+              f"See: digitune show {spec.name}", highlight=False)
+    code = exit_code(procs, url)
+    if code:
+        raise typer.Exit(code)
+
+
+def _interrupted(exc: KeyboardInterrupt, study, name: str) -> None:
+    """Say what an interrupted run left behind, without waiting for a database that is away; exit 130 or 143."""
+    from search import count_finished
+    from search._reconnect import passthrough
+
+    signal_name = str(exc) or "SIGINT"
+    try:
+        with passthrough():  # asked once: Ctrl-C while waiting for the database must not wait again
+            left = f"the running trial is marked failed and {count_finished(study)} finished trials are stored"
+    except Exception:  # the database is away
+        left = ("the database is unreachable: the running trial is failed after the heartbeat grace period, "
+                "the finished trials are stored")
+    err.print(f"interrupted ({signal_name}): {left}; run the same command again to continue study {name!r}",
+              highlight=False)
+    raise typer.Exit(143 if signal_name == "SIGTERM" else 130) from None
 
 
 def _run_with_progress(spec, storage: str | None, target: int, timeout: float | None, seed_offset: int = 0,
                        artifacts: str | None = None, mixed_precision: bool = False,
-                       show_progress: bool = True, recycle_after: int = 0, slots=()) -> None:
+                       show_progress: bool = True, recycle_after: int = 0, slots=(), store=None) -> None:
     """Run the study in this process; with several ``slots``, this process is the first worker and
     the others run in worker processes started once the study exists."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
-        TimeRemainingColumn
-
     from models import load_dataset
-    from search import FINISHED, ModelKeeper, artifact_dir, count_finished, open_study, redact, \
-        resolve_storage_url, run_study
-
-    from search._workers import RECYCLE_EXIT, apply_thread_budget, describe_layout, start_worker, stop_workers
+    from search import ModelKeeper, artifact_dir, count_finished, open_study, redact, resolve_storage_url
+    from search._workers import apply_thread_budget, describe_layout, start_worker, stopping_workers
 
     if len(slots) > 1:  # this worker's share of the cores (before the backend starts its thread pools)
         os.environ.update({k: v for k, v in slots[0].env().items() if k != "CUDA_VISIBLE_DEVICES"})
@@ -178,7 +185,7 @@ def _run_with_progress(spec, storage: str | None, target: int, timeout: float | 
 
         keras.mixed_precision.set_global_policy("mixed_float16")
     url = resolve_storage_url(storage)
-    store = storage_from(url)
+    store = store if store is not None else storage_from(url)
     data = load_dataset(spec.data.source, **spec.data.load_kwargs())
     procs: list = []
 
@@ -187,22 +194,36 @@ def _run_with_progress(spec, storage: str | None, target: int, timeout: float | 
             procs.extend(start_worker(slot, spec.name, url, trials=target, timeout=timeout, artifacts=artifacts,
                                       mixed_precision=mixed_precision) for slot in slots[1:])
 
-    study = open_study(spec, store, data, seed_offset=seed_offset, on_ready=start_others)
-    info = data.info
-    err.print(f"data: {info.name} {info.image_shape[0]}x{info.image_shape[1]}, {info.n_train} train / "
-              f"{info.n_val} validation / {info.n_test} test ({info.source})", highlight=False)
-    already = count_finished(study)
-    layout = f"; {len(slots)} workers (this process and {len(slots) - 1} more: {describe_layout(slots)})" \
-        if len(slots) > 1 else ""
-    err.print(f"study {spec.name!r} in {redact(url)}: {already} finished trials, target {target}{layout}",
-              highlight=False)
+    with stopping_workers(procs):  # the others end with this process
+        study = open_study(spec, store, data, seed_offset=seed_offset, on_ready=start_others)
+        info = data.info
+        err.print(f"data: {info.name} {info.image_shape[0]}x{info.image_shape[1]}, {info.n_train} train / "
+                  f"{info.n_val} validation / {info.n_test} test ({info.source})", highlight=False)
+        layout = f"; {len(slots)} workers (this process and {len(slots) - 1} more: {describe_layout(slots)})" \
+            if len(slots) > 1 else ""
+        err.print(f"study {spec.name!r} in {redact(url)}: {count_finished(study)} finished trials, target "
+                  f"{target}{layout}", highlight=False)
+        keeper = ModelKeeper(artifact_dir(url, artifacts), spec.save_models)
+        _optimize_here(spec, store, study, data, procs, target=target, timeout=timeout, seed_offset=seed_offset,
+                       keeper=keeper, show_progress=show_progress, recycle_after=recycle_after, url=url)
+
+
+def _optimize_here(spec, store, study, data, procs: list, *, target: int, timeout: float | None, seed_offset: int,
+                   keeper, show_progress: bool, recycle_after: int, url: str) -> None:
+    """``run_study`` in this process under a progress bar, then wait for the worker processes ``procs``."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
+        TimeRemainingColumn
+
+    from search import FINISHED, count_finished, run_study
+    from search._workers import RECYCLE_EXIT, exit_code, stopping_workers, supervise
 
     progress = Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
         TextColumn("best {task.fields[best]}"), TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn(),
         console=err, transient=False, disable=not show_progress,
     )
-    task = progress.add_task("trials", total=target, completed=min(already, target), best=_best_text(study))
+    task = progress.add_task("trials", total=target, completed=min(count_finished(study), target),
+                             best=_best_text(study))
 
     def refresh() -> None:  # every worker's finished trials, as stored
         progress.update(task, completed=min(count_finished(study), target), best=_best_text(study))
@@ -216,19 +237,13 @@ def _run_with_progress(spec, storage: str | None, target: int, timeout: float | 
         progress.update(task, best=_best_text(study))
 
     try:
-        with progress:
+        with progress, stopping_workers(procs):
             summary = run_study(spec, store, dataset=data, n_trials=target, timeout=timeout, on_trial=on_trial,
-                                seed_offset=seed_offset, keeper=ModelKeeper(artifact_dir(url, artifacts),
-                                                                            spec.save_models),
-                                max_trials=recycle_after or None, study=study)
-            _wait_for_workers(procs, refresh)
+                                seed_offset=seed_offset, keeper=keeper, max_trials=recycle_after or None,
+                                study=study)
+            supervise(procs, on_poll=refresh)
     except KeyboardInterrupt as exc:
-        signal_name = str(exc) or "SIGINT"
-        stop_workers(procs, signal.SIGTERM if signal_name == "SIGTERM" else signal.SIGINT)
-        err.print(f"interrupted ({signal_name}): the running trial is marked failed and {count_finished(study)} "
-                  f"finished trials are stored; run the same command again to continue study {spec.name!r}",
-                  highlight=False)
-        raise typer.Exit(143 if signal_name == "SIGTERM" else 130) from None
+        _interrupted(exc, study, spec.name)
     codes = [p.returncode for p in procs]
     others = f"; {len(procs)} more worker(s), exit codes {codes}" if procs else ""
     err.print(f"study {spec.name!r}: {count_finished(study) if procs else summary.finished} finished trials "
@@ -236,21 +251,9 @@ def _run_with_progress(spec, storage: str | None, target: int, timeout: float | 
               f"See: digitune show {spec.name}", highlight=False)
     if summary.recycled:
         raise typer.Exit(RECYCLE_EXIT)
-    if any(codes):
-        raise typer.Exit(next(c for c in codes if c))
-
-
-def _wait_for_workers(procs, on_poll) -> None:
-    """Wait for worker processes to end, calling ``on_poll`` every second; a signal to this process stops them."""
-    import time
-
-    from search._signals import interrupts
-
-    with interrupts() as interrupt:
-        while any(p.poll() is None for p in procs):
-            interrupt.check()
-            time.sleep(1.0)
-            on_poll()
+    code = exit_code(procs, url)
+    if code:
+        raise typer.Exit(code)
 
 
 @app.command("export-model")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -63,6 +64,16 @@ def check_study(url: str, name: str, target: int) -> dict[str, int]:
         if trial.state == TrialState.FAIL:
             assert trial.user_attrs.get("fail_reason"), f"trial {trial.number} failed without a reason"
     return states
+
+
+def assert_gave_up_in_one_line(proc: subprocess.Popen, log: Path, seconds: int) -> str:
+    """``proc`` ended with exit 2 and one ``error:`` line: the storage stayed unreachable ``seconds``; its log."""
+    text = log.read_text()
+    errors = [line for line in text.splitlines() if line.startswith("error:")]
+    assert proc.returncode == 2, text
+    assert "Traceback" not in text, text
+    assert len(errors) == 1 and f"stayed unreachable for {seconds} s" in errors[0], text
+    return text
 
 
 @pytest.fixture
@@ -128,11 +139,7 @@ def test_a_server_down_past_the_deadline_ends_the_run_in_one_line(private_postgr
         if worker.poll() is None:
             worker.kill()
             worker.wait()
-    text = (tmp_path / "run.err").read_text()
-    errors = [line for line in text.splitlines() if line.startswith("error:")]
-    assert worker.returncode == 2, text
-    assert "Traceback" not in text, text
-    assert len(errors) == 1 and "stayed unreachable for 8 s" in errors[0], text
+    text = assert_gave_up_in_one_line(worker, tmp_path / "run.err", 8)
     assert 8 <= waited < 60, waited
     print(f"\ngave up after {waited:.0f} s:", *[line for line in text.splitlines() if "storage" in line],
           sep="\n  ")
@@ -191,3 +198,98 @@ def test_a_trial_no_worker_holds_is_adopted_then_failed_after_the_grace_period(p
     assert trials[orphan.number].user_attrs["fail_reason"].startswith("no heartbeat for 1 s")
     (retry,) = [t for t in trials if t.system_attrs.get("failed_trial") == orphan.number]
     assert retry.state == TrialState.WAITING and retry.params == orphan.params
+
+
+def _cut_off(server, proc: subprocess.Popen, log: Path) -> None:
+    """Stop ``server`` and wait until ``proc`` says it is waiting for it (the caller starts it again)."""
+    server.stop("fast")
+    wait_for(lambda: "unreachable (" in log.read_text() or proc.poll() is not None, 120, "the 'unreachable' line")
+    assert proc.poll() is None, log.read_text()
+
+
+@pytest.mark.parametrize("command, signum, code, said", [
+    ("run", signal.SIGINT, 130, "interrupted (SIGINT)"),
+    ("agent", signal.SIGTERM, 143, "agent stopped (SIGTERM)"),
+])
+def test_a_signal_stops_the_wait_for_the_database(private_postgres, blink_url, tmp_path, command, signum, code,
+                                                  said):
+    path = write_study(tmp_path, "waiting", trials=6, family='"mlp"', pruner="none")
+    path.write_text(path.read_text().replace("epochs = {low = 1, high = 3}", "epochs = 40"))  # seconds a trial
+    if command == "run":
+        args = ["run", str(path)]
+    else:
+        assert run_cli("submit", str(path), "--storage", blink_url, cwd=tmp_path).returncode == 0
+        args = ["agent", "--poll", "0.5"]
+    proc = start([*args, "--storage", blink_url], tmp_path, "cmd.err", {"DIGITUNE_RECONNECT_SECONDS": "120"})
+    log = tmp_path / "cmd.err"
+    try:
+        wait_while_running(lambda: any(t.state == TrialState.RUNNING and t.params
+                                       for t in trials_of(blink_url, "waiting")), [proc], "a trial to start")
+        try:
+            _cut_off(private_postgres, proc, log)
+            proc.send_signal(signum)
+            signalled = time.monotonic()
+            proc.wait(timeout=90)
+            took = time.monotonic() - signalled
+        finally:
+            private_postgres.start()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    text = log.read_text()
+    assert proc.returncode == code, text
+    assert took < 30, (took, text)  # not the 120 s the wait would have lasted
+    assert said in text and "Traceback" not in text and "error:" not in text, text
+    print(f"\n{command} stopped {took:.1f} s after {signum.name}:", text.strip().splitlines()[-1])
+
+
+def test_a_worker_digitune_starts_during_an_outage_waits_for_the_database(private_postgres, blink_url, tmp_path):
+    path = write_study(tmp_path, "late", trials=2, family='"mlp"')
+    assert run_cli("submit", str(path), "--storage", blink_url, cwd=tmp_path).returncode == 0
+    private_postgres.stop("fast")
+    try:
+        # Typed by a person: a server that does not answer is one error: line at once (a mistyped URL must not wait).
+        typed = run_cli("worker", "late", "--storage", blink_url, cwd=tmp_path,
+                        env={"DIGITUNE_RECONNECT_SECONDS": "120"}, timeout=60)
+        lines = typed.stderr.strip().splitlines()
+        assert typed.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: cannot open storage"), lines
+        # Started by digitune (`run --workers`, `agent --workers` set its parent's pid): it waits.
+        child = start(["worker", "late", "--storage", blink_url, "--no-progress"], tmp_path, "child.err",
+                      {"DIGITUNE_RECONNECT_SECONDS": "120", "DIGITUNE_PARENT_PID": str(os.getpid())})
+        try:
+            wait_for(lambda: "unreachable (" in (tmp_path / "child.err").read_text() or child.poll() is not None,
+                     120, "the child's 'unreachable' line")
+            assert child.poll() is None, (tmp_path / "child.err").read_text()
+        finally:
+            private_postgres.start()
+        child.wait(timeout=300)
+    finally:
+        if not private_postgres.running:
+            private_postgres.start()
+    text = (tmp_path / "child.err").read_text()
+    assert child.returncode == 0, text
+    assert "error:" not in text and "Traceback" not in text and text.count("reachable again after") == 1, text
+    check_study(blink_url, "late", 2)
+
+
+def test_workers_that_outlast_the_wait_say_so_in_one_line(private_postgres, blink_url, tmp_path):
+    path = write_study(tmp_path, "pair", trials=8, family='"mlp"', pruner="none")
+    path.write_text(path.read_text().replace("epochs = {low = 1, high = 3}", "epochs = 40"))  # seconds a trial
+    env = {"DIGITUNE_WORKERS": "2", "DIGITUNE_RECONNECT_SECONDS": "8", "DIGITUNE_HEARTBEAT_INTERVAL": "1"}
+    run = start(["run", str(path), "--storage", blink_url], tmp_path, "run.err", env)
+    try:
+        wait_while_running(lambda: sum(t.state == TrialState.RUNNING and bool(t.params)
+                                       for t in trials_of(blink_url, "pair")) == 2, [run], "both workers in a trial")
+        private_postgres.stop("fast")
+        try:
+            run.wait(timeout=180)
+        finally:
+            private_postgres.start()
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait()
+    text = assert_gave_up_in_one_line(run, tmp_path / "run.err", 8)  # the parent's line, none of its worker's
+    assert "stops: the database stayed unreachable" in text, text
+    print("\n" + "\n".join(line for line in text.splitlines() if "storage" in line or "stops" in line))

@@ -243,3 +243,52 @@ def test_an_agent_leaves_a_study_deleted_under_it_and_goes_on(storage_url, tmp_p
     assert log.count("study 'doomed' was deleted; leaving it") == 1, log
     assert finished(storage_url, "kept") == 2
     assert [s["name"] for s in queue_json(storage_url, tmp_path)["studies"]] == ["kept"]
+
+
+def children_of(pid: int) -> list[int]:
+    """The live processes whose parent is ``pid`` (from /proc)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if fields[1] == str(pid) and fields[0] != "Z":
+            found.append(int(entry))
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGKILL])
+def test_agent_processes_end_with_their_parent(tmp_path, signum):
+    # SIGTERM: the parent passes it on and waits; SIGKILL: the kernel tells the orphans (PR_SET_PDEATHSIG).
+    url = f"sqlite:///{tmp_path / 'p.db'}"
+    parent = start_agent(url, tmp_path, "agent.err", "--workers", "2")
+    children: list[int] = []
+    try:
+        wait_for(lambda: len(queue_json(url, tmp_path)["agents"]) == 2 if tmp_path.joinpath("p.db").exists()
+                 else False, what="two agent processes registered")
+        children = children_of(parent.pid)
+        assert len(children) == 2, children
+        parent.send_signal(signum)
+        parent.wait(timeout=120)
+        wait_for(lambda: not any(alive(pid) for pid in children), 60, "the agent processes to end")
+    finally:
+        for pid in children:  # what a failing run left behind
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        if parent.poll() is None:
+            parent.kill()
+            parent.wait()
+    assert parent.returncode == (143 if signum == signal.SIGTERM else -signal.SIGKILL)
+    text = (tmp_path / "agent.err").read_text()
+    assert text.count("agent stopped (SIGTERM)") == 2 and "Traceback" not in text, text
+    assert {a["status"] for a in queue_json(url, tmp_path)["agents"]} == {"exited"}
