@@ -105,40 +105,70 @@ def test_run_defaults_to_one_worker_per_core(tmp_path):
     assert len(workers) >= 2, f"only {workers} ran trials"  # the workers beside this process joined in
 
 
-@pytest.mark.slow
-def test_sigterm_to_run_alone_stops_the_workers_beside_it(tmp_path):
-    """A service manager signals `run` only; it passes the signal on and no trial is left running."""
+def _workers_of(db: Path) -> set[str]:
+    """The ``host:pid`` of every worker that ran a trial in the SQLite file ``db``."""
+    if not db.exists():
+        return set()
+    with sqlite3.connect(db) as conn:
+        try:
+            rows = conn.execute("SELECT value_json FROM trial_user_attributes WHERE key = 'worker'").fetchall()
+        except sqlite3.OperationalError:  # the tables are not there yet
+            return set()
+    return {json.loads(value) for (value,) in rows}
+
+
+def _run_with_two_workers(tmp_path: Path, name: str) -> tuple[subprocess.Popen, Path]:
+    """`digitune run` of a long study, once this process and a worker beside it both ran trials."""
     if available_cpus() < 2:
         pytest.skip("one core: no worker beside the in-process one")
-    path = write_study(tmp_path, "term", trials=500, family='"mlp"')
-    db = tmp_path / "term.db"
+    path = write_study(tmp_path, name, trials=500, family='"mlp"')
+    db = tmp_path / f"{name}.db"
     env = {k: v for k, v in os.environ.items() if k not in ("DIGITUNE_STORAGE", "DIGITUNE_WORKERS")}
     proc = subprocess.Popen([digitune_exe(), "run", str(path), "--storage", f"sqlite:///{db}"], cwd=tmp_path,
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-    def workers() -> set[str]:
-        if not db.exists():
-            return set()
-        with sqlite3.connect(db) as conn:
-            try:
-                rows = conn.execute("SELECT value_json FROM trial_user_attributes WHERE key = 'worker'").fetchall()
-            except sqlite3.OperationalError:  # the tables are not there yet
-                return set()
-        return {json.loads(value) for (value,) in rows}
-
     deadline = time.monotonic() + 180
-    while len(workers()) < 2:
+    while len(_workers_of(db)) < 2:
         assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1]
         time.sleep(0.2)
+    return proc, db
+
+
+def _alive(pid: str) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.slow
+def test_sigterm_to_run_alone_stops_the_workers_beside_it(tmp_path):
+    """A service manager signals `run` only; it passes the signal on and no trial is left running."""
+    proc, db = _run_with_two_workers(tmp_path, "term")
     proc.send_signal(signal.SIGTERM)
     _, stderr = proc.communicate(timeout=180)
     assert proc.returncode == 143, stderr
     assert "interrupted (SIGTERM)" in stderr and "Traceback" not in stderr
-    for worker in workers():  # every worker process has ended
-        assert not Path(f"/proc/{worker.split(':')[1]}").exists(), f"worker {worker} still runs"
+    for worker in _workers_of(db):  # every worker process has ended
+        assert not _alive(worker.split(':')[1]), f"worker {worker} still runs"
     study = optuna.load_study(study_name="term", storage=f"sqlite:///{db}")
     assert optuna.trial.TrialState.RUNNING not in [t.state for t in study.trials]
     assert len(study.get_trials(states=FINISHED)) < 500
+
+
+@pytest.mark.slow
+def test_workers_beside_a_killed_run_end_with_it(tmp_path):
+    """`run` killed outright (SIGKILL, the OOM killer): the kernel signals its workers (PR_SET_PDEATHSIG)."""
+    proc, db = _run_with_two_workers(tmp_path, "orphaned")
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+    others = [w.split(":")[1] for w in _workers_of(db) if w.split(":")[1] != str(proc.pid)]
+    deadline = time.monotonic() + 120
+    while any(_alive(pid) for pid in others):
+        assert time.monotonic() < deadline, f"workers {others} outlived the run that started them"
+        time.sleep(0.3)
+    study = optuna.load_study(study_name="orphaned", storage=f"sqlite:///{db}")
+    running = [t for t in study.trials if t.state == optuna.trial.TrialState.RUNNING]
+    assert [t.user_attrs["worker"] for t in running] in ([], [f"{os.uname().nodename}:{proc.pid}"])  # the killed one's
 
 
 def test_a_bad_workers_variable_is_a_user_error(tmp_path):
