@@ -66,6 +66,21 @@ def check_study(url: str, name: str, target: int) -> dict[str, int]:
     return states
 
 
+def down_until_it_ends(server, proc: subprocess.Popen, ready, what: str) -> None:
+    """Once ``ready()``, stop ``server`` until ``proc`` ends (180 s at most), then start it again."""
+    try:
+        wait_while_running(ready, [proc], what)
+        server.stop("fast")
+        try:
+            proc.wait(timeout=180)
+        finally:
+            server.start()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 def assert_gave_up_in_one_line(proc: subprocess.Popen, log: Path, seconds: int) -> str:
     """``proc`` ended with exit 2 and one ``error:`` line: the storage stayed unreachable ``seconds``; its log."""
     text = log.read_text()
@@ -278,18 +293,19 @@ def test_workers_that_outlast_the_wait_say_so_in_one_line(private_postgres, blin
     path.write_text(path.read_text().replace("epochs = {low = 1, high = 3}", "epochs = 40"))  # seconds a trial
     env = {"DIGITUNE_WORKERS": "2", "DIGITUNE_RECONNECT_SECONDS": "8", "DIGITUNE_HEARTBEAT_INTERVAL": "1"}
     run = start(["run", str(path), "--storage", blink_url], tmp_path, "run.err", env)
-    try:
-        wait_while_running(lambda: sum(t.state == TrialState.RUNNING and bool(t.params)
-                                       for t in trials_of(blink_url, "pair")) == 2, [run], "both workers in a trial")
-        private_postgres.stop("fast")
-        try:
-            run.wait(timeout=180)
-        finally:
-            private_postgres.start()
-    finally:
-        if run.poll() is None:
-            run.kill()
-            run.wait()
+    down_until_it_ends(private_postgres, run, lambda: sum(t.state == TrialState.RUNNING and bool(t.params)
+                                                          for t in trials_of(blink_url, "pair")) == 2,
+                       "both workers in a trial")
     text = assert_gave_up_in_one_line(run, tmp_path / "run.err", 8)  # the parent's line, none of its worker's
     assert "stops: the database stayed unreachable" in text, text
     print("\n" + "\n".join(line for line in text.splitlines() if "storage" in line or "stops" in line))
+
+
+def test_agent_processes_that_outlast_the_wait_say_so_in_one_line(private_postgres, blink_url, tmp_path):
+    agent = start(["agent", "--workers", "2", "--poll", "0.5", "--storage", blink_url], tmp_path, "agent.err",
+                  {"DIGITUNE_RECONNECT_SECONDS": "8"})
+    down_until_it_ends(private_postgres, agent,
+                       lambda: (tmp_path / "agent.err").read_text().count("waiting for studies") == 2,
+                       "both agent processes registered")
+    text = assert_gave_up_in_one_line(agent, tmp_path / "agent.err", 8)  # the parent's, for both processes
+    assert text.count("stops: the database stayed unreachable") == 2 and "2 worker process(es) stopped" in text, text
