@@ -168,7 +168,9 @@ def test_workers_beside_a_killed_run_end_with_it(tmp_path):
         time.sleep(0.3)
     study = optuna.load_study(study_name="orphaned", storage=f"sqlite:///{db}")
     running = [t for t in study.trials if t.state == optuna.trial.TrialState.RUNNING]
-    assert [t.user_attrs["worker"] for t in running] in ([], [f"{os.uname().nodename}:{proc.pid}"])  # the killed one's
+    # At most the killed process's own trial is left running (it may have died before recording its worker).
+    assert len(running) <= 1, [t.user_attrs.get("worker") for t in running]
+    assert all(t.user_attrs.get("worker") in (None, f"{os.uname().nodename}:{proc.pid}") for t in running)
 
 
 def test_a_bad_workers_variable_is_a_user_error(tmp_path):
