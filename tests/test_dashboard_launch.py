@@ -70,14 +70,20 @@ def test_a_submitted_study_runs_on_a_local_agent_and_stops_at_a_trial_boundary(t
         agent.stop(timeout=10)
 
 
-def test_the_launch_page_submits_starts_an_agent_and_the_queue_page_shows_them(tmp_path, monkeypatch):
-    url = f"sqlite:///{tmp_path / 'page.db'}"
+def launch_page(monkeypatch, url: str, launches: Path) -> AppTest:
+    """The Launch page on storage ``url``, writing its study files to ``launches``."""
     monkeypatch.setenv("DIGITUNE_STORAGE", url)
-    monkeypatch.setenv("DIGITUNE_LAUNCH_DIR", str(tmp_path))
+    monkeypatch.setenv("DIGITUNE_LAUNCH_DIR", str(launches))
     at = AppTest.from_file(APP, default_timeout=60)
     at.query_params.update(page="Launch")
     at.run(timeout=60)
     assert not at.exception, at.exception
+    return at
+
+
+def test_the_launch_page_submits_starts_an_agent_and_the_queue_page_shows_them(tmp_path, monkeypatch):
+    url = f"sqlite:///{tmp_path / 'page.db'}"
+    at = launch_page(monkeypatch, url, tmp_path)
     at.text_input(key="launch_name").input("from-form")
     at.number_input(key="launch_trials").set_value(2)
     at.selectbox(key="launch_sampler").select("random")
@@ -235,12 +241,7 @@ def test_the_study_submitted_is_the_one_parsed_even_if_its_file_is_swapped(tmp_p
 def test_the_launch_page_says_why_it_refuses_a_launch_folder(tmp_path, monkeypatch):
     shared = _private(tmp_path / "shared")
     shared.chmod(0o777)
-    monkeypatch.setenv("DIGITUNE_STORAGE", f"sqlite:///{tmp_path / 'p.db'}")
-    monkeypatch.setenv("DIGITUNE_LAUNCH_DIR", str(shared))
-    at = AppTest.from_file(APP, default_timeout=60)
-    at.query_params.update(page="Launch")
-    at.run(timeout=60)
-    assert not at.exception, at.exception
+    at = launch_page(monkeypatch, f"sqlite:///{tmp_path / 'p.db'}", shared)
     assert [e.value for e in at.error] == [f"Cannot launch: the launch folder {shared} can be written by other "
                                            f"users (mode 0777): they could plant or swap files in it; run chmod "
                                            f"go-w {shared}, or set $DIGITUNE_LAUNCH_DIR to a folder of your own "

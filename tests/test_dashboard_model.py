@@ -87,7 +87,8 @@ def test_a_trial_without_a_saved_model(saved_study):
         assert load_saved_model(url, storage, "saved", number) is None
 
 
-def test_trial_page_shows_the_saved_model(saved_study, monkeypatch):
+def saved_trial_page(saved_study, monkeypatch) -> tuple[AppTest, str]:
+    """The Trial page of the saved study's first kept model, and that trial's number."""
     url, _, study = saved_study
     number = next(iter(study.user_attrs["saved_models"]))
     monkeypatch.setenv("DIGITUNE_STORAGE", url)
@@ -95,6 +96,11 @@ def test_trial_page_shows_the_saved_model(saved_study, monkeypatch):
     at.query_params.update(page="Trial", study="saved", trial=number)
     at.run(timeout=60)
     assert not at.exception, at.exception
+    return at, number
+
+
+def test_trial_page_shows_the_saved_model(saved_study, monkeypatch):
+    at, _ = saved_trial_page(saved_study, monkeypatch)
     assert "Saved model" in [s.value for s in at.subheader]
     labels = [b.proto.label for b in at.get("download_button")]
     assert "Download the model (.keras)" in labels

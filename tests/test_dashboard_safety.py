@@ -21,20 +21,11 @@ from search._cli_dashboard import is_loopback
 pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
-from test_dashboard_model import saved_study  # noqa: E402,F401 (a study with saved models, trained once)
+from test_dashboard_launch import launch_page  # noqa: E402
+from test_dashboard_model import saved_study, saved_trial_page  # noqa: E402,F401 (a study with saved models, trained once)
 
 APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
 TOKEN = "correct-horse-battery-staple"
-
-
-def _launch_page(monkeypatch, url: str, launches: Path) -> AppTest:
-    monkeypatch.setenv("DIGITUNE_STORAGE", url)
-    monkeypatch.setenv("DIGITUNE_LAUNCH_DIR", str(launches))
-    at = AppTest.from_file(APP, default_timeout=60)
-    at.query_params.update(page="Launch")
-    at.run(timeout=60)
-    assert not at.exception, at.exception
-    return at
 
 
 def _launch(at: AppTest) -> str:
@@ -50,7 +41,7 @@ def test_study_names_that_look_like_paths_write_only_inside_the_launch_folder(tm
     url = f"sqlite:///{tmp_path / 'db' / 'l.db'}"
     launches = tmp_path / "deep" / "launches"
     absolute = str(tmp_path / "abs")  # an absolute path as a name, e.g. /tmp/abs
-    at = _launch_page(monkeypatch, url, launches)
+    at = launch_page(monkeypatch, url, launches)
     at.text_input(key="launch_name").input("../../x")
     at.number_input(key="launch_trials").set_value(1)
     at.multiselect(key="launch_families").unselect("cnn")
@@ -110,13 +101,7 @@ def _broken_png() -> bytes:
     (_broken_png, "not a readable PNG image (broken PNG file (chunk "),  # Pillow raises SyntaxError for it
 ], ids=["bomb-error", "bomb-warning", "broken-png"])
 def test_a_bad_png_upload_gets_a_message_not_an_exception(saved_study, monkeypatch, upload, expected):  # noqa: F811
-    url, _, study = saved_study
-    number = next(iter(study.user_attrs["saved_models"]))
-    monkeypatch.setenv("DIGITUNE_STORAGE", url)
-    at = AppTest.from_file(APP, default_timeout=60)
-    at.query_params.update(page="Trial", study="saved", trial=number)
-    at.run(timeout=60)
-    assert not at.exception, at.exception
+    at, number = saved_trial_page(saved_study, monkeypatch)
     data = upload()
     assert len(data) < 200_000
     at.file_uploader(key=f"upload:saved:{number}").set_value(("upload.png", data, "image/png"))
