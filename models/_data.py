@@ -13,7 +13,9 @@ into train / validation / test parts.  Sources:
 
   - a folder of MNIST-style IDX files (``train-images-idx3-ubyte[.gz]`` ...),
   - a Keras-style ``.npz`` (``x_train``, ``y_train``, ``x_test``, ``y_test``),
-  - an "Identify the Digits" folder (``train.csv`` + ``Images/train/*.png``),
+  - an "Identify the Digits" folder (``train.csv`` + ``Images/train/*.png``), or
+    the Keras tutorial's data folder (``Train/train.csv``, ``Train/Images/train/``,
+    ``Test.csv``) or its ``Train/`` (read by ``models._identify``),
   - a Kaggle digit-recognizer CSV (``label,pixel0,...``) or its folder.
 
 Splits: sources without a labelled test set get a fixed stratified 20 % test
@@ -45,11 +47,13 @@ from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+
+from ._datacore import NUM_CLASSES, DataError, RawData, check_labels, check_not_empty, hw
+from ._identify import load_identify, load_tutorial, read_identify_test, read_png, read_png_folder, \
+    read_tutorial_test, tutorial_root
 
 __all__ = ["DataError", "Dataset", "DatasetInfo", "load_dataset", "read_images"]
 
-NUM_CLASSES = 10
 #: Where the Debian package ``dataset-fashion-mnist`` installs its files.
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 #: Fraction and fixed seed of the held-out test split for sources without one.
@@ -69,21 +73,16 @@ _ACCEPTED = (
     "accepted sources: 'digits', 'mnist', 'fashion-mnist' or 'fashion-mnist:FOLDER', "
     "a folder with MNIST-style IDX files (train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte[.gz], "
     "optional t10k-*), a Keras-style .npz (x_train, y_train, x_test, y_test), "
-    "an 'Identify the Digits' folder (train.csv with filename,label + Images/train/*.png), "
+    "an 'Identify the Digits' folder (train.csv with filename,label + Images/train/*.png, or the Keras "
+    "tutorial's Train/train.csv + Train/Images/train/), "
     "or a Kaggle digit-recognizer train.csv (label,pixel0,...) or a folder containing it"
 )
 _ACCEPTED_PREDICT = (
     "accepted inputs: a .png file, a folder of .png files, an 'Identify the Digits' folder "
-    "(test.csv + Images/test/), a Kaggle test.csv (pixel0,...) or its folder, "
+    "(test.csv + Images/test/, or the Keras tutorial's Test.csv + Train/Images/test/), "
+    "a Kaggle test.csv (pixel0,...) or its folder, "
     "a Keras-style .npz (x_test), or a folder with MNIST-style t10k IDX files"
 )
-
-
-class DataError(ValueError):
-    """A data source is missing, unsupported or malformed.
-
-    The message names the file or source, what is wrong and how to fix it.
-    """
 
 
 @dataclass(frozen=True)
@@ -119,20 +118,6 @@ class Dataset:
     x_test: np.ndarray
     y_test: np.ndarray
     info: DatasetInfo
-
-
-@dataclass
-class _RawData:
-    """Unscaled, unsplit data as read from a source."""
-
-    name: str
-    source: str
-    format: str
-    x_train: np.ndarray  # (N, H, W), raw pixel values
-    y_train: np.ndarray  # (N,) int64
-    x_test: np.ndarray | None
-    y_test: np.ndarray | None
-    max_value: float  # divide by this to scale into [0, 1]
 
 
 # --------------------------------------------------------------------------- public API
@@ -253,7 +238,7 @@ def _check_parameters(validation_split: float, limit: int | None) -> None:
         raise DataError(f"limit must be an integer of at least {MIN_LIMIT}, got {limit!r}; or leave it unset")
 
 
-def _load_raw(source: str | os.PathLike[str], *, download: bool) -> _RawData:
+def _load_raw(source: str | os.PathLike[str], *, download: bool) -> RawData:
     if isinstance(source, str):
         if source == "digits":
             return _load_digits()
@@ -267,6 +252,9 @@ def _load_raw(source: str | os.PathLike[str], *, download: bool) -> _RawData:
     if path.is_dir():
         if _find_idx_files(path):
             return _load_idx_dir(path, name=path.name)
+        root = tutorial_root(path)
+        if root is not None:
+            return load_tutorial(root)
         if (path / "train.csv").is_file():
             return _load_csv(path / "train.csv", name=path.name)
     elif path.suffix.lower() == ".npz":
@@ -286,11 +274,11 @@ def _existing_path(source: str | os.PathLike[str], accepted: str) -> Path:
     return path.resolve()
 
 
-def _load_digits() -> _RawData:
+def _load_digits() -> RawData:
     from sklearn.datasets import load_digits
 
     digits = load_digits()
-    return _RawData(
+    return RawData(
         name="digits",
         source="sklearn.datasets.load_digits",
         format="sklearn",
@@ -302,7 +290,7 @@ def _load_digits() -> _RawData:
     )
 
 
-def _load_fashion_mnist(folder: Path) -> _RawData:
+def _load_fashion_mnist(folder: Path) -> RawData:
     if not folder.is_dir():
         raise DataError(
             f"{folder}: Fashion-MNIST folder not found; install it with `apt-get install dataset-fashion-mnist` "
@@ -322,7 +310,7 @@ def _keras_home() -> Path:
     return Path(home).expanduser() if home else Path.home() / ".keras"
 
 
-def _load_mnist(*, download: bool) -> _RawData:
+def _load_mnist(*, download: bool) -> RawData:
     cache = _keras_home() / "datasets" / "mnist.npz"
     if cache.is_file():
         return _load_npz(cache, name="mnist")
@@ -369,7 +357,7 @@ def _find_idx_files(folder: Path) -> dict[tuple[str, str], Path]:
     return found
 
 
-def _load_idx_dir(folder: Path, *, name: str) -> _RawData:
+def _load_idx_dir(folder: Path, *, name: str) -> RawData:
     files = _find_idx_files(folder)
     for prefix in ("train", "t10k"):
         has = [kind for kind in ("images", "labels") if (prefix, kind) in files]
@@ -386,7 +374,7 @@ def _load_idx_dir(folder: Path, *, name: str) -> _RawData:
     if ("t10k", "images") in files:
         x_test, y_test = _read_idx_pair(files["t10k", "images"], files["t10k", "labels"])
         _check_same_image_shape(x_train, x_test, files["train", "images"], files["t10k", "images"])
-    return _RawData(name, str(folder), "idx", x_train, y_train, x_test, y_test, max_value=255.0)
+    return RawData(name, str(folder), "idx", x_train, y_train, x_test, y_test, max_value=255.0)
 
 
 def _read_idx_pair(images_path: Path, labels_path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -397,8 +385,8 @@ def _read_idx_pair(images_path: Path, labels_path: Path) -> tuple[np.ndarray, np
             f"{images_path}: has {len(x)} images but {labels_path.name} has {len(y)} labels; "
             "the image and label files must come from the same release"
         )
-    _check_not_empty(len(x), images_path)
-    return x, _check_labels(y, labels_path)
+    check_not_empty(len(x), images_path)
+    return x, check_labels(y, labels_path)
 
 
 def _read_idx(path: Path, *, expect_images: bool) -> np.ndarray:
@@ -417,7 +405,7 @@ def _read_idx(path: Path, *, expect_images: bool) -> np.ndarray:
             expected = math.prod(shape)
             if gzipped and expected > MAX_INFLATED_BYTES:
                 raise DataError(
-                    f"{path}: IDX header says {_hw(shape)} ({expected} bytes of data), more than the "
+                    f"{path}: IDX header says {hw(shape)} ({expected} bytes of data), more than the "
                     f"{MAX_INFLATED_BYTES} bytes read from a gzip file; gunzip it and pass the plain IDX file"
                 )
             data = f.read(expected + 1)
@@ -427,7 +415,7 @@ def _read_idx(path: Path, *, expect_images: bool) -> np.ndarray:
         problem, has = ("truncated IDX file", str(len(data))) if len(data) < expected else \
             ("IDX file has trailing bytes", "more")
         raise DataError(
-            f"{path}: {problem}: header says {_hw(shape)} ({expected} bytes of data) but the file has {has}; "
+            f"{path}: {problem}: header says {hw(shape)} ({expected} bytes of data) but the file has {has}; "
             "download it again"
         )
     return np.frombuffer(data, dtype=np.uint8).reshape(shape)
@@ -480,7 +468,7 @@ def _npz_array(archive: np.lib.npyio.NpzFile, key: str, path: Path) -> np.ndarra
         ) from exc
 
 
-def _load_npz(path: Path, *, name: str) -> _RawData:
+def _load_npz(path: Path, *, name: str) -> RawData:
     with _open_npz(path) as archive:
         keys = set(archive.files)
         missing = {"x_train", "y_train"} - keys
@@ -510,7 +498,7 @@ def _from_arrays(
     source: str,
     fmt: str,
     where: Path | str = "",
-) -> _RawData:
+) -> RawData:
     """Validate Keras-style arrays and wrap them as raw data."""
     where = where or source
     x_train = _as_images(x_train, f"{where}: x_train")
@@ -525,7 +513,7 @@ def _from_arrays(
             f"{where}: x_train and x_test use different pixel scales (one 0..1, the other 0..255); "
             "save both with the same scale"
         )
-    return _RawData(name, source, fmt, x_train, y_train, x_test, y_test, max_value)
+    return RawData(name, source, fmt, x_train, y_train, x_test, y_test, max_value)
 
 
 def _as_images(x: np.ndarray, where: str) -> np.ndarray:
@@ -538,7 +526,7 @@ def _as_images(x: np.ndarray, where: str) -> np.ndarray:
         )
     if not (np.issubdtype(x.dtype, np.integer) or np.issubdtype(x.dtype, np.floating)):
         raise DataError(f"{where} has dtype {x.dtype}; expected uint8 0..255 or float 0..1 pixel values")
-    _check_not_empty(len(x), where)
+    check_not_empty(len(x), where)
     return x
 
 
@@ -553,7 +541,7 @@ def _as_labels(y: np.ndarray, where: str, count: int) -> np.ndarray:
     if not np.issubdtype(y.dtype, np.integer):
         if not np.issubdtype(y.dtype, np.floating) or not np.all(np.isfinite(y) & (y == np.round(y))):
             raise DataError(f"{where} has non-integer labels (dtype {y.dtype}); expected class labels 0..9")
-    return _check_labels(y, where)
+    return check_labels(y, where)
 
 
 # --------------------------------------------------------------------------- CSV layouts
@@ -570,14 +558,14 @@ def _csv_header(path: Path) -> list[str]:
     return [column.strip().lower() for column in header]
 
 
-def _load_csv(path: Path, *, name: str) -> _RawData:
+def _load_csv(path: Path, *, name: str) -> RawData:
     """Load a training CSV: Identify-the-Digits (filename,label) or Kaggle (label,pixel...)."""
     columns = _csv_header(path)
     if "filename" in columns:
-        return _load_identify(path)
+        return load_identify(path)
     x, y = _read_kaggle_csv(path, columns, need_labels=True)
     y = cast(np.ndarray, y)  # need_labels=True always returns labels
-    return _RawData(name, str(path), "kaggle-csv", x, y, None, None, max_value=255.0)
+    return RawData(name, str(path), "kaggle-csv", x, y, None, None, max_value=255.0)
 
 
 def _read_kaggle_csv(path: Path, columns: list[str], *, need_labels: bool) -> tuple[np.ndarray, np.ndarray | None]:
@@ -612,7 +600,7 @@ def _read_kaggle_csv(path: Path, columns: list[str], *, need_labels: bool) -> tu
             table = np.loadtxt(f, delimiter=",", dtype=np.int32, ndmin=2)
     except (OSError, ValueError, OverflowError) as exc:
         raise DataError(f"{path}: malformed CSV ({exc}; rows counted after the header)") from exc
-    _check_not_empty(len(table), path)
+    check_not_empty(len(table), path)
     if table.shape[1] != len(columns):
         raise DataError(f"{path}: rows have {table.shape[1]} values but the header has {len(columns)} columns")
 
@@ -620,99 +608,8 @@ def _read_kaggle_csv(path: Path, columns: list[str], *, need_labels: bool) -> tu
     if pixels.min() < 0 or pixels.max() > 255:
         raise DataError(f"{path}: pixel values must be 0..255, found {pixels.min()}..{pixels.max()}")
     x = pixels.astype(np.uint8).reshape(len(table), side, side)
-    y = _check_labels(table[:, label_col], path) if need_labels and label_col is not None else None
+    y = check_labels(table[:, label_col], path) if need_labels and label_col is not None else None
     return x, y
-
-
-def _load_identify(csv_path: Path) -> _RawData:
-    """Load the "Identify the Digits" layout from its train.csv and Images/train/."""
-    root = csv_path.parent
-    image_dir = root / "Images" / "train"
-    if not image_dir.is_dir():
-        raise DataError(
-            f"{image_dir}: folder not found; an Identify-the-Digits data set needs train.csv next to "
-            "Images/train/ holding the PNG files it names"
-        )
-    filenames, labels = _read_identify_csv(csv_path, need_labels=True)
-    x = _read_png_stack([image_dir / f for f in filenames], csv_path)
-    y = _check_labels(np.asarray(labels, dtype=np.int64), csv_path)
-    return _RawData(root.name, str(root), "identify-the-digits", x, y, None, None, max_value=255.0)
-
-
-def _read_identify_csv(path: Path, *, need_labels: bool) -> tuple[list[str], list[int]]:
-    """Read the ``filename[,label]`` rows of an Identify-the-Digits CSV."""
-    filenames: list[str] = []
-    labels: list[int] = []
-    try:
-        with path.open(newline="", encoding="utf-8-sig") as f:
-            reader = csv.DictReader(f)
-            fields = [c.strip().lower() for c in reader.fieldnames or []]
-            reader.fieldnames = fields
-            if need_labels and "label" not in fields:
-                raise DataError(
-                    f"{path}: no 'label' column (columns: {','.join(fields)}); an Identify-the-Digits "
-                    "train.csv needs 'filename,label'"
-                )
-            for line, row in enumerate(reader, start=2):
-                filename = (row.get("filename") or "").strip()
-                if not filename:
-                    raise DataError(f"{path}, line {line}: empty filename; every row needs a PNG file name")
-                filenames.append(filename)
-                if need_labels:
-                    labels.append(_parse_label(row["label"], path, line))
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise DataError(f"{path}: cannot read CSV ({exc})") from exc
-    _check_not_empty(len(filenames), path)
-    return filenames, labels
-
-
-def _parse_label(text: str | None, path: Path, line: int) -> int:
-    try:
-        return int((text or "").strip())
-    except ValueError as exc:
-        raise DataError(f"{path}, line {line}: label {text!r} is not an integer 0..9") from exc
-
-
-# --------------------------------------------------------------------------- PNG images
-
-
-def _read_png(path: Path) -> np.ndarray:
-    """Read one image file as uint8 grayscale ``(H, W)``; one of more than Pillow's 89 M pixels is refused."""
-    if path.exists() and not path.is_file():  # a named pipe would block the read
-        raise DataError(f"{path}: not a regular file (a named pipe, socket or device); replace it with a PNG file")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
-                return np.asarray(image.convert("L"), dtype=np.uint8)
-    except FileNotFoundError as exc:
-        raise DataError(
-            f"{path}: image file not found; check the file names in the CSV and the Images/ folder"
-        ) from exc
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError,
-            Image.DecompressionBombWarning) as exc:
-        raise DataError(f"{path}: unreadable image ({exc}); replace or remove the file") from exc
-
-
-def _read_png_stack(paths: list[Path], where: Path) -> np.ndarray:
-    """Read images that must all have the same size into ``(N, H, W)`` uint8."""
-    _check_not_empty(len(paths), where)
-    first = _read_png(paths[0])
-    x = np.empty((len(paths), *first.shape), dtype=np.uint8)
-    x[0] = first
-    for i, path in enumerate(paths[1:], start=1):
-        image = _read_png(path)
-        if image.shape != first.shape:
-            raise DataError(
-                f"{path}: image is {_hw(image.shape)} but {paths[0].name} is {_hw(first.shape)}; "
-                "all images must have the same size"
-            )
-        x[i] = image
-    return x
-
-
-def _pngs_in(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() == ".png")
 
 
 # --------------------------------------------------------------------------- read_images helpers
@@ -721,7 +618,7 @@ def _pngs_in(folder: Path) -> list[Path]:
 def _read_images_file(path: Path) -> tuple[np.ndarray, list[str] | None, str]:
     suffix = path.suffix.lower()
     if suffix == ".png":
-        return _read_png(path)[np.newaxis], [path.name], "png"
+        return read_png(path)[np.newaxis], [path.name], "png"
     if suffix == ".npz":
         with _open_npz(path) as archive:
             if "x_test" not in archive.files:
@@ -734,12 +631,12 @@ def _read_images_file(path: Path) -> tuple[np.ndarray, list[str] | None, str]:
     if suffix == ".csv":
         columns = _csv_header(path)
         if "filename" in columns:
-            return _read_identify_test(path, path.parent / "Images" / "test")
+            return read_identify_test(path)
         x, _ = _read_kaggle_csv(path, columns, need_labels=False)
         return x, None, "kaggle-csv"
     if "idx3-ubyte" in path.name:
         x = _read_idx(path, expect_images=True)
-        _check_not_empty(len(x), path)
+        check_not_empty(len(x), path)
         return x, None, "idx"
     raise DataError(f"{path}: unsupported file for prediction; {_ACCEPTED_PREDICT}")
 
@@ -753,57 +650,28 @@ def _read_images_dir(folder: Path) -> tuple[np.ndarray, list[str] | None, str]:
             )
         path = idx_files["t10k", "images"]
         x = _read_idx(path, expect_images=True)
-        _check_not_empty(len(x), path)
+        check_not_empty(len(x), path)
         return x, None, "idx"
-    test_csv = folder / "test.csv"
-    if test_csv.is_file():
-        return _read_images_file(test_csv)
-    if (folder / "Images" / "test").is_dir():
-        pngs = _pngs_in(folder / "Images" / "test")
-        return _read_png_stack(pngs, folder / "Images" / "test"), [p.name for p in pngs], "identify-the-digits"
-    pngs = _pngs_in(folder)
-    if pngs:
-        return _read_png_stack(pngs, folder), [p.name for p in pngs], "png"
+    root = tutorial_root(folder)
+    if root is not None:
+        return read_tutorial_test(root)
+    if (folder / "test.csv").is_file():
+        return _read_images_file(folder / "test.csv")
+    found = read_png_folder(folder)
+    if found is not None:
+        return found
     raise DataError(f"{folder}: no images found; {_ACCEPTED_PREDICT}")
-
-
-def _read_identify_test(csv_path: Path, image_dir: Path) -> tuple[np.ndarray, list[str], str]:
-    filenames, _ = _read_identify_csv(csv_path, need_labels=False)
-    x = _read_png_stack([image_dir / f for f in filenames], csv_path)
-    return x, filenames, "identify-the-digits"
 
 
 # --------------------------------------------------------------------------- checks and transforms
 
 
-def _check_not_empty(count: int, where: Path | str) -> None:
-    if count == 0:
-        raise DataError(f"{where}: contains no images (0 images); use a file with at least one example")
-
-
-def _check_labels(y: np.ndarray, where: Path | str) -> np.ndarray:
-    """Return *y* as int64 after checking every label is in 0..9."""
-    y = np.asarray(y)
-    bad = np.unique(y[(y < 0) | (y >= NUM_CLASSES)])
-    if bad.size:
-        shown = ", ".join(str(int(v)) for v in bad[:5]) + (", ..." if bad.size > 5 else "")
-        raise DataError(
-            f"{where}: labels must be 0..{NUM_CLASSES - 1}, found label{'s' if bad.size > 1 else ''} {shown}; "
-            "fix or drop those rows"
-        )
-    return y.astype(np.int64)
-
-
 def _check_same_image_shape(a: np.ndarray, b: np.ndarray, where_a: Path | str, where_b: Path | str) -> None:
     if a.shape[1:] != b.shape[1:]:
         raise DataError(
-            f"{where_a}: images are {_hw(a.shape[1:])} but {where_b} has {_hw(b.shape[1:])} images; "
+            f"{where_a}: images are {hw(a.shape[1:])} but {where_b} has {hw(b.shape[1:])} images; "
             "train and test images must have the same size"
         )
-
-
-def _hw(shape: tuple[int, ...]) -> str:
-    return "x".join(str(d) for d in shape)
 
 
 def _max_value(x: np.ndarray, where: Path | str) -> float:
