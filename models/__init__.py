@@ -13,6 +13,7 @@ from typing import Any
 from ._config import (
     ACTIVATIONS,
     INITIALIZERS,
+    MODEL_CONFIGS,
     OPTIMIZERS,
     CNNConfig,
     ConfigError,
@@ -22,6 +23,7 @@ from ._config import (
     TrainConfig,
     model_config_from_dict,
 )
+from ._knobs import HIGHEST, Knob
 from ._data import DataError, Dataset, DatasetInfo, load_dataset, read_images
 from ._files import atomic_open, atomic_path, is_temporary
 from ._presets import PRESET_NAMES, Preset, get_preset
@@ -47,7 +49,10 @@ _LAZY = {
 
 __all__ = [
     "ACTIVATIONS",
+    "HIGHEST",
     "INITIALIZERS",
+    "Knob",
+    "MODEL_CONFIGS",
     "OPTIMIZERS",
     "CNNConfig",
     "ConfigError",

@@ -9,54 +9,16 @@ library.
 from __future__ import annotations
 
 import dataclasses
-import math
-import numbers
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Union
+
+from ._knobs import HIGHEST, ConfigError, Knob, knob, knobs_of, validate
 
 ACTIVATIONS = ("relu", "tanh", "sigmoid", "leaky_relu", "elu")
 INITIALIZERS = ("glorot_uniform", "he_normal", "random_normal")
 PADDINGS = ("valid", "same")
 POOLINGS = ("max", "avg", "none")
 OPTIMIZERS = ("adam", "sgd", "rmsprop")
-
-
-class ConfigError(ValueError):
-    """A model or training config that cannot be built; the message says how to fix it."""
-
-
-def _check_int(owner: str, name: str, value: Any, *, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ConfigError(
-            f"{owner}: invalid value for {name}, expected an integer >= {minimum}. "
-            f"Received: {name}={value!r}"
-        )
-
-
-def _check_float(owner: str, name: str, value: Any, *, low: float, high: float,
-                 high_inclusive: bool = False, low_inclusive: bool = True) -> None:
-    ok = (
-        not isinstance(value, bool)
-        and isinstance(value, numbers.Real)
-        and math.isfinite(value)
-        and (value >= low if low_inclusive else value > low)
-        and (value <= high if high_inclusive else value < high)
-    )
-    if not ok:
-        left = "[" if low_inclusive else "("
-        right = "]" if high_inclusive else ")"
-        raise ConfigError(
-            f"{owner}: invalid value for {name}, expected a number in {left}{low}, {high}{right}. "
-            f"Received: {name}={value!r}"
-        )
-
-
-def _check_choice(owner: str, name: str, value: Any, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ConfigError(
-            f"{owner}: invalid value for {name}, expected one of {', '.join(choices)}. "
-            f"Received: {name}={value!r}"
-        )
 
 
 def _from_dict(cls, data: dict[str, Any]):
@@ -70,27 +32,43 @@ def _from_dict(cls, data: dict[str, Any]):
     return cls(**{k: v for k, v in data.items() if k in names})
 
 
+def _int(default: int, minimum: int, **options: Any) -> Any:
+    return knob(default, "int", low=minimum, **options)
+
+
+def _dropout(**options: Any) -> Any:
+    return knob(0.0, "float", low=0.0, high=1.0, high_open=True, **options)
+
+
+def _choice(default: str, choices: tuple[str, ...], **options: Any) -> Any:
+    return knob(default, "str", choices=choices, **options)
+
+
 @dataclass(frozen=True)
 class MLPConfig:
     """A multilayer perceptron: ``hidden_layers`` Dense layers of ``units`` each."""
 
     family: ClassVar[str] = "mlp"
 
-    hidden_layers: int = 1
-    units: int = 50
-    dropout: float = 0.0
-    activation: str = "relu"
-    initializer: str = "glorot_uniform"
-    batch_norm: bool = False
+    hidden_layers: int = _int(1, 0, start=2)
+    units: int = _int(50, 1, start=256)
+    dropout: float = _dropout(start=0.2)
+    activation: str = _choice("relu", ACTIVATIONS)
+    initializer: str = _choice("glorot_uniform", INITIALIZERS)
+    batch_norm: bool = knob(False, "bool")
 
     def __post_init__(self) -> None:
-        _check_int("MLPConfig", "hidden_layers", self.hidden_layers, minimum=0)
-        _check_int("MLPConfig", "units", self.units, minimum=1)
-        _check_float("MLPConfig", "dropout", self.dropout, low=0.0, high=1.0)
-        _check_choice("MLPConfig", "activation", self.activation, ACTIVATIONS)
-        _check_choice("MLPConfig", "initializer", self.initializer, INITIALIZERS)
-        if not isinstance(self.batch_norm, bool):
-            raise ConfigError(f"MLPConfig: batch_norm must be true or false. Received: {self.batch_norm!r}")
+        validate(self)
+
+    @classmethod
+    def search_knobs(cls) -> dict[str, Knob]:
+        """The parameters a study's ``[space.mlp]`` names, as ``Knob`` declarations."""
+        return knobs_of(cls)
+
+    @classmethod
+    def from_search(cls, values: dict[str, Any]) -> "MLPConfig":
+        """The config for one trial's values of ``search_knobs``."""
+        return cls(**values)
 
     def to_dict(self) -> dict[str, Any]:
         return {"family": self.family, **dataclasses.asdict(self)}
@@ -104,22 +82,16 @@ class MLPConfig:
 class ConvBlock:
     """One convolution, optionally followed by a pooling layer of ``pool_size`` (stride = size)."""
 
-    filters: int = 25
-    kernel_size: int = 5
-    stride: int = 1
-    padding: str = "valid"
-    activation: str = "relu"
-    pool: str = "max"
-    pool_size: int = 2
+    filters: int = _int(25, 1, start=32)
+    kernel_size: int = _int(5, 1, space=3)
+    stride: int = _int(1, 1)
+    padding: str = _choice("valid", PADDINGS, space="same")
+    activation: str = _choice("relu", ACTIVATIONS, searchable=False)  # searched as the CNN's activation
+    pool: str = _choice("max", POOLINGS)
+    pool_size: int = _int(2, 1)
 
     def __post_init__(self) -> None:
-        _check_int("ConvBlock", "filters", self.filters, minimum=1)
-        _check_int("ConvBlock", "kernel_size", self.kernel_size, minimum=1)
-        _check_int("ConvBlock", "stride", self.stride, minimum=1)
-        _check_choice("ConvBlock", "padding", self.padding, PADDINGS)
-        _check_choice("ConvBlock", "activation", self.activation, ACTIVATIONS)
-        _check_choice("ConvBlock", "pool", self.pool, POOLINGS)
-        _check_int("ConvBlock", "pool_size", self.pool_size, minimum=1)
+        validate(self)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -129,6 +101,10 @@ class ConvBlock:
         return _from_dict(cls, data)
 
 
+# A study searches a CNN as ``blocks`` equal ConvBlocks; this knob is their number.
+_BLOCKS = Knob("int", low=1, space=2, start=2)
+
+
 @dataclass(frozen=True)
 class CNNConfig:
     """Convolution blocks, then a Dense head of ``dense_units`` (0 for none), then 10 classes."""
@@ -136,11 +112,11 @@ class CNNConfig:
     family: ClassVar[str] = "cnn"
 
     blocks: tuple[ConvBlock, ...] = field(default_factory=lambda: (ConvBlock(),))
-    dense_units: int = 50
-    dropout: float = 0.0
-    activation: str = "relu"
-    initializer: str = "glorot_uniform"
-    batch_norm: bool = False
+    dense_units: int = _int(50, 0, start=128)
+    dropout: float = _dropout(start=0.25)
+    activation: str = _choice("relu", ACTIVATIONS)
+    initializer: str = _choice("glorot_uniform", INITIALIZERS)
+    batch_norm: bool = knob(False, "bool")
 
     def __post_init__(self) -> None:
         blocks = tuple(
@@ -149,12 +125,19 @@ class CNNConfig:
         object.__setattr__(self, "blocks", blocks)
         if not blocks:
             raise ConfigError("CNNConfig: blocks must hold at least one ConvBlock. Received: blocks=()")
-        _check_int("CNNConfig", "dense_units", self.dense_units, minimum=0)
-        _check_float("CNNConfig", "dropout", self.dropout, low=0.0, high=1.0)
-        _check_choice("CNNConfig", "activation", self.activation, ACTIVATIONS)
-        _check_choice("CNNConfig", "initializer", self.initializer, INITIALIZERS)
-        if not isinstance(self.batch_norm, bool):
-            raise ConfigError(f"CNNConfig: batch_norm must be true or false. Received: {self.batch_norm!r}")
+        validate(self)
+
+    @classmethod
+    def search_knobs(cls) -> dict[str, Knob]:
+        """``[space.cnn]``'s parameters: the number of blocks, one block's, then the head's."""
+        return {"blocks": _BLOCKS, **knobs_of(ConvBlock), **knobs_of(cls)}
+
+    @classmethod
+    def from_search(cls, values: dict[str, Any]) -> "CNNConfig":
+        """``values["blocks"]`` equal blocks of the block values, sharing the CNN's activation."""
+        block = ConvBlock(activation=values["activation"], **{k: values[k] for k in knobs_of(ConvBlock)})
+        head = {k: values[k] for k in knobs_of(cls)}
+        return cls(blocks=(block,) * values["blocks"], **head)
 
     def feature_map_sizes(self, image_shape: tuple[int, ...]) -> list[tuple[int, int]]:
         """The (height, width) after every conv and pool layer; raises ConfigError below 1×1.
@@ -203,15 +186,14 @@ class CNNConfig:
 
 
 ModelConfig = Union[MLPConfig, CNNConfig]
+MODEL_CONFIGS: dict[str, type] = {"mlp": MLPConfig, "cnn": CNNConfig}  # each family's config class
 
 
 def model_config_from_dict(data: dict[str, Any]) -> ModelConfig:
     """Rebuild an ``MLPConfig`` or ``CNNConfig`` from its ``to_dict()`` form."""
     family = data.get("family")
-    if family == "mlp":
-        return MLPConfig.from_dict(data)
-    if family == "cnn":
-        return CNNConfig.from_dict(data)
+    if family in MODEL_CONFIGS:
+        return MODEL_CONFIGS[family].from_dict(data)
     raise ConfigError(f"model config: invalid value for family, expected 'mlp' or 'cnn'. Received: family={family!r}")
 
 
@@ -219,21 +201,20 @@ def model_config_from_dict(data: dict[str, Any]) -> ModelConfig:
 class TrainConfig:
     """How a model is trained: optimizer, learning rate, batch size, epochs and the seed."""
 
-    optimizer: str = "adam"
-    learning_rate: float = 1e-3
-    batch_size: int = 128
-    epochs: int = 5
-    seed: int = 128
-    early_stopping_patience: int = 0
+    optimizer: str = _choice("adam", OPTIMIZERS)
+    learning_rate: float = knob(1e-3, "float", low=0.0, high=10.0, low_open=True)
+    batch_size: int = _int(128, 1, start=32)
+    epochs: int = _int(5, 1, start=HIGHEST)  # the pruner stops a model that falls behind
+    seed: int = _int(128, 0, searchable=False)
+    early_stopping_patience: int = _int(0, 0, searchable=False)
 
     def __post_init__(self) -> None:
-        _check_choice("TrainConfig", "optimizer", self.optimizer, OPTIMIZERS)
-        _check_float("TrainConfig", "learning_rate", self.learning_rate, low=0.0, high=10.0,
-                     low_inclusive=False, high_inclusive=True)
-        _check_int("TrainConfig", "batch_size", self.batch_size, minimum=1)
-        _check_int("TrainConfig", "epochs", self.epochs, minimum=1)
-        _check_int("TrainConfig", "seed", self.seed, minimum=0)
-        _check_int("TrainConfig", "early_stopping_patience", self.early_stopping_patience, minimum=0)
+        validate(self)
+
+    @classmethod
+    def search_knobs(cls) -> dict[str, Knob]:
+        """The training parameters a study's ``[space]`` names, for every family."""
+        return knobs_of(cls)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

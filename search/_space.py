@@ -11,9 +11,9 @@ from typing import Any
 
 import optuna
 
-from models import CNNConfig, ConfigError, ConvBlock, MLPConfig, ModelConfig, TrainConfig
+from models import HIGHEST, MODEL_CONFIGS, CNNConfig, ConfigError, ConvBlock, Knob, ModelConfig, TrainConfig
 
-from ._spec import FAMILIES, MAX_SEED, Choice, Param, Range, SpecError, StudySpec
+from ._spec import FAMILIES, MAX_SEED, Choice, Param, Range, SpecError, StudySpec, family_knobs
 
 
 def trial_seed(spec: StudySpec, number: int) -> int:
@@ -34,42 +34,24 @@ def _suggest(trial: optuna.Trial, name: str, param: Param) -> Any:
 def sample_configs(trial: optuna.Trial, spec: StudySpec) -> tuple[ModelConfig, TrainConfig]:
     """The model and training configs for ``trial`` from the study's search space."""
     family = _suggest(trial, "family", spec.space["family"])
-    values = {name: _suggest(trial, f"{family}_{name}", param) for name, param in spec.family_space[family].items()}
-    if family == "mlp":
-        model: ModelConfig = MLPConfig(**values)
-    else:
-        block = ConvBlock(
-            filters=values["filters"], kernel_size=values["kernel_size"], stride=values["stride"],
-            padding=values["padding"], activation=values["activation"], pool=values["pool"],
-            pool_size=values["pool_size"],
-        )
-        model = CNNConfig(
-            blocks=(block,) * values["blocks"], dense_units=values["dense_units"], dropout=values["dropout"],
-            activation=values["activation"], initializer=values["initializer"], batch_norm=values["batch_norm"],
-        )
-    train = TrainConfig(
-        optimizer=_suggest(trial, "optimizer", spec.space["optimizer"]),
-        learning_rate=float(_suggest(trial, "learning_rate", spec.space["learning_rate"])),
-        batch_size=_suggest(trial, "batch_size", spec.space["batch_size"]),
-        epochs=_suggest(trial, "epochs", spec.space["epochs"]),
-        seed=trial_seed(spec, trial.number),
-    )
+    knobs = family_knobs(family)
+    values = {name: _as_kind(_suggest(trial, f"{family}_{name}", param), knobs[name])
+              for name, param in spec.family_space[family].items()}
+    model = MODEL_CONFIGS[family].from_search(values)
+    train = TrainConfig(seed=trial_seed(spec, trial.number), **{
+        name: _as_kind(_suggest(trial, name, spec.space[name]), knob)
+        for name, knob in TrainConfig.search_knobs().items()})
     return model, train
 
 
-# Known-good settings, after Keras' own defaults (Adam at 1e-3, batches of 32, Glorot-uniform
-# weights) and its MNIST examples (two hidden layers or two 3x3 convolution blocks, ReLU,
-# dropout). ``default_params`` moves each into the study's space: the nearest choice, or
-# the range's nearest value. Epochs are the range's high end: the pruner stops a model
-# that falls behind, and the first trial of a bracket always runs on.
-_DEFAULTS: dict[str, Any] = {"learning_rate": 1e-3, "batch_size": 32, "optimizer": "adam"}
-_FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
-    "mlp": {"hidden_layers": 2, "units": 256, "dropout": 0.2, "activation": "relu",
-            "initializer": "glorot_uniform", "batch_norm": False},
-    "cnn": {"blocks": 2, "filters": 32, "kernel_size": 3, "stride": 1, "padding": "same", "pool": "max",
-            "pool_size": 2, "dense_units": 128, "dropout": 0.25, "activation": "relu",
-            "initializer": "glorot_uniform", "batch_norm": False},
-}
+def _as_kind(value: Any, knob: Knob) -> Any:
+    """A float knob's value as a float (a study file may write ``1`` for ``1.0``)."""
+    return float(value) if knob.kind == "float" else value
+
+
+# Known-good settings are each knob's ``start`` in models' configs (after Keras' own defaults,
+# Adam at 1e-3 and batches of 32, and its MNIST examples); ``default_params`` moves each into
+# the study's space: the nearest choice, or the range's nearest value.
 
 
 def _nearest(param: Param, preferred: Any) -> Any:
@@ -89,17 +71,21 @@ def _nearest(param: Param, preferred: Any) -> Any:
     return int(round(value)) if param.is_int else float(value)
 
 
+def _start(param: Param, knob: Knob) -> Any:
+    """The knob's known-good ``start`` moved into ``param`` (``HIGHEST``: the high end)."""
+    if knob.start is HIGHEST:
+        return max(param.choices) if isinstance(param, Choice) else _nearest(param, param.high)
+    return _nearest(param, knob.start)
+
+
 def default_params(spec: StudySpec, image_shape: tuple[int, ...]) -> list[dict[str, Any]]:
     """One known-good trial per family, as Optuna parameters of ``spec``'s space; cheapest family first.
 
     Only sampled parameters appear (constants are the study file's own); a CNN default that
     cannot fit ``image_shape`` is left out.
     """
-    common = {name: _nearest(spec.space[name], value) for name, value in _DEFAULTS.items()
+    common = {name: _start(spec.space[name], knob) for name, knob in TrainConfig.search_knobs().items()
               if isinstance(spec.space[name], (Range, Choice))}
-    epochs = spec.space["epochs"]
-    if isinstance(epochs, (Range, Choice)):
-        common["epochs"] = spec.max_epochs
     points = []
     for family in sorted(spec.families(), key=FAMILIES.index):
         params = dict(common)
@@ -107,7 +93,7 @@ def default_params(spec: StudySpec, image_shape: tuple[int, ...]) -> list[dict[s
             params["family"] = family
         for name, param in spec.family_space[family].items():
             if isinstance(param, (Range, Choice)):
-                params[f"{family}_{name}"] = _nearest(param, _FAMILY_DEFAULTS[family][name])
+                params[f"{family}_{name}"] = _start(param, family_knobs(family)[name])
         if family == "cnn":
             try:
                 _configs_from(params, spec).feature_map_sizes(image_shape)

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union
 
-from models import ACTIVATIONS, INITIALIZERS, OPTIMIZERS
+from models import MODEL_CONFIGS, Knob, TrainConfig
 
 SAMPLERS = ("tpe", "random", "grid", "qmc", "cmaes", "gp", "nsga2")
 PRUNERS = ("hyperband", "median", "successive-halving", "percentile", "threshold", "none")
@@ -34,7 +34,7 @@ METRICS = {
     "train_seconds": "min",  # wall time of model.fit
     "latency_ms": "min",     # inference time per image, measured on the validation set
 }
-FAMILIES = ("mlp", "cnn")
+FAMILIES = tuple(MODEL_CONFIGS)  # ("mlp", "cnn")
 BASELINES = ("none", "tutorial")
 STARTS = ("defaults", "sampler")  # first trials: a known-good model per family, or what the sampler draws
 MAX_SEED = 2**32 - 1  # NumPy's and scikit-learn's random states take seeds 0 .. 2**32 - 1
@@ -76,41 +76,21 @@ class Choice:
 
 Param = Union[Range, Choice, int, float, str, bool]
 
-# Every parameter the search space knows: its kind (int, float, str, bool), and for strings
-# the values allowed. Defaults are those of the tutorial's first model.
-_COMMON = {
-    "family": ("str", FAMILIES, Choice(FAMILIES)),
-    "epochs": ("int", None, 5),
-    "learning_rate": ("float", None, 1e-3),
-    "batch_size": ("int", None, 128),
-    "optimizer": ("str", OPTIMIZERS, "adam"),
-}
-_FAMILY_PARAMS = {
-    "mlp": {
-        "hidden_layers": ("int", None, 1),
-        "units": ("int", None, 50),
-        "dropout": ("float", None, 0.0),
-        "activation": ("str", ACTIVATIONS, "relu"),
-        "initializer": ("str", INITIALIZERS, "glorot_uniform"),
-        "batch_norm": ("bool", None, False),
-    },
-    "cnn": {
-        "blocks": ("int", None, 2),
-        "filters": ("int", None, 25),
-        "kernel_size": ("int", None, 3),
-        "stride": ("int", None, 1),
-        "padding": ("str", ("valid", "same"), "same"),
-        "pool": ("str", ("max", "avg", "none"), "max"),
-        "pool_size": ("int", None, 2),
-        "dense_units": ("int", None, 50),
-        "dropout": ("float", None, 0.0),
-        "activation": ("str", ACTIVATIONS, "relu"),
-        "initializer": ("str", INITIALIZERS, "glorot_uniform"),
-        "batch_norm": ("bool", None, False),
-    },
-}
-_POSITIVE_INTS = {"epochs", "batch_size", "hidden_layers", "units", "blocks", "filters", "kernel_size",
-                  "stride", "pool_size"}
+# Every parameter a study file's [space] names is a field of a config in models, declared once
+# there with its kind, bounds, the value an omitted key means, and its known-good start.
+_FAMILY_KNOB = Knob("str", choices=FAMILIES, space=Choice(FAMILIES), start=None)
+
+
+def common_knobs() -> dict[str, Knob]:
+    """``[space]``'s parameters: the family, then the training recipe's (``TrainConfig``)."""
+    return {"family": _FAMILY_KNOB, **TrainConfig.search_knobs()}
+
+
+def family_knobs(family: str) -> dict[str, Knob]:
+    """``[space.<family>]``'s parameters (``MLPConfig``, ``CNNConfig``)."""
+    return MODEL_CONFIGS[family].search_knobs()
+
+
 _STUDY_KEYS = {"name", "metric", "objectives", "trials", "timeout", "sampler", "sampler_options", "pruner",
                "pruner_options", "seed", "max_params", "baselines", "start", "early_stopping", "save_models"}
 _DATA_KEYS = {"source", "validation_split", "seed", "center", "limit"}
@@ -296,19 +276,14 @@ def spec_from_dict(data: dict[str, Any], *, source: str = "<study>") -> StudySpe
 
     family_tables = {f: _table(source, f"space.{f}", space_table.get(f, {})) for f in FAMILIES}
     common_raw = {k: v for k, v in space_table.items() if k not in FAMILIES}
-    _unknown(source, "space", common_raw, set(_COMMON), extra_hint="or the tables [space.mlp] and [space.cnn]")
-    space = {key: _param(source, f"space.{key}", key, common_raw.get(key, default), kind, allowed)
-             for key, (kind, allowed, default) in _COMMON.items()}
+    space = _params(source, "space", common_raw, common_knobs(),
+                    hint="or the tables [space.mlp] and [space.cnn]")
     families = space["family"].choices if isinstance(space["family"], Choice) else (space["family"],)
     family_space = {}
-    for family, params in _FAMILY_PARAMS.items():
-        _unknown(source, f"space.{family}", family_tables[family], set(params))
+    for family in FAMILIES:
+        params = _params(source, f"space.{family}", family_tables[family], family_knobs(family))
         if family in families:
-            family_space[family] = {
-                key: _param(source, f"space.{family}.{key}", key, family_tables[family].get(key, default), kind,
-                            allowed)
-                for key, (kind, allowed, default) in params.items()
-            }
+            family_space[family] = params
     return StudySpec(name=name.strip(), objectives=objectives, trials=trials, timeout=timeout, sampler=sampler,
                      sampler_options=sampler_options, pruner=pruner, pruner_options=pruner_options, seed=seed,
                      max_params=max_params, baselines=baselines, start=start, early_stopping=early_stopping,
@@ -368,33 +343,35 @@ def _int_value(source: str, key: str, value: Any, *, minimum: int, maximum: int 
     return value
 
 
-def _check_scalar(source: str, key: str, name: str, value: Any, kind: str, allowed: tuple | None) -> None:
+def _params(source: str, where: str, table: dict[str, Any], knobs: dict[str, Knob], hint: str = "") -> dict[str, Param]:
+    """Every knob's parameter from ``table`` (the knob's ``space`` value where the key is left out)."""
+    _unknown(source, where, table, set(knobs), extra_hint=hint)
+    return {name: _param(source, f"{where}.{name}", table.get(name, knob.space), knob) for name, knob in knobs.items()}
+
+
+def _check_scalar(source: str, key: str, value: Any, knob: Knob) -> None:
     ok = {
         "int": isinstance(value, int) and not isinstance(value, bool),
         "float": isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value),
         "str": isinstance(value, str),
         "bool": isinstance(value, bool),
-    }[kind]
+    }[knob.kind]
     if not ok:
-        raise SpecError(f"{source}: {key} expects {'an integer' if kind == 'int' else 'a ' + kind} value, got {value!r}")
-    if allowed is not None and value not in allowed:
-        raise SpecError(f"{source}: {key} must be one of {', '.join(map(str, allowed))}, got {value!r}")
-    if name in _POSITIVE_INTS and value < 1:
-        raise SpecError(f"{source}: {key} must be at least 1, got {value!r}")
-    if name == "dropout" and not 0 <= value < 1:
-        raise SpecError(f"{source}: {key} must be in [0, 1), got {value!r}")
-    if name == "learning_rate" and not value > 0:
-        raise SpecError(f"{source}: {key} must be positive, got {value!r}")
+        what = "an integer" if knob.kind == "int" else "a " + knob.kind
+        raise SpecError(f"{source}: {key} expects {what} value, got {value!r}")
+    if knob.problem(value) is not None:
+        raise SpecError(f"{source}: {key} must be {knob.describe()}, got {value!r}")
 
 
-def _param(source: str, key: str, name: str, value: Any, kind: str, allowed: tuple | None) -> Param:
+def _param(source: str, key: str, value: Any, knob: Knob) -> Param:
+    kind = knob.kind
     if isinstance(value, Choice | Range):
         return value
     if isinstance(value, list):
         if not value:
             raise SpecError(f"{source}: {key} is an empty list of choices; give at least one value")
         for v in value:
-            _check_scalar(source, key, name, v, kind, allowed)
+            _check_scalar(source, key, v, knob)
         if len(set(map(repr, value))) != len(value):
             raise SpecError(f"{source}: {key} lists a choice twice: {value!r}")
         return Choice(tuple(value))
@@ -405,8 +382,8 @@ def _param(source: str, key: str, name: str, value: Any, kind: str, allowed: tup
         if "low" not in value or "high" not in value:
             raise SpecError(f"{source}: {key} range needs both low and high, got {value!r}")
         low, high, log, step = value["low"], value["high"], value.get("log", False), value.get("step")
-        _check_scalar(source, key, name, low, kind, None)
-        _check_scalar(source, key, name, high, kind, None)
+        _check_scalar(source, key, low, knob)
+        _check_scalar(source, key, high, knob)
         if low > high:
             raise SpecError(f"{source}: {key}: `low <= high` must hold, but got (low={low}, high={high})")
         if not isinstance(log, bool):
@@ -423,5 +400,5 @@ def _param(source: str, key: str, name: str, value: Any, kind: str, allowed: tup
         if kind == "float":
             low, high = float(low), float(high)
         return Range(low=low, high=high, log=log, step=step)
-    _check_scalar(source, key, name, value, kind, allowed)
+    _check_scalar(source, key, value, knob)
     return value

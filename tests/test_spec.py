@@ -76,8 +76,8 @@ BAD = [
     ("[study]\nname = 'x'\n[space.mlp]\ndropout = {low = 0.0, high = 0.3, log = true}",
      r"space\.mlp\.dropout: a log range needs low > 0"),
     ("[study]\nname = 'x'\n[space]\nlearning_rate = {low = 0.0, high = 0.1}",
-     r"space\.learning_rate must be positive, got 0\.0"),
-    ("[study]\nname = 'x'\n[space.mlp]\ndropout = 1.5", r"space\.mlp\.dropout must be in \[0, 1\), got 1\.5"),
+     r"space\.learning_rate must be a number in \(0, 10\], got 0\.0"),
+    ("[study]\nname = 'x'\n[space.mlp]\ndropout = 1.5", r"space\.mlp\.dropout must be a number in \[0, 1\), got 1\.5"),
     ("[study]\nname = 'x'\n[space]\nepochs = 'ten'", r"space\.epochs expects an integer value, got 'ten'"),
     ("[study]\nname = 'x'\n[space]\nepochs = {low = 1.5, high = 3}", r"space\.epochs expects an integer value"),
     ("[study]\nname = 'x'\n[space.cnn]\nunits = 5", r"unknown key \[space\.cnn\] 'units'"),
@@ -161,3 +161,27 @@ def test_redact_hides_passwords():
     assert redact("postgresql+psycopg://alice:s3cret@db.example:5432/studies") == \
         "postgresql+psycopg://alice:***@db.example:5432/studies"
     assert redact("sqlite:///studies/digitune.db") == "sqlite:///studies/digitune.db"
+
+
+def test_the_space_is_derived_from_the_config_knobs():
+    """Each config field declared with ``knob`` is a study-file key, with its bounds and its start."""
+    from models import MODEL_CONFIGS, TrainConfig
+
+    from search._runner import grid_search_space
+    from search._space import default_params
+
+    spec = spec_from_dict({"study": {"name": "k"}})
+    assert set(spec.space) == {"family", *TrainConfig.search_knobs()}
+    for family, config in MODEL_CONFIGS.items():
+        assert list(spec.family_space[family]) == list(config.search_knobs())
+    # an out-of-bounds value is refused with the knob's own bounds
+    with pytest.raises(SpecError, match=r"space\.mlp\.hidden_layers must be an integer >= 0, got -1"):
+        spec_from_dict({"study": {"name": "k"}, "space": {"mlp": {"hidden_layers": -1}}})
+    # every knob searched: the grid names each, and the start moves each knob's start into the space
+    wide = spec_from_dict({"study": {"name": "k"}, "space": {
+        "batch_size": [16, 64], "mlp": {"units": {"low": 16, "high": 512}, "dropout": {"low": 0.0, "high": 0.5}}}})
+    grid = grid_search_space(wide)
+    assert {"batch_size", "mlp_units", "mlp_dropout", "family"} <= set(grid)
+    start = default_params(wide, (8, 8))[0]
+    assert (start["batch_size"], start["mlp_units"], start["mlp_dropout"]) == (
+        16, MODEL_CONFIGS["mlp"].search_knobs()["units"].start, 0.2)
