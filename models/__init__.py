@@ -45,6 +45,7 @@ _LAZY = {
     "load_model": "._saving",
     "save_model": "._saving",
     "portable_copy": "._saving",
+    "average_model": "._ensemble",
 }
 
 __all__ = [

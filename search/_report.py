@@ -9,6 +9,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from ._artifacts import is_feasible
+from ._final_records import final_summary
 from ._runner import AGENTS_STUDY, load_study
 from ._schema import SPEC_ATTR, stored_dataset, stored_record
 
@@ -66,7 +67,7 @@ def trial_record(trial: FrozenTrial) -> dict[str, Any]:
 
 
 def study_detail(name: str, storage: optuna.storages.BaseStorage, *, top: int = 10) -> dict[str, Any]:
-    """A study's best trial (or its Pareto front) and its ``top`` best finished trials, best first."""
+    """A study's best trial (or its Pareto front), its ``top`` best finished trials (best first) and final models."""
     study = load_study(name, storage)
     trials = study.get_trials(deepcopy=False)
     complete = [t for t in trials if t.state == TrialState.COMPLETE and t.values is not None]
@@ -80,6 +81,7 @@ def study_detail(name: str, storage: optuna.storages.BaseStorage, *, top: int = 
         "dataset": stored_dataset(study.user_attrs) or None,
         "manifest": study.user_attrs.get("manifest"),
         "trials": _state_counts(trials),
+        "final_models": final_summary(study.user_attrs),  # what export-model recorded, by kind
     }
     if len(directions) > 1:
         front = sorted(study.best_trials, key=lambda t: t.number)

@@ -256,25 +256,6 @@ def _optimize_here(spec, store, study, data, procs: list, *, target: int, timeou
         raise typer.Exit(code)
 
 
-@app.command("export-model")
-@user_errors
-def export_model(
-    name: Annotated[str, typer.Argument(help="Study name, as `digitune studies` lists it.")],
-    output: Annotated[Path, typer.Option("-o", "--output", help="Where to write the model (.keras).")],
-    storage: StorageOption = None,
-    artifacts: ArtifactsOption = None,
-) -> None:
-    """Export the best trial's model (saved, or retrained on train + validation) and record its test accuracy."""
-    from search import ModelKeeper, artifact_dir, export_model as export, resolve_storage_url
-
-    study, spec, data = _study_with_data(name, storage)
-    keeper = ModelKeeper(artifact_dir(resolve_storage_url(storage), artifacts), spec.save_models)
-    result = export(study, data, output, keeper)
-    out.print(f"exported trial {result.trial} ({result.source}) to {result.path}; held-out test accuracy "
-              f"{result.test_accuracy:.4f} on {len(data.y_test)} images (recorded on study {name!r})",
-              highlight=False)
-
-
 @app.command()
 @user_errors
 def predict(
@@ -383,6 +364,7 @@ def show(
     if detail["top"] and "pareto_front" not in detail:
         out.print(f"top {len(detail['top'])}:")
         out.print(_trials_table(detail["top"]))
+    print_final_models(detail["final_models"])
 
 
 @app.command()
@@ -397,10 +379,12 @@ def best(
 
     detail = study_detail(name, storage_from(storage, read_only=True), top=1)
     result = detail.get("pareto_front") if "pareto_front" in detail else detail["best"]
-    if as_json:
+    if as_json:  # a trial's record, with the final models beside its fields (a Pareto front stays a list)
+        result = {**result, "final_models": detail["final_models"]} if isinstance(result, dict) else result
         out.print_json(json.dumps(result, default=str))
         return
     _print_best(detail)
+    print_final_models(detail["final_models"])
 
 
 def _print_header(detail: dict[str, Any]) -> None:
@@ -446,6 +430,7 @@ def _fmt(value: Any) -> str:
 
 
 from search import _cli_admin  # noqa: E402,F401  (registers export, delete, doctor)
+from search._cli_final import print_final_models  # noqa: E402  (and registers export-model)
 from search import _cli_dashboard  # noqa: E402,F401  (registers dashboard)
 from search import _cli_scale  # noqa: E402,F401  (registers storage-proxy)
 from search import _cli_queue  # noqa: E402,F401  (registers submit, queue, stop, resume, agent)
