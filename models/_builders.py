@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import keras
 
 from ._config import CNNConfig, ConfigError, MLPConfig, ModelConfig
@@ -24,11 +26,13 @@ def _dense_block(x, units: int, *, activation: str, initializer: str, batch_norm
     return x
 
 
-def build_model(config: ModelConfig, input_shape: tuple[int, ...], num_classes: int = 10) -> keras.Model:
+def build_model(config: ModelConfig, input_shape: tuple[int, ...], num_classes: int = 10,
+                augment: Sequence[keras.layers.Layer] = ()) -> keras.Model:
     """An uncompiled Keras model for ``config`` on inputs of ``input_shape`` ((H, W) or (H, W, C)).
 
-    The geometry of a CNN is checked before any layer is built, so a config that cannot fit
-    the image raises ``ConfigError`` instead of a backend error.
+    ``augment`` layers (``models._recipe.augmentation``) come first; Keras runs them only
+    while training. The geometry of a CNN is checked before any layer is built, so a config
+    that cannot fit the image raises ``ConfigError`` instead of a backend error.
     """
     input_shape = tuple(int(d) for d in input_shape)
     if len(input_shape) not in (2, 3) or min(input_shape) < 1:
@@ -39,14 +43,18 @@ def build_model(config: ModelConfig, input_shape: tuple[int, ...], num_classes: 
     elif not isinstance(config, MLPConfig):
         raise ConfigError(f"build_model: expected an MLPConfig or CNNConfig. Received: {type(config).__name__}")
 
-    inputs = keras.Input(shape=input_shape, name="image")
+    inputs = x = keras.Input(shape=input_shape, name="image")
+    if augment:
+        x = keras.layers.Reshape((*input_shape, 1))(x) if len(input_shape) == 2 else x
+        for layer in augment:
+            x = layer(x)
     if isinstance(config, MLPConfig):
-        x = keras.layers.Flatten()(inputs)
+        x = keras.layers.Flatten()(x)
         for _ in range(config.hidden_layers):
             x = _dense_block(x, config.units, activation=config.activation, initializer=config.initializer,
                              batch_norm=config.batch_norm, dropout=config.dropout)
     else:
-        x = keras.layers.Reshape((*input_shape, 1))(inputs) if len(input_shape) == 2 else inputs
+        x = keras.layers.Reshape((*input_shape, 1))(x) if len(x.shape) == 3 else x
         for block in config.blocks:
             x = keras.layers.Conv2D(block.filters, block.kernel_size, strides=block.stride, padding=block.padding,
                                     kernel_initializer=_initializer(config.initializer),

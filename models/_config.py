@@ -19,6 +19,8 @@ INITIALIZERS = ("glorot_uniform", "he_normal", "random_normal")
 PADDINGS = ("valid", "same")
 POOLINGS = ("max", "avg", "none")
 OPTIMIZERS = ("adam", "sgd", "rmsprop")
+SCHEDULES = ("constant", "cosine", "one-cycle")  # the learning rate over a trial's epochs
+LR_SCALINGS = ("none", "linear", "sqrt")  # how the learning rate follows the batch size
 
 
 def _from_dict(cls, data: dict[str, Any]):
@@ -199,12 +201,20 @@ def model_config_from_dict(data: dict[str, Any]) -> ModelConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """How a model is trained: optimizer, learning rate, batch size, epochs and the seed."""
+    """How a model is trained: optimizer, learning rate (schedule, scaling), batch size, epochs,
+    regularization (weight decay, label smoothing), augmentation, and the seed."""
 
     optimizer: str = _choice("adam", OPTIMIZERS)
     learning_rate: float = knob(1e-3, "float", low=0.0, high=10.0, low_open=True)
     batch_size: int = _int(128, 1, start=32)
     epochs: int = _int(5, 1, start=HIGHEST)  # the pruner stops a model that falls behind
+    schedule: str = _choice("constant", SCHEDULES, start="one-cycle")
+    lr_scaling: str = _choice("none", LR_SCALINGS)  # from batches of 128 (models._recipe)
+    weight_decay: float = knob(0.0, "float", low=0.0, high=1.0, high_open=True, start=1e-2)  # decoupled, AdamW's
+    label_smoothing: float = knob(0.0, "float", low=0.0, high=0.5, high_open=True, start=0.1)
+    translate: float = knob(0.0, "float", low=0.0, high=0.5)  # augmentation: a fraction of the height and width
+    rotate: float = knob(0.0, "float", low=0.0, high=0.25)  # augmentation: a fraction of a full turn
+    zoom: float = knob(0.0, "float", low=0.0, high=0.5)  # augmentation: a fraction of the size, in or out
     seed: int = _int(128, 0, searchable=False)
     early_stopping_patience: int = _int(0, 0, searchable=False)
 

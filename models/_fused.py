@@ -115,14 +115,19 @@ class FusedRMSprop(keras.optimizers.RMSprop):
             )
 
 
-def make_optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimizer:
-    """digitune's optimizer ``name`` ('adam', 'sgd' with momentum 0.9, 'rmsprop'); fused on TensorFlow."""
+def make_optimizer(name: str, learning_rate, weight_decay: float = 0.0) -> keras.optimizers.Optimizer:
+    """digitune's optimizer ``name`` ('adam', 'sgd' with momentum 0.9, 'rmsprop'); fused on TensorFlow.
+
+    ``learning_rate`` is a number or a Keras schedule; ``weight_decay`` is Keras' decoupled
+    decay (Adam with it is AdamW), left off at 0.
+    """
     fused = keras.backend.backend() == "tensorflow"
+    options = {"learning_rate": learning_rate, "weight_decay": weight_decay or None}
     if name == "adam":
-        return (FusedAdam if fused else keras.optimizers.Adam)(learning_rate=learning_rate)
+        return (FusedAdam if fused else keras.optimizers.Adam)(**options)
     if name == "sgd":
-        return (FusedSGD if fused else keras.optimizers.SGD)(learning_rate=learning_rate, momentum=0.9)
-    return (FusedRMSprop if fused else keras.optimizers.RMSprop)(learning_rate=learning_rate)
+        return (FusedSGD if fused else keras.optimizers.SGD)(momentum=0.9, **options)
+    return (FusedRMSprop if fused else keras.optimizers.RMSprop)(**options)
 
 
 def standard_optimizer(optimizer: keras.optimizers.Optimizer, var_list) -> keras.optimizers.Optimizer:

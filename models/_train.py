@@ -17,6 +17,7 @@ from ._builders import build_model
 from ._config import ModelConfig, TrainConfig
 from ._data import Dataset
 from ._fused import make_optimizer
+from ._recipe import augmentation, learning_rate, loss_and_labels
 
 CURVE_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy")
 # Training steps per call into the backend (TensorFlow, JAX; PyTorch supports only 1): fewer
@@ -221,15 +222,21 @@ def train(
     keras.config.set_dtype_policy(policy)
     keras.utils.set_random_seed(train_config.seed)
     timings["clear"] = time.perf_counter() - started
+    x, y = dataset.x_train, dataset.y_train
+    if merge_validation:
+        x, y = np.concatenate([x, dataset.x_val]), np.concatenate([y, dataset.y_val])
+    loss, y_fit = loss_and_labels(train_config, y, dataset.info.num_classes)
     with _out_of_memory_as_training_error("building the model"):
-        model = build_model(model_config, dataset.x_train.shape[1:], dataset.info.num_classes)
+        model = build_model(model_config, dataset.x_train.shape[1:], dataset.info.num_classes,
+                            augment=augmentation(train_config))
         model.compile(
-            optimizer=make_optimizer(train_config.optimizer, train_config.learning_rate),
-            loss="sparse_categorical_crossentropy",
+            optimizer=make_optimizer(train_config.optimizer, learning_rate(train_config, len(x)),
+                                     train_config.weight_decay),
+            loss=loss,
             metrics=["accuracy"],
             steps_per_execution=1 if keras.backend.backend() == "torch" else STEPS_PER_EXECUTION,
         )
-        _build_training_state(model, dataset.x_train[:2], dataset.y_train[:2])
+        _build_training_state(model, x[:2], y_fit[:2])
     log.params = int(model.count_params())
     timings["build"] = time.perf_counter() - started - timings["clear"]
     log.device = describe_device()
@@ -246,14 +253,11 @@ def train(
         all_callbacks.append(_AfterBatch(after_batch))
     all_callbacks.extend(callbacks)
 
-    x, y = dataset.x_train, dataset.y_train
-    if merge_validation:
-        x, y = np.concatenate([x, dataset.x_val]), np.concatenate([y, dataset.y_val])
     start = time.perf_counter()
     try:
         with _out_of_memory_as_training_error("training"), _forget_traced_gradients():
             model.fit(
-                x, y,
+                x, y_fit,
                 batch_size=train_config.batch_size,
                 epochs=train_config.epochs,
                 callbacks=all_callbacks,

@@ -104,11 +104,19 @@ def test_models_of_every_optimizer_load_in_plain_keras_and_predict_the_same(tmp_
         files.append(path)
         expected[str(path)] = predict_proba(model, x)
         steps[str(path)] = int(model.optimizer.iterations.numpy())
+    recipe = TrainConfig(epochs=2, schedule="one-cycle", lr_scaling="sqrt", weight_decay=0.01, label_smoothing=0.1,
+                         translate=0.1, rotate=0.05, zoom=0.1)  # a schedule, AdamW, smoothing, augmentation layers
+    recipe_model = train(MLPConfig(units=16), recipe, small_digits).model
+    files.append(tmp_path / "recipe.keras")
+    save_model(recipe_model, files[-1])
+    expected[str(files[-1])] = predict_proba(recipe_model, x)
+    steps[str(files[-1])] = int(recipe_model.optimizer.iterations.numpy())
     as_before = tmp_path / "as-before.keras"
+    model = train(MLPConfig(units=16), TrainConfig(epochs=2, optimizer="rmsprop"), small_digits).model
     model.save(as_before)  # how models were saved before: naming digitune's FusedRMSprop
 
     report = _plain_keras(tmp_path / "plain", x, *files, as_before)
-    for path, name in zip(files, ("Adam", "SGD", "RMSprop")):
+    for path, name in zip(files, ("Adam", "SGD", "RMSprop", "Adam"), strict=True):
         loaded = report[str(path)]
         assert "error" not in loaded, loaded
         assert loaded["optimizer"] == name and loaded["iterations"] == steps[str(path)] > 0
