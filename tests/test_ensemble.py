@@ -179,10 +179,13 @@ def _snapshot(study: optuna.Study) -> tuple:
     (["--ensemble", "5", "--retrain"], r"--ensemble 5 --retrain: study 'final' has 4 completed feasible trials, "
                                        r"fewer than 5; ask for --ensemble 4, or run more trials first"),
     (["--ensemble", "1"], r"invalid value for '--ensemble'.*2"),
+    (["--ensemble", "2", "--artifacts", "{tmp}/elsewhere"], r"the saved model of trial \d+ is not in the artifact "
+                                                            r"store .*elsewhere; name the folder .* --artifacts"),
 ])
 def test_an_ensemble_larger_than_what_is_kept_is_one_error_line(study, tmp_path, options, message):
     before = _snapshot(study.load())
     target = tmp_path / "model.keras"
+    options = [o.format(tmp=tmp_path) for o in options]
     result = study.cli("export-model", study.name, "-o", str(target), *options)
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
