@@ -52,8 +52,28 @@ class _Scalars:
         return self._by_dtype[dtype]
 
 
+class _DecayOnce:
+    """Decoupled weight decay with the learning rate read once per step, not once per variable.
+
+    Keras' TensorFlow optimizer evaluates ``self.learning_rate`` (a whole schedule, when
+    there is one) and a distribution-strategy update for every variable it decays, which
+    tripled the tracing cost of a small model's first epoch. Same arithmetic:
+    ``variable -= variable * weight_decay * learning_rate``.
+    """
+
+    def _apply_weight_decay(self, variables):
+        if self.weight_decay is None or not _can_fuse(self):
+            return super()._apply_weight_decay(variables)
+        tf = _tf()
+        scale = _Scalars(rate=tf.cast(self.learning_rate, tf.float32) * self.weight_decay)
+        for variable in variables:
+            if self._use_weight_decay(variable):
+                value = getattr(variable, "value", variable)
+                value.assign_sub(value * scale(value.dtype)["rate"])
+
+
 @keras.saving.register_keras_serializable(package="digitune")
-class FusedAdam(keras.optimizers.Adam):
+class FusedAdam(_DecayOnce, keras.optimizers.Adam):
     """``keras.optimizers.Adam`` whose TensorFlow update is one ``ResourceApplyAdam`` per variable."""
 
     def _backend_update_step(self, grads, trainable_variables, learning_rate):
@@ -73,7 +93,7 @@ class FusedAdam(keras.optimizers.Adam):
 
 
 @keras.saving.register_keras_serializable(package="digitune")
-class FusedSGD(keras.optimizers.SGD):
+class FusedSGD(_DecayOnce, keras.optimizers.SGD):
     """``keras.optimizers.SGD`` with momentum whose TensorFlow update is one ``ResourceApplyKerasMomentum``."""
 
     def _backend_update_step(self, grads, trainable_variables, learning_rate):
@@ -89,7 +109,7 @@ class FusedSGD(keras.optimizers.SGD):
 
 
 @keras.saving.register_keras_serializable(package="digitune")
-class FusedRMSprop(keras.optimizers.RMSprop):
+class FusedRMSprop(_DecayOnce, keras.optimizers.RMSprop):
     """``keras.optimizers.RMSprop`` (uncentered) whose TensorFlow update is one ``ResourceApplyRMSProp``.
 
     The kernel always keeps a momentum slot; with ``momentum=0`` it holds the last step's
@@ -115,6 +135,10 @@ class FusedRMSprop(keras.optimizers.RMSprop):
             )
 
 
+_KERAS_CLASS = {FusedAdam: keras.optimizers.Adam, FusedSGD: keras.optimizers.SGD,
+                FusedRMSprop: keras.optimizers.RMSprop}  # the Keras optimizer each extends
+
+
 def make_optimizer(name: str, learning_rate, weight_decay: float = 0.0) -> keras.optimizers.Optimizer:
     """digitune's optimizer ``name`` ('adam', 'sgd' with momentum 0.9, 'rmsprop'); fused on TensorFlow.
 
@@ -138,7 +162,7 @@ def standard_optimizer(optimizer: keras.optimizers.Optimizer, var_list) -> keras
     ``fused_increment`` slots have no counterpart (Keras' update does not need them). An
     optimizer that is not digitune's is returned as is.
     """
-    base = next((cls.__bases__[0] for cls in (FusedAdam, FusedSGD, FusedRMSprop) if type(optimizer) is cls), None)
+    base = _KERAS_CLASS.get(type(optimizer))
     if base is None:
         return optimizer
     standard = base.from_config({k: v for k, v in optimizer.get_config().items() if k != "name"})
