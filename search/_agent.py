@@ -164,7 +164,7 @@ class Agent:
         return summary.ran > 0
 
     def _finish_if_spent(self, entry: QueueEntry) -> None:
-        # Trials still running elsewhere finish the study; past a time budget nothing new starts anyway.
+        # Trials still running elsewhere finish the study; past a time budget they stop at their next epoch end.
         out_of_time = entry.seconds_left() is not None and entry.seconds_left() <= 0
         if entry.state in ("queued", "running") and entry.budget_spent and (not entry.running or out_of_time):
             mark_ended(self.storage, entry.name, "done")

@@ -39,7 +39,8 @@ def submit(
     trials: Annotated[Optional[int], typer.Option(
         "--trials", min=1, help="Budget: finished trials (default: the file's study.trials).")] = None,
     timeout: Annotated[Optional[float], typer.Option(
-        "--timeout", min=1, help="Budget: seconds from when the first agent starts it (default: the file's "
+        "--timeout", min=1, help="Budget: at this many seconds from when the first agent starts it, running trials "
+                                 "stop at their next epoch end and no new trial starts (default: the file's "
                                  "study.timeout, else none).")] = None,
     dataset: Annotated[Optional[str], typer.Option(
         "--dataset", help="Data source instead of the file's: digits, fashion-mnist, mnist or a path that "

@@ -14,6 +14,7 @@ import optuna
 from models import Dataset, ModelConfig, TrainConfig
 
 from ._artifacts import ModelKeeper
+from ._deadline import STOPPED_ATTR, stop_at_deadline
 from ._signals import Interrupt
 from ._space import sample_configs, trial_seed
 from ._spec import StudySpec
@@ -33,15 +34,18 @@ class Objective:
     ``early_stopping`` epochs (2 when the study file leaves it at 0). Every trial, pruned
     or failed too, stores as user attributes its learning curves, parameter count,
     training seconds, configs, Keras backend and device; with ``max_params`` the parameter
-    budget is set as a constraint, so infeasible models are known as such.
+    budget is set as a constraint, so infeasible models are known as such. Past
+    ``deadline`` (``time.monotonic()``), a trial stops at its next epoch end and completes
+    with that epoch's scores, its epochs run in the user attribute ``stopped_at_deadline``.
     """
 
     def __init__(self, spec: StudySpec, dataset: Dataset, interrupt: Interrupt | None = None,
-                 keeper: ModelKeeper | None = None):
+                 keeper: ModelKeeper | None = None, deadline: float | None = None):
         self.spec = spec
         self.dataset = dataset
         self.interrupt = interrupt or Interrupt()
         self.keeper = keeper
+        self.deadline = deadline
 
     def configs(self, trial: optuna.Trial) -> tuple[ModelConfig, TrainConfig]:
         """The trial's configs: a tutorial preset for a baseline trial, else sampled from the space."""
@@ -73,6 +77,9 @@ class Objective:
             callbacks.append(_stop_when_stalled(self.spec.early_stopping or 2))
         elif self.spec.pruner != "none" and BASELINE_ATTR not in trial.user_attrs:
             callbacks.append(KerasPruningCallback(trial, "val_accuracy"))
+        stopped: list[int] = []
+        if self.deadline is not None:  # after the pruner: a trial pruned at the deadline's epoch is pruned
+            callbacks.append(stop_at_deadline(self.deadline, stopped))
         log = TrainLog()
         try:
             self.interrupt.check()
@@ -94,7 +101,7 @@ class Objective:
             trial.set_constraint("max_params", float(log.params - self.spec.max_params))
             feasible = log.params <= self.spec.max_params
         report = class_report(result.model, self.dataset.x_val, self.dataset.y_val, self.dataset.info.num_classes)
-        _record(trial, log, report)
+        _record(trial, log, {**report, **({STOPPED_ATTR: log.epochs_run} if stopped else {})})
         scores = {
             "val_accuracy": result.val_accuracy,
             "val_loss": result.val_loss,

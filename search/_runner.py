@@ -18,6 +18,8 @@ from models import PRESET_NAMES, Dataset, load_dataset
 
 from ._artifacts import ModelKeeper
 from ._claim import Heartbeat, SlotLock, is_stale_failure, study_lock  # study_lock re-exported
+from ._deadline import STOPPED_ATTR, monotonic_deadline
+from ._manifest import manifest
 from ._objective import BASELINE_ATTR, START_ATTR, Objective
 from ._reconnect import StorageUnreachable, keep_reconnecting
 from ._signals import interrupts
@@ -326,37 +328,6 @@ def _enqueue_first_trials(study: optuna.Study, spec: StudySpec, image_shape: tup
             study.enqueue_trial(params, user_attrs={START_ATTR: "defaults"})
 
 
-def manifest(dataset: Dataset) -> dict[str, Any]:
-    """What a result depends on: package versions, Keras backend, device, data fingerprint."""
-    import importlib.metadata
-    import platform
-
-    def version(package: str) -> str | None:
-        try:
-            return importlib.metadata.version(package)
-        except importlib.metadata.PackageNotFoundError:
-            return None
-
-    from models import describe_device
-
-    import keras
-
-    backend = keras.backend.backend()
-    backend_package = {"tensorflow": "tensorflow-cpu", "torch": "torch", "jax": "jax"}.get(backend, backend)
-    packages = ["digitune", "keras", "optuna", "optuna-integration", "numpy", "scikit-learn", "sqlalchemy",
-                backend_package, "tensorflow"]
-    return {
-        "digitune": version("digitune"),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "keras_backend": backend,
-        "device": describe_device(),
-        "packages": {p: version(p) for p in packages if version(p)},
-        "dataset_fingerprint": dataset.info.fingerprint,
-        "dataset_source": dataset.info.source,
-    }
-
-
 def count_finished(study: optuna.Study) -> int:
     with deleted_as_error(study):
         return len(study.get_trials(deepcopy=False, states=FINISHED))
@@ -369,6 +340,7 @@ def run_study(
     dataset: Dataset | None = None,
     n_trials: int | None = None,
     timeout: float | None = None,
+    deadline: float | None = None,
     on_trial: Callable[[optuna.Study, FrozenTrial], None] | None = None,
     seed_offset: int = 0,
     keeper: ModelKeeper | None = None,
@@ -391,6 +363,10 @@ def run_study(
     others' trials run, in case one fails and its slot comes free (unless ``wait`` is false:
     an agent goes on to other studies instead).
 
+    A time budget, ``timeout`` seconds from now (default: the spec's, without ``deadline``)
+    or the wall-clock ``deadline`` (``time.time()``, shared by a run's processes), whichever
+    comes first: past it no trial starts and running ones stop at their next epoch end.
+
     ``should_stop`` is asked before each trial (an agent's study was stopped, or a more
     urgent one came in); ``on_start`` hears of each trial as it starts.
 
@@ -399,7 +375,7 @@ def run_study(
     """
     keep_reconnecting(storage)
     n_trials = spec.trials if n_trials is None else n_trials
-    timeout = spec.timeout if timeout is None else timeout
+    ends = monotonic_deadline(spec.timeout if timeout is None and deadline is None else timeout, deadline)
     if dataset is None:
         dataset = load_dataset(spec.data.source, **spec.data.load_kwargs())
     if study is None:  # a caller that already opened it (and checked it against spec and data) passes it in
@@ -410,14 +386,13 @@ def run_study(
         return RunSummary(study, already, 0, 0)
 
     counts = {"ran": 0, "failed": 0, "failed_in_a_row": 0}
-    deadline = None if timeout is None else time.monotonic() + timeout
 
     with interrupts() as interrupt, SlotLock(storage, study.study_name) as slots, deleted_as_error(study):
-        objective = Objective(spec, dataset, interrupt, keeper)
+        objective = Objective(spec, dataset, interrupt, keeper, deadline=ends)
         waiting_since: float | None = None
         while True:
             interrupt.check()
-            if deadline is not None and time.monotonic() >= deadline:
+            if ends is not None and time.monotonic() >= ends:
                 break
             if should_stop is not None and should_stop():
                 break
@@ -450,7 +425,8 @@ def run_study(
                 return RunSummary(study, count_finished(study), counts["ran"], counts["failed"], gave_up=True)
             if max_trials is not None and counts["ran"] >= max_trials:
                 finished = count_finished(study)
-                return RunSummary(study, finished, counts["ran"], counts["failed"], recycled=finished < n_trials)
+                more = finished < n_trials and (ends is None or time.monotonic() < ends)  # past it, none to recycle for
+                return RunSummary(study, finished, counts["ran"], counts["failed"], recycled=more)
     return RunSummary(study, count_finished(study), counts["ran"], counts["failed"])
 
 
@@ -503,6 +479,8 @@ def describe_trial(trial: FrozenTrial) -> str:
         parts.append(f"at epoch {step + 1} with val_accuracy={trial.intermediate_values[step]:.4f}")
     elif trial.values is not None:
         parts.append("value=" + ", ".join(f"{v:.4g}" for v in trial.values))
+    if STOPPED_ATTR in attrs:
+        parts.append(f"stopped at the deadline after {attrs[STOPPED_ATTR]} epochs")
     if BASELINE_ATTR in attrs:
         parts.append(f"baseline {attrs[BASELINE_ATTR]}")
     if START_ATTR in attrs:

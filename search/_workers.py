@@ -142,13 +142,17 @@ def child_env(slot: WorkerSlot, storage_url: str) -> dict[str, str]:
     return {**os.environ, **slot.env(), STORAGE_ENV: storage_url, PARENT_ENV: str(os.getpid())}
 
 
-def start_worker(slot: WorkerSlot, name: str, storage_url: str, *, trials: int, timeout: float | None,
+def start_worker(slot: WorkerSlot, name: str, storage_url: str, *, trials: int, deadline: float | None,
                  artifacts: str | None, mixed_precision: bool = False, recycle_after: int = 0) -> subprocess.Popen:
-    """Start one ``digitune worker`` process for ``slot`` on study ``name`` (the storage in its environment)."""
+    """Start one ``digitune worker`` process for ``slot`` on study ``name`` (the storage in its environment).
+
+    ``deadline`` is the run's time budget as a wall-clock time (``time.time()``): every worker,
+    one restarted after ``recycle_after`` trials too, stops at the same moment.
+    """
     cmd = [sys.executable, "-m", "search.cli", "worker", name, "--trials", str(trials),
            "--no-progress", "--recycle-after", str(recycle_after)]
-    if timeout:
-        cmd += ["--timeout", str(timeout)]
+    if deadline is not None:
+        cmd += ["--deadline", repr(deadline)]
     if artifacts:
         cmd += ["--artifacts", artifacts]
     if mixed_precision:

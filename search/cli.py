@@ -21,6 +21,7 @@ from typing import Annotated, Any, Optional  # noqa: E402
 import typer  # noqa: E402
 from rich.table import Table  # noqa: E402
 
+from search._deadline import deadline_after  # noqa: E402
 from search._cli_common import ArtifactsOption, GpusOption, JsonOption, MixedPrecisionOption, RecycleOption, StorageOption, TrialsPerGpuOption, WorkersOption, app, err, out, results_storage_url, setup_logging, storage_from, user_errors  # noqa: E402
 
 
@@ -30,8 +31,8 @@ def run(
     study_file: Annotated[Path, typer.Argument(help="Study definition (TOML), e.g. studies/quickstart.toml.")],
     trials: Annotated[Optional[int], typer.Option(
         "--trials", min=1, help="Finished trials the study should hold (default: the file's study.trials).")] = None,
-    timeout: Annotated[Optional[float], typer.Option(
-        "--timeout", min=1, help="Stop starting new trials after this many seconds.")] = None,
+    timeout: Annotated[Optional[float], typer.Option("--timeout", min=1, help=(
+        "At this many seconds, running trials stop at their next epoch end and no new trial starts."))] = None,
     storage: StorageOption = None,
     dataset: Annotated[Optional[str], typer.Option(
         "--dataset", help="Data source instead of the file's: digits, fashion-mnist, mnist or a path.")] = None,
@@ -69,14 +70,15 @@ def run(
         if dataset:
             data["data"]["source"] = dataset
         spec = spec_from_dict(data, source=f"{study_file} (with command-line options)")
+    deadline = deadline_after(timeout or spec.timeout)  # one for every worker, from now
     from search._workers import plan_workers
 
     slots = plan_workers(workers, gpus, trials_per_gpu)
     if (gpus and gpus != "none") or recycle_after:  # every worker in a process of its own
-        _run_with_workers(spec, storage, trials or spec.trials, timeout, artifacts=artifacts, slots=slots,
+        _run_with_workers(spec, storage, trials or spec.trials, deadline, artifacts=artifacts, slots=slots,
                           mixed_precision=mixed_precision, recycle_after=recycle_after)
     else:  # this process is the first worker; any others run beside it
-        _run_with_progress(spec, storage, trials or spec.trials, timeout, artifacts=artifacts,
+        _run_with_progress(spec, storage, trials or spec.trials, deadline, artifacts=artifacts,
                            mixed_precision=mixed_precision, slots=slots)
 
 
@@ -86,13 +88,14 @@ def worker(
     name: Annotated[str, typer.Argument(help="Name of an existing study to join.")],
     trials: Annotated[Optional[int], typer.Option(
         "--trials", min=1, help="Finished trials the study should hold (default: its stored study.trials).")] = None,
-    timeout: Annotated[Optional[float], typer.Option(
-        "--timeout", min=1, help="Stop starting new trials after this many seconds.")] = None,
+    timeout: Annotated[Optional[float], typer.Option("--timeout", min=1, help=(
+        "At this many seconds, running trials stop at their next epoch end and no new trial starts."))] = None,
     storage: StorageOption = None,
     artifacts: ArtifactsOption = None,
     mixed_precision: MixedPrecisionOption = False,
     recycle_after: RecycleOption = 0,
     no_progress: Annotated[bool, typer.Option("--no-progress", hidden=True)] = False,
+    deadline: Annotated[Optional[float], typer.Option("--deadline", hidden=True)] = None,  # the parent's, time.time()
 ) -> None:
     """Join an existing study from its stored spec; several workers may run on one study at once."""
     from search import load_study, stored_spec
@@ -104,12 +107,13 @@ def worker(
     with child_process() as spawned:  # one `digitune run` started: the database may be restarting right now
         store = open_reconnecting(storage) if spawned else storage_from(storage)
         spec = stored_spec(load_study(name, store))
-        _run_with_progress(spec, storage, trials or spec.trials, timeout, seed_offset=os.getpid(),
+        deadline = deadline_after(timeout or spec.timeout, given=deadline)  # the parent's --deadline wins
+        _run_with_progress(spec, storage, trials or spec.trials, deadline, seed_offset=os.getpid(),
                            artifacts=artifacts, mixed_precision=mixed_precision, show_progress=not no_progress,
                            recycle_after=recycle_after, store=store)
 
 
-def _run_with_workers(spec, storage: str | None, target: int, timeout: float | None, *, artifacts: str | None,
+def _run_with_workers(spec, storage: str | None, target: int, deadline: float | None, *, artifacts: str | None,
                       slots, mixed_precision: bool, recycle_after: int = 0) -> None:
     """Create or check the study here, then run it in worker processes while a progress bar watches."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -126,7 +130,7 @@ def _run_with_workers(spec, storage: str | None, target: int, timeout: float | N
     err.print(f"study {spec.name!r} in {redact(url)}: {already} finished trials, target {target}; "
               f"{len(slots)} workers ({describe_layout(slots)})", highlight=False)
     def start(slot):
-        return start_worker(slot, spec.name, url, trials=target, timeout=timeout, artifacts=artifacts,
+        return start_worker(slot, spec.name, url, trials=target, deadline=deadline, artifacts=artifacts,
                             mixed_precision=mixed_precision, recycle_after=recycle_after)
 
     procs = [start(slot) for slot in slots]
@@ -168,7 +172,7 @@ def _interrupted(exc: KeyboardInterrupt, study, name: str) -> None:
     raise typer.Exit(143 if signal_name == "SIGTERM" else 130) from None
 
 
-def _run_with_progress(spec, storage: str | None, target: int, timeout: float | None, seed_offset: int = 0,
+def _run_with_progress(spec, storage: str | None, target: int, deadline: float | None, seed_offset: int = 0,
                        artifacts: str | None = None, mixed_precision: bool = False,
                        show_progress: bool = True, recycle_after: int = 0, slots=(), store=None) -> None:
     """Run the study in this process; with several ``slots``, this process is the first worker and
@@ -191,7 +195,7 @@ def _run_with_progress(spec, storage: str | None, target: int, timeout: float | 
 
     def start_others(study) -> None:  # as soon as they can join: they import the backend meanwhile
         if count_finished(study) < target:
-            procs.extend(start_worker(slot, spec.name, url, trials=target, timeout=timeout, artifacts=artifacts,
+            procs.extend(start_worker(slot, spec.name, url, trials=target, deadline=deadline, artifacts=artifacts,
                                       mixed_precision=mixed_precision) for slot in slots[1:])
 
     with stopping_workers(procs):  # the others end with this process
@@ -204,11 +208,11 @@ def _run_with_progress(spec, storage: str | None, target: int, timeout: float | 
         err.print(f"study {spec.name!r} in {redact(url)}: {count_finished(study)} finished trials, target "
                   f"{target}{layout}", highlight=False)
         keeper = ModelKeeper(artifact_dir(url, artifacts), spec.save_models)
-        _optimize_here(spec, store, study, data, procs, target=target, timeout=timeout, seed_offset=seed_offset,
+        _optimize_here(spec, store, study, data, procs, target=target, deadline=deadline, seed_offset=seed_offset,
                        keeper=keeper, show_progress=show_progress, recycle_after=recycle_after, url=url)
 
 
-def _optimize_here(spec, store, study, data, procs: list, *, target: int, timeout: float | None, seed_offset: int,
+def _optimize_here(spec, store, study, data, procs: list, *, target: int, deadline: float | None, seed_offset: int,
                    keeper, show_progress: bool, recycle_after: int, url: str) -> None:
     """``run_study`` in this process under a progress bar, then wait for the worker processes ``procs``."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
@@ -238,7 +242,7 @@ def _optimize_here(spec, store, study, data, procs: list, *, target: int, timeou
 
     try:
         with progress, stopping_workers(procs):
-            summary = run_study(spec, store, dataset=data, n_trials=target, timeout=timeout, on_trial=on_trial,
+            summary = run_study(spec, store, dataset=data, n_trials=target, deadline=deadline, on_trial=on_trial,
                                 seed_offset=seed_offset, keeper=keeper, max_trials=recycle_after or None,
                                 study=study)
             supervise(procs, on_poll=refresh)
