@@ -92,7 +92,8 @@ def family_knobs(family: str) -> dict[str, Knob]:
 
 
 _STUDY_KEYS = {"name", "metric", "objectives", "trials", "timeout", "sampler", "sampler_options", "pruner",
-               "pruner_options", "seed", "max_params", "baselines", "start", "early_stopping", "save_models"}
+               "pruner_options", "seed", "max_params", "baselines", "start", "early_stopping", "save_models",
+               "warm_start", "warm_start_top"}
 _DATA_KEYS = {"source", "validation_split", "seed", "center", "limit"}
 
 
@@ -125,6 +126,8 @@ class StudySpec:
     start: str = "defaults"
     early_stopping: int = 0
     save_models: int = 3
+    warm_start: str | None = None  # an earlier study whose best configurations are queued first
+    warm_start_top: int = 3
     data: DataSpec = field(default_factory=DataSpec)
     space: dict[str, Param] = field(default_factory=dict)
     family_space: dict[str, dict[str, Param]] = field(default_factory=dict)
@@ -186,6 +189,8 @@ class StudySpec:
                                  "baselines": self.baselines, "start": self.start,
                                  "early_stopping": self.early_stopping,
                                  "save_models": self.save_models}
+        if self.warm_start:
+            study.update(warm_start=self.warm_start, warm_start_top=self.warm_start_top)
         for key in ("timeout", "max_params"):
             if getattr(self, key) is not None:
                 study[key] = getattr(self, key)
@@ -248,6 +253,10 @@ def spec_from_dict(data: dict[str, Any], *, source: str = "<study>") -> StudySpe
     start = _choice_value(source, "study.start", study.get("start", "defaults"), STARTS)
     early_stopping = _int_value(source, "study.early_stopping", study.get("early_stopping", 0), minimum=0)
     save_models = _int_value(source, "study.save_models", study.get("save_models", 3), minimum=0)
+    warm_start = study.get("warm_start")
+    if warm_start is not None and (not isinstance(warm_start, str) or not warm_start.strip()):
+        raise SpecError(f"{source}: study.warm_start must be the name of an earlier study, got {warm_start!r}")
+    warm_start_top = _int_value(source, "study.warm_start_top", study.get("warm_start_top", 3), minimum=1)
     max_params = study.get("max_params")
     if max_params is not None:
         max_params = _int_value(source, "study.max_params", max_params, minimum=1)
@@ -287,7 +296,8 @@ def spec_from_dict(data: dict[str, Any], *, source: str = "<study>") -> StudySpe
     return StudySpec(name=name.strip(), objectives=objectives, trials=trials, timeout=timeout, sampler=sampler,
                      sampler_options=sampler_options, pruner=pruner, pruner_options=pruner_options, seed=seed,
                      max_params=max_params, baselines=baselines, start=start, early_stopping=early_stopping,
-                     save_models=save_models, data=data_spec,
+                     save_models=save_models, warm_start=warm_start.strip() if warm_start else None,
+                     warm_start_top=warm_start_top, data=data_spec,
                      space=space, family_space=family_space, path=source)
 
 
