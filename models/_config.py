@@ -72,6 +72,10 @@ class MLPConfig:
         """The config for one trial's values of ``search_knobs``."""
         return cls(**values)
 
+    def search_values(self) -> dict[str, Any]:
+        """This config as values of ``search_knobs`` (the inverse of ``from_search``)."""
+        return {name: getattr(self, name) for name in self.search_knobs()}
+
     def to_dict(self) -> dict[str, Any]:
         return {"family": self.family, **dataclasses.asdict(self)}
 
@@ -140,6 +144,12 @@ class CNNConfig:
         block = ConvBlock(activation=values["activation"], **{k: values[k] for k in knobs_of(ConvBlock)})
         head = {k: values[k] for k in knobs_of(cls)}
         return cls(blocks=(block,) * values["blocks"], **head)
+
+    def search_values(self) -> dict[str, Any]:
+        """This config as values of ``search_knobs``: its first block stands for every block."""
+        first = self.blocks[0]
+        return {"blocks": len(self.blocks), **{k: getattr(first, k) for k in knobs_of(ConvBlock)},
+                **{k: getattr(self, k) for k in knobs_of(type(self))}}
 
     def feature_map_sizes(self, image_shape: tuple[int, ...]) -> list[tuple[int, int]]:
         """The (height, width) after every conv and pool layer; raises ConfigError below 1×1.

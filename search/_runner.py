@@ -24,6 +24,7 @@ from ._objective import BASELINE_ATTR, START_ATTR, Objective
 from ._reconnect import StorageUnreachable, keep_reconnecting
 from ._signals import interrupts
 from ._space import check_space_fits, default_params
+from ._warm import WARM_ATTR, warm_start_params
 from ._spec import Choice, Param, Range, SpecError, StudySpec, spec_from_dict
 
 from ._schema import DATASET_ATTR, MANIFEST_ATTR, SPEC_ATTR, stored_dataset, stored_record  # DATASET_ATTR, SPEC_ATTR re-exported
@@ -232,20 +233,29 @@ def open_study(spec: StudySpec, storage: optuna.storages.BaseStorage, dataset: D
     keep_reconnecting(storage)  # a long-running process: a database that blinks is waited for
     check_space_fits(spec, dataset.info.image_shape)
     pruner = make_pruner(spec, len(dataset.x_train))
+    warm = warm_start_params(spec, storage, dataset.info.image_shape) if _unstarted(spec.name, storage) else []
     with study_lock(storage, spec.name):  # processes opening a new study at once: one creates it, whole
-        study, created = _load_or_create(spec, storage, dataset, pruner)
+        study, created = _load_or_create(spec, storage, dataset, pruner, warm)
     with deleted_as_error(study):  # `digitune delete` may come in as soon as the lock is free
         if created:
             if on_ready is not None:
                 on_ready(study)
             study.set_user_attr(MANIFEST_ATTR, manifest(dataset))
         else:
-            _open_stored(study, spec, storage, dataset, seed_offset=seed_offset, on_ready=on_ready)
+            _open_stored(study, spec, storage, dataset, seed_offset=seed_offset, on_ready=on_ready, warm=warm)
     return study
 
 
+def _unstarted(name: str, storage: optuna.storages.BaseStorage) -> bool:
+    """Whether the study ``name`` will get its first trials now: it is new, or submitted and not yet run."""
+    try:
+        return not optuna.load_study(study_name=name, storage=storage).user_attrs.get(DATASET_ATTR)
+    except KeyError:
+        return True
+
+
 def _open_stored(study: optuna.Study, spec: StudySpec, storage: optuna.storages.BaseStorage, dataset: Dataset, *,
-                 seed_offset: int, on_ready: Callable[[optuna.Study], None] | None) -> None:
+                 seed_offset: int, on_ready: Callable[[optuna.Study], None] | None, warm: list) -> None:
     """Check a stored study against ``spec`` and ``dataset``, and record the data if it was submitted."""
     study.sampler = make_sampler(spec, stream=(len(study.get_trials(deepcopy=False)), seed_offset))
     _check_definition(study, spec)
@@ -261,13 +271,13 @@ def _open_stored(study: optuna.Study, spec: StudySpec, storage: optuna.storages.
                 study.set_user_attr(DATASET_ATTR, dataset.info.to_dict())
                 study.set_user_attr(MANIFEST_ATTR, manifest(dataset))
                 new = True  # this agent queues the first trials
-    _enqueue_first_trials(study, spec, dataset.info.image_shape, new=new)
+    _enqueue_first_trials(study, spec, dataset.info.image_shape, new=new, warm=warm)
     if on_ready is not None:
         on_ready(study)
 
 
 def _load_or_create(spec: StudySpec, storage: optuna.storages.BaseStorage, dataset: Dataset,
-                    pruner: optuna.pruners.BasePruner) -> tuple[optuna.Study, bool]:
+                    pruner: optuna.pruners.BasePruner, warm: list) -> tuple[optuna.Study, bool]:
     """The stored study, or a new one with its spec, data and first trials; and whether it is new."""
     try:
         return optuna.load_study(study_name=spec.name, storage=storage, sampler=make_sampler(spec), pruner=pruner), False
@@ -277,7 +287,7 @@ def _load_or_create(spec: StudySpec, storage: optuna.storages.BaseStorage, datas
                                 pruner=pruner, directions=list(spec.directions), load_if_exists=True)
     study.set_user_attr(SPEC_ATTR, spec.to_dict())
     study.set_user_attr(DATASET_ATTR, dataset.info.to_dict())
-    _enqueue_first_trials(study, spec, dataset.info.image_shape, new=True)
+    _enqueue_first_trials(study, spec, dataset.info.image_shape, new=True, warm=warm)
     return study, True
 
 
@@ -297,6 +307,8 @@ def open_submitted(spec: StudySpec, storage: optuna.storages.BaseStorage) -> opt
     ``spec`` (a new budget, say). The sampler and pruner are built once to check their options.
     """
     make_sampler(spec), make_pruner(spec)
+    if spec.warm_start:
+        load_study(spec.warm_start, storage)  # a mistyped name is refused before anything is stored
     try:
         study = optuna.load_study(study_name=spec.name, storage=storage)
     except KeyError:
@@ -309,20 +321,25 @@ def open_submitted(spec: StudySpec, storage: optuna.storages.BaseStorage) -> opt
 
 
 def _enqueue_first_trials(study: optuna.Study, spec: StudySpec, image_shape: tuple[int, ...], *,
-                          new: bool) -> None:
-    """Queue the tutorial presets (tagged ``baseline``) and, in a ``new`` study, the space's defaults.
+                          new: bool, warm: list | None = None) -> None:
+    """Queue the tutorial presets (tagged ``baseline``) and, in a ``new`` study, the warm start and the space's defaults.
 
     The presets are queued once per study, whenever one is missing. With ``start =
     "defaults"`` a new study's next trials are a known-good model per family from its own
     space (``default_params``), tagged ``start``: a short budget starts from a good model
-    instead of a random draw. They are ordinary trials otherwise (the pruner may stop
-    them), queued only when the study is created, so a resumed study is not sent back.
+    instead of a random draw. Before them, ``warm`` (``warm_start_params``): an earlier
+    study's best configurations, tagged ``warm_start``. They are ordinary trials otherwise
+    (the pruner may stop them), queued only when the study is created, so a resumed study is
+    not sent back.
     """
     if spec.baselines == "tutorial":
         done = {t.user_attrs.get(BASELINE_ATTR) for t in study.get_trials(deepcopy=False)}
         for name in PRESET_NAMES:
             if name not in done:
                 study.enqueue_trial({}, user_attrs={BASELINE_ATTR: name})
+    if new:
+        for origin, params in (warm or [])[:spec.trials]:
+            study.enqueue_trial(params, user_attrs={WARM_ATTR: origin})
     if new and spec.start == "defaults" and spec.sampler != "grid":
         for params in default_params(spec, image_shape)[:spec.trials]:  # none left waiting in a tiny study
             study.enqueue_trial(params, user_attrs={START_ATTR: "defaults"})
@@ -485,6 +502,8 @@ def describe_trial(trial: FrozenTrial) -> str:
         parts.append(f"baseline {attrs[BASELINE_ATTR]}")
     if START_ATTR in attrs:
         parts.append(f"the space's {attrs[START_ATTR]}")
+    if WARM_ATTR in attrs:
+        parts.append(f"warm start from {attrs[WARM_ATTR]}")
     if "family" in attrs:
         parts.append(f"{attrs['family']}, {attrs.get('params_count', 0):,} params, "
                      f"{attrs.get('train_seconds', 0):.1f} s")

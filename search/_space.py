@@ -139,3 +139,27 @@ def check_space_fits(spec: StudySpec, image_shape: tuple[int, ...]) -> None:
         raise SpecError(
             f"{spec.path or 'the study'}: [space.cnn] cannot fit {image_shape[0]}x{image_shape[1]} images with any "
             f"of its configs ({exc}); allow padding = \"same\", smaller kernels or fewer blocks") from exc
+
+
+def move_into_space(model: ModelConfig, train: TrainConfig, spec: StudySpec,
+                    image_shape: tuple[int, ...]) -> dict[str, Any] | None:
+    """A trial's configs as Optuna parameters of ``spec``'s space, each value moved to its nearest allowed one.
+
+    Only sampled parameters appear. None when ``spec`` does not search the model's family,
+    or the moved CNN cannot fit ``image_shape``.
+    """
+    if model.family not in spec.families():
+        return None
+    params: dict[str, Any] = {"family": model.family} if isinstance(spec.space["family"], Choice) else {}
+    trained = train.to_dict()
+    params.update({name: _nearest(param, trained[name]) for name, param in spec.space.items()
+                   if name != "family" and isinstance(param, (Range, Choice))})
+    values = model.search_values()
+    params.update({f"{model.family}_{name}": _nearest(param, values[name])
+                   for name, param in spec.family_space[model.family].items() if isinstance(param, (Range, Choice))})
+    if model.family == "cnn":
+        try:
+            _configs_from(params, spec).feature_map_sizes(image_shape)
+        except ConfigError:
+            return None
+    return params

@@ -46,6 +46,9 @@ def run(
     start: Annotated[Optional[str], typer.Option(
         "--start", help="A new study's first trials: 'defaults' (a known-good model per family from the space) "
                         "or 'sampler'.")] = None,
+    warm_start: Annotated[Optional[str], typer.Option(
+        "--warm-start", help="A new study first runs the best configurations of this earlier study (same "
+                             "storage), moved into its space.")] = None,
     artifacts: ArtifactsOption = None,
     workers: WorkersOption = None,
     gpus: GpusOption = None,
@@ -63,7 +66,8 @@ def run(
     setup_logging()
     storage = results_storage_url(storage)
     spec = load_spec(study_file)
-    overrides = {"sampler": sampler, "pruner": pruner, "baselines": baselines, "start": start}
+    overrides = {"sampler": sampler, "pruner": pruner, "baselines": baselines, "start": start,
+                 "warm_start": warm_start}
     if any(overrides.values()) or dataset:
         data = spec.to_dict()
         data["study"].update({k: v for k, v in overrides.items() if v})
