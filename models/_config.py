@@ -215,7 +215,7 @@ class TrainConfig:
     regularization (weight decay, label smoothing), augmentation, and the seed."""
 
     optimizer: str = _choice("adam", OPTIMIZERS)
-    learning_rate: float = knob(1e-3, "float", low=0.0, high=10.0, low_open=True)
+    learning_rate: float = knob(1e-3, "float", low=0.0, high=10.0, low_open=True, start=3e-3)
     batch_size: int = _int(128, 1, start=32)
     epochs: int = _int(5, 1, start=HIGHEST)  # the pruner stops a model that falls behind
     schedule: str = _choice("constant", SCHEDULES, start="one-cycle")

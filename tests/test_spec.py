@@ -33,6 +33,23 @@ def test_shipped_study_files_parse(name):
     assert set(spec.family_space) == {"mlp", "cnn"}
 
 
+@pytest.mark.parametrize(("name", "shape"), [("quickstart.toml", (8, 8)), ("digits.toml", (8, 8)),
+                                             ("fashion.toml", (28, 28)), ("small-digits.toml", (8, 8))])
+def test_every_shipped_study_starts_from_configs_that_build(name, shape):
+    from search._space import default_params, sample_configs
+
+    spec = load_spec(STUDIES / name)
+    starts = default_params(spec, shape)
+    assert [p.get("family", spec.families()[0]) for p in starts] == list(spec.families())  # one per family
+    for params in starts:
+        model, train = sample_configs(optuna.trial.FixedTrial(params), spec)
+        if isinstance(model, CNNConfig):
+            model.feature_map_sizes(shape)
+        assert train.epochs == spec.max_epochs
+    assert load_spec(STUDIES / "small-digits.toml").is_multi_objective
+    assert load_spec(STUDIES / "fashion.toml").data.source == "fashion-mnist"
+
+
 def test_quickstart_values():
     spec = load_spec(STUDIES / "quickstart.toml")
     assert spec.name == "quickstart"
@@ -125,7 +142,7 @@ def test_sampled_configs_are_valid_and_conditional():
     assert isinstance(model, MLPConfig)
     assert set(trial.params) >= {"family", "epochs", "learning_rate", "batch_size", "mlp_units"}
     assert not any(name.startswith("cnn_") for name in trial.params)
-    assert 5 <= train.epochs <= 50 and train.batch_size in (16, 32, 64, 128, 256)
+    assert 5 <= train.epochs <= 30 and train.batch_size in (16, 32, 64, 128)
     assert train.seed == spec.seed + trial.number
 
     trial, (model, _) = _ask(spec, "cnn")
