@@ -61,6 +61,9 @@ def trial_record(trial: FrozenTrial) -> dict[str, Any]:
         "intermediate_values": {int(k): v for k, v in trial.intermediate_values.items()},
         "fail_reason": attrs.get("fail_reason"),
         "baseline": attrs.get("baseline"),
+        "start": attrs.get("start"),  # "defaults": the known-good start
+        "warm_start": attrs.get("warm_start"),  # "STUDY:NUMBER": queued from an earlier study
+        "stopped_at_deadline": attrs.get("stopped_at_deadline"),  # epochs run when the time budget ran out
         "constraints": dict(trial.constraints) if trial.constraints else None,
         "feasible": is_feasible(trial),
     }

@@ -412,7 +412,8 @@ def _print_best(detail: dict[str, Any]) -> None:
     if best is None:
         out.print("no completed (feasible) trial yet")
         return
-    tag = f", baseline {best['baseline']}" if best["baseline"] else ""
+    note = _note(best)
+    tag = f", {note}" if note else ""
     out.print(f"best: trial {best['number']} value {best['value']:.4f} ({best['family']}, "
               f"{best['params_count'] or 0:,} params, {best['epochs_run']} epochs, "
               f"{best['train_seconds'] or 0:.1f} s{tag})", highlight=False)
@@ -426,11 +427,19 @@ def _trials_table(rows: list[dict[str, Any]]) -> Table:
     for row in rows:
         params = ", ".join(f"{k.removeprefix(str(row['family']) + '_')}={_fmt(v)}" for k, v in row["params"].items()
                            if k != "family")
-        note = row["baseline"] or ("infeasible" if not row["feasible"] else "")
+        note = _note(row)
         values = ", ".join(f"{v:.4g}" for v in row["values"] or [])
         table.add_row(str(row["number"]), values, row["family"] or "-", f"{row['params_count'] or 0:,}",
                       str(row["epochs_run"]), f"{row['train_seconds'] or 0:.1f}", note, params)
     return table
+
+
+def _note(row: dict[str, Any]) -> str:
+    """What sets a trial apart: a baseline, the start, a warm start, the deadline, infeasible."""
+    notes = [row["baseline"] or "", "start" if row.get("start") else "",
+             f"warm {row['warm_start']}" if row.get("warm_start") else "",
+             "deadline" if row.get("stopped_at_deadline") else "", "infeasible" if not row["feasible"] else ""]
+    return ", ".join(n for n in notes if n)
 
 
 def _fmt(value: Any) -> str:

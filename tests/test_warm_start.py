@@ -54,6 +54,8 @@ def test_run_warm_starts_from_an_earlier_study(tmp_path):
         assert trial.params["mlp_units"] == min(max(origin.params["mlp_units"], 32), 48)
         assert trial.params["learning_rate"] == pytest.approx(origin.params["learning_rate"])
     assert warm[0].user_attrs["warm_start"] == f"first:{best[0].number}"  # the best comes first
+    shown = run_cli("show", "second", "--storage", url, "--top", "10", cwd=tmp_path)
+    assert shown.returncode == 0 and f"warm first:{best[0].number}" in shown.stdout, shown.stdout
 
 
 def test_a_mistyped_warm_start_changes_nothing(tmp_path):
