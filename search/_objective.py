@@ -15,6 +15,7 @@ from models import Dataset, ModelConfig, TrainConfig
 
 from ._artifacts import ModelKeeper
 from ._deadline import STOPPED_ATTR, stop_at_deadline
+from ._fidelity import fidelity_attrs, pruning_callback
 from ._signals import Interrupt
 from ._space import sample_configs, trial_seed
 from ._spec import StudySpec
@@ -61,8 +62,6 @@ class Objective:
         return model_config, train_config
 
     def __call__(self, trial: optuna.Trial) -> float | tuple[float, ...]:
-        from optuna_integration import KerasPruningCallback
-
         from models import TrainLog, class_report, train
 
         try:
@@ -70,17 +69,11 @@ class Objective:
         except Exception as exc:
             _fail(trial, exc)
             raise
-        set_user_attrs(trial, {"family": model_config.family, "model_config": model_config.to_dict(),
-                               "train_config": train_config.to_dict()})
-        callbacks: list[Any] = []
-        if self.spec.is_multi_objective:
-            callbacks.append(_stop_when_stalled(self.spec.early_stopping or 2))
-        elif self.spec.pruner != "none" and BASELINE_ATTR not in trial.user_attrs:
-            callbacks.append(KerasPruningCallback(trial, "val_accuracy"))
-        stopped: list[int] = []
-        if self.deadline is not None:  # after the pruner: a trial pruned at the deadline's epoch is pruned
-            callbacks.append(stop_at_deadline(self.deadline, stopped))
         log = TrainLog()
+        stopped: list[int] = []
+        callbacks, fidelity = self._callbacks(trial, log, stopped)
+        set_user_attrs(trial, {"family": model_config.family, "model_config": model_config.to_dict(),
+                               "train_config": train_config.to_dict(), **fidelity})
         try:
             self.interrupt.check()
             result = train(model_config, train_config, self.dataset, callbacks, log=log,
@@ -119,6 +112,24 @@ class Objective:
                 _fail(trial, exc)
                 raise
         return values if self.spec.is_multi_objective else values[0]
+
+    def _callbacks(self, trial: optuna.Trial, log: Any, stopped: list[int]) -> tuple[list[Any], dict[str, Any]]:
+        """The trial's Keras callbacks (its stopping rule or pruning, then the deadline) and its fidelity attributes.
+
+        A single-objective trial reports to the pruner at steps counted as the study's
+        ``fidelity`` says (``search/_fidelity.py``); the deadline's callback comes after, so a
+        trial pruned at the deadline's epoch is pruned. ``stopped`` hears from the deadline.
+        """
+        callbacks: list[Any] = []
+        fidelity: dict[str, Any] = {}
+        if self.spec.is_multi_objective:
+            callbacks.append(_stop_when_stalled(self.spec.early_stopping or 2))
+        elif self.spec.pruner != "none" and BASELINE_ATTR not in trial.user_attrs:
+            cost, fidelity = fidelity_attrs(self.spec.fidelity, trial.study)
+            callbacks.append(pruning_callback(trial, log.curves, cost))
+        if self.deadline is not None:
+            callbacks.append(stop_at_deadline(self.deadline, stopped))
+        return callbacks, fidelity
 
 
 def _stop_when_stalled(patience: int):

@@ -131,6 +131,9 @@ def grid_search_space(spec: StudySpec, *, points: int = 4) -> dict[str, list[Any
 def make_pruner(spec: StudySpec, train_images: int | None = None) -> optuna.pruners.BasePruner:
     """The spec's pruner with its ``pruner_options``; epochs are the resource.
 
+    With ``fidelity = "time"`` a trial's steps count epochs' worth of the study's typical
+    training time rather than its own epochs (``search/_fidelity.py``); the pruner is the same.
+
     ``train_images``, the size of an epoch when the data is loaded, sets Hyperband's and
     successive halving's fewest epochs before stopping a trial (``_min_resource``).
     """
@@ -492,8 +495,9 @@ def describe_trial(trial: FrozenTrial) -> str:
     attrs: dict[str, Any] = trial.user_attrs
     parts = [f"trial {trial.number} {trial.state.name.lower()}"]
     if trial.state == TrialState.PRUNED and trial.intermediate_values:
-        step = max(trial.intermediate_values)
-        parts.append(f"at epoch {step + 1} with val_accuracy={trial.intermediate_values[step]:.4f}")
+        step = max(trial.intermediate_values)  # under fidelity "time" steps count time; epochs_run, the epochs
+        epochs = attrs.get("epochs_run", step + 1)
+        parts.append(f"at epoch {epochs} with val_accuracy={trial.intermediate_values[step]:.4f}")
     elif trial.values is not None:
         parts.append("value=" + ", ".join(f"{v:.4g}" for v in trial.values))
     if STOPPED_ATTR in attrs:

@@ -26,6 +26,7 @@ from models import MODEL_CONFIGS, Knob, TrainConfig
 
 SAMPLERS = ("tpe", "random", "grid", "qmc", "cmaes", "gp", "nsga2")
 PRUNERS = ("hyperband", "median", "successive-halving", "percentile", "threshold", "none")
+FIDELITIES = ("epochs", "time")  # what the pruner's steps count (see search/_fidelity.py)
 # What a trial can be judged on, and the direction it goes by default.
 METRICS = {
     "val_accuracy": "max",   # validation accuracy after the last epoch
@@ -92,8 +93,8 @@ def family_knobs(family: str) -> dict[str, Knob]:
 
 
 _STUDY_KEYS = {"name", "metric", "objectives", "trials", "timeout", "sampler", "sampler_options", "pruner",
-               "pruner_options", "seed", "max_params", "baselines", "start", "early_stopping", "save_models",
-               "warm_start", "warm_start_top"}
+               "pruner_options", "fidelity", "seed", "max_params", "baselines", "start", "early_stopping",
+               "save_models", "warm_start", "warm_start_top"}
 _DATA_KEYS = {"source", "validation_split", "seed", "center", "limit"}
 
 
@@ -120,6 +121,7 @@ class StudySpec:
     sampler_options: dict[str, Any] = field(default_factory=dict)
     pruner: str = "hyperband"
     pruner_options: dict[str, Any] = field(default_factory=dict)
+    fidelity: str = "epochs"
     seed: int = 128
     max_params: int | None = None
     baselines: str = "none"
@@ -171,6 +173,7 @@ class StudySpec:
             "sampler_options": self.sampler_options,
             "pruner": self.pruner,
             "pruner_options": self.pruner_options,
+            "fidelity": self.fidelity,
             "max_params": self.max_params,
             "early_stopping": self.early_stopping,
             "seed": self.seed,
@@ -185,8 +188,8 @@ class StudySpec:
         for family, params in self.family_space.items():
             space[family] = {k: _param_json(v) for k, v in params.items()}
         study: dict[str, Any] = {"name": self.name, "objectives": list(self.objectives), "trials": self.trials,
-                                 "sampler": self.sampler, "pruner": self.pruner, "seed": self.seed,
-                                 "baselines": self.baselines, "start": self.start,
+                                 "sampler": self.sampler, "pruner": self.pruner, "fidelity": self.fidelity,
+                                 "seed": self.seed, "baselines": self.baselines, "start": self.start,
                                  "early_stopping": self.early_stopping,
                                  "save_models": self.save_models}
         if self.warm_start:
@@ -249,6 +252,7 @@ def spec_from_dict(data: dict[str, Any], *, source: str = "<study>") -> StudySpe
     if sampler == "grid" and "points" in sampler_options:  # values per range; 0 would leave no grid to run
         _int_value(source, "study.sampler_options.points", sampler_options["points"], minimum=1)
     pruner_options = _table(source, "study.pruner_options", study.get("pruner_options", {}))
+    fidelity = _choice_value(source, "study.fidelity", study.get("fidelity", StudySpec.fidelity), FIDELITIES)
     baselines = _choice_value(source, "study.baselines", study.get("baselines", "none"), BASELINES)
     start = _choice_value(source, "study.start", study.get("start", "defaults"), STARTS)
     early_stopping = _int_value(source, "study.early_stopping", study.get("early_stopping", 0), minimum=0)
@@ -294,8 +298,8 @@ def spec_from_dict(data: dict[str, Any], *, source: str = "<study>") -> StudySpe
         if family in families:
             family_space[family] = params
     return StudySpec(name=name.strip(), objectives=objectives, trials=trials, timeout=timeout, sampler=sampler,
-                     sampler_options=sampler_options, pruner=pruner, pruner_options=pruner_options, seed=seed,
-                     max_params=max_params, baselines=baselines, start=start, early_stopping=early_stopping,
+                     sampler_options=sampler_options, pruner=pruner, pruner_options=pruner_options, fidelity=fidelity,
+                     seed=seed, max_params=max_params, baselines=baselines, start=start, early_stopping=early_stopping,
                      save_models=save_models, warm_start=warm_start.strip() if warm_start else None,
                      warm_start_top=warm_start_top, data=data_spec,
                      space=space, family_space=family_space, path=source)

@@ -86,6 +86,7 @@ BAD = [
     ("[study]\nname = 'x'\n[space]\nbatch_size = []", r"space\.batch_size is an empty list of choices"),
     ("[study]\nname = 'x'\nsampler = 'bayes'", r"study\.sampler must be one of tpe, random, grid, qmc, cmaes, gp, nsga2, got 'bayes'"),
     ("[study]\nname = 'x'\npruner = 'asha'", r"study\.pruner must be one of hyperband, median, successive-halving, percentile, threshold, none, got 'asha'"),
+    ("[study]\nname = 'x'\nfidelity = 'seconds'", r"study\.fidelity must be one of epochs, time, got 'seconds'"),
     ("[study]\ntrials = 3", r"\[study\] name is required"),
     ("[study]\nname = 'x'\ntrials = 0", r"study\.trials must be an integer >= 1, got 0"),
     ("[study]\nname = 'x'\n[space.mlp]\nactivation = ['relu', 'swish']",

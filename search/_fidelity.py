@@ -1,0 +1,118 @@
+"""Cost-aware fidelity: a trial reports to the pruner at the step its training time has reached.
+
+A single-objective trial reports its validation accuracy after every epoch, and the pruner
+(Hyperband, successive halving, ...) judges it at rungs counted in steps. With
+``fidelity = "epochs"`` the step is the epoch's index, as Optuna's Keras callback has it:
+a trial whose epochs cost ten times the study's usual ones is judged after as many epochs
+as a cheap one, so one large draw can hold a worker for much of the budget before its
+first rung. With ``fidelity = "time"`` the step is the later of the epoch's index and the
+index a typical trial of the study would have reached in the seconds this trial has
+trained (``EpochCost.step_after``): the expensive draw meets its rungs as early as its
+time says. A trial reads the study's typical epoch times once, as it starts, from the
+finished trials' stored ``epoch_seconds``; until ``MIN_FINISHED`` trials have finished it
+counts plain epochs. Each trial records in the user attribute ``pruning_steps`` which of
+the two it used (and, for ``"time"``, the ``epoch_cost`` it measured against).
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from ._schema import stored_record
+
+STEPS_ATTR = "pruning_steps"  # "epochs" or "time": what a trial's reported steps count
+COST_ATTR = "epoch_cost"  # under "time": the study's typical epoch times the steps were measured against
+MIN_FINISHED = 3  # finished trials with timed epochs before a study's typical epoch is trusted
+_FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+@dataclass(frozen=True)
+class EpochCost:
+    """A study's typical epoch times: the median first epoch (tracing included) and the median later one."""
+
+    first: float
+    later: float
+
+    def step_after(self, seconds: float) -> int:
+        """The step a typical trial has reported after ``seconds`` of training (-1 before its first epoch ends).
+
+        A typical trial reports step k after ``first + k * later`` seconds; a trial that has
+        trained ``seconds`` has used the time of the last such k.
+        """
+        if seconds < self.first:
+            return -1
+        return int((seconds - self.first) / self.later + 1e-9)
+
+    def to_dict(self) -> dict[str, float]:
+        return {"first": round(self.first, 4), "later": round(self.later, 4)}
+
+
+def epoch_cost(trials: Iterable[FrozenTrial]) -> EpochCost | None:
+    """The typical epoch times of ``trials`` that finished, or None with fewer than ``MIN_FINISHED`` timed ones.
+
+    ``later`` is the median over trials of each trial's median later epoch, so a trial that
+    ran many epochs counts once, as a trial pruned early does.
+    """
+    firsts: list[float] = []
+    laters: list[float] = []
+    for trial in trials:
+        if trial.state not in _FINISHED:
+            continue
+        seconds = stored_record(trial.user_attrs, "curves").get("epoch_seconds") or []
+        if not seconds:
+            continue
+        firsts.append(float(seconds[0]))
+        if len(seconds) > 1:
+            laters.append(statistics.median(seconds[1:]))
+    if len(firsts) < MIN_FINISHED or not laters or statistics.median(laters) <= 0:
+        return None
+    return EpochCost(first=statistics.median(firsts), later=statistics.median(laters))
+
+
+def next_step(epoch: int, seconds: float, cost: EpochCost | None, last: int) -> int:
+    """The step to report after epoch index ``epoch``, ``seconds`` of training in, the last step being ``last``.
+
+    Never below the epoch's index, always past the last step (one report per epoch, no
+    step reported twice); with a ``cost``, at least the step a typical trial reaches in
+    ``seconds``.
+    """
+    step = max(epoch, last + 1)
+    return step if cost is None else max(step, cost.step_after(seconds))
+
+
+def fidelity_attrs(fidelity: str, study: optuna.Study) -> tuple[EpochCost | None, dict[str, Any]]:
+    """The cost a new trial measures its steps against (None: plain epochs) and the user attributes saying so."""
+    cost = epoch_cost(study.get_trials(deepcopy=False, states=_FINISHED)) if fidelity == "time" else None
+    if cost is None:
+        return None, {STEPS_ATTR: "epochs"}
+    return cost, {STEPS_ATTR: "time", COST_ATTR: cost.to_dict()}
+
+
+def pruning_callback(trial: optuna.Trial, curves: dict[str, list[float]], cost: EpochCost | None,
+                     monitor: str = "val_accuracy") -> Any:
+    """A Keras callback reporting ``monitor`` after every epoch at ``next_step`` and pruning when the pruner says.
+
+    ``curves`` is the training log's, filled by an earlier callback with the seconds of
+    every epoch so far (``epoch_seconds``), the clock the study's stored times are on.
+    """
+    import keras
+
+    reported = [-1]
+
+    def report(epoch: int, logs: Any = None) -> None:
+        value = (logs or {}).get(monitor)
+        if value is None:
+            return
+        step = next_step(epoch, float(sum(curves.get("epoch_seconds", []))), cost, reported[0])
+        reported[0] = step
+        trial.report(float(value), step)
+        if trial.should_prune():
+            raise optuna.TrialPruned(f"pruned after epoch {epoch + 1} (step {step})")
+
+    return keras.callbacks.LambdaCallback(on_epoch_end=report)
