@@ -1,35 +1,62 @@
 """Time to accuracy: digitune against an Optuna study written the usual way and KerasTuner's Hyperband.
 
-    python bench/time_to_accuracy.py --dataset digits --budget 120 --seeds 1 2 3 [--plot docs/tta-digits.png]
+    python bench/time_to_accuracy.py --dataset digits --budget 120 --seeds 1 2 3 [--space tutorial|digitune]
     python bench/time_to_accuracy.py --dataset fashion-mnist --budget 600 --seeds 1 --plot docs/tta-fashion.png
 
-Every contender searches the same space (``studies/digits.toml``'s, at most 10 epochs a
-trial) on the same data split, in its own process, one after the other, seed by seed,
-in an order that rotates from seed to seed so the machine's load falls on all of them:
+digitune always runs its shipped study file for the data set (``studies/digits.toml``,
+``studies/fashion.toml``) as a user runs it: ``digitune run`` with its defaults (the worker
+layout included) on a SQLite file; only its name, seed and time budget change (its trial count: unbounded).
+Its epochs are not capped: the files ask at most 30 (digits) and 10 (Fashion-MNIST), its
+Hyperband pruner stops the models that fall behind, and the epochs are part of the recipe
+being measured. ``--space`` chooses what the two others search (``bench/tta_contenders.py``):
 
-- ``optuna``: the usual script: TPE, an objective that clears the Keras session, builds
-  a fresh model and fits it for 10 epochs with ``validation_data``, no pruning, in-memory
+- ``tutorial`` (default): ``bench/tutorial-space.toml``, the space a user writes from the
+  tutorial (the knobs it turned by hand, no training recipe), with at most ``MAX_EPOCHS`` (10)
+  epochs a trial: the bench always capped its 5 to 50, which only helps them, since
+  without a pruner 50-epoch trials would spend most of their budget;
+- ``digitune``: the same study file digitune runs, recipe and epochs included.
+
+The contenders, each in its own process, one after the other, seed by seed, in an order
+that rotates from seed to seed so the machine's load falls on all of them:
+
+- ``optuna``: the usual script: TPE, an objective that clears the Keras session, builds a
+  fresh model and fits it for its epochs with ``validation_data``, no pruning, in-memory
   storage, one process using every core;
-- ``kerastuner``: ``keras_tuner.Hyperband(max_epochs=10, factor=3)`` on the same space
-  (batch size tuned through ``HyperModel.fit``), one process;
-- ``digitune``: ``digitune run`` with its defaults (the worker layout included) on a
-  SQLite file, stopped with SIGINT at the budget.
+- ``kerastuner``: ``keras_tuner.Hyperband(max_epochs=the space's highest, factor=3)`` (the
+  batch size tuned through ``HyperModel.fit``; a schedule runs over ``max_epochs``), one process;
+- ``digitune``: as above.
 
-Every contender runs with TensorFlow's own defaults (oneDNN on, as a script written the
-usual way gets it). Each process's clock starts when it starts (imports included). A trial counts if it ended
-within the budget; the best validation accuracy so far is the best final-epoch validation
-accuracy of a finished trial. Whenever a contender's best improves, its model's accuracy on
-the held-out test set is measured (outside the clock for the two others; digitune's best
-model is read back from its saved models after the run). Prints, per seed and as medians:
-epochs trained per second, best validation accuracy, the time each contender took to reach
-the best the usual Optuna study and KerasTuner reached in the budget, and the test accuracy
-of each best model; with --plot, writes the best-so-far curves (matplotlib) to a PNG.
+Both others build their configs from the space generically and apply the recipe as a Keras
+user would (plain Keras optimizers, not digitune's fused ones), on the data split of
+digitune's study file. Every contender runs with TensorFlow's own defaults (oneDNN on).
+
+The clock and what counts, the same rule for all: each process's clock starts when it
+starts (imports included). At the budget every contender stops its running trials at their
+next epoch end: digitune itself (``--timeout``, given the budget left when the bench starts
+it; it counts that from after Python's start and the CLI's imports, so its deadline falls
+1 to 2 s after the bench's and its running trials may train that much longer), the two
+others through a bench callback (Optuna's timeout lets a running trial train all its
+epochs, KerasTuner has none). A trial counts, with its last epoch's
+validation accuracy, when it started within the budget and ended at most ``grace`` (10 s,
+or 5% of the budget when longer) after it; digitune gets SIGINT at the budget plus the
+grace, a hard stop whose interrupted trials fail and do not count. The best validation
+accuracy so far is the best final-epoch validation accuracy of a counted trial. The
+held-out test accuracy is measured for each new best (off the clock for the two others;
+for digitune, its counted best trial's saved model after the run).
+
+Prints, per seed and as medians: trials, epochs trained per second, best validation and
+test accuracy, when each reached its own best, the time digitune took to reach the best the
+Optuna study and KerasTuner reached, and whether digitune's best trial was a start trial (a
+known-good start, user attribute ``start``, or a warm start, ``warm_start``); with --plot,
+the best-so-far curves (matplotlib) as a PNG. ``--contenders optuna,kerastuner --out DIR``
+reuses digitune's event files already in DIR (they do not depend on ``--space``).
 Needs the bench extra: ``pip install -e '.[bench]'``.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import math
 import os
@@ -46,255 +73,90 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from tta_contenders import STUDY_FILES, Events, digitune_spec, grace, run_kerastuner, run_optuna  # noqa: E402
+
 CONTENDERS = ("digitune", "optuna", "kerastuner")
-MAX_EPOCHS = 10
-
-
-# --------------------------------------------------------------------------- shared by the contenders
-
-
-def bench_spec(dataset: str, seed: int, budget: float):
-    """studies/digits.toml's space, on ``dataset``, at most MAX_EPOCHS epochs, seeded, with a timeout."""
-    from search import load_spec, spec_from_dict
-
-    data = load_spec(ROOT / "studies/digits.toml").to_dict()
-    data["study"].update(name=f"tta-{dataset}-{seed}", trials=100000, seed=seed, timeout=budget)
-    data["data"]["source"] = dataset
-    epochs = data["space"]["epochs"]
-    if isinstance(epochs, dict):
-        data["space"]["epochs"] = {**epochs, "high": min(epochs["high"], MAX_EPOCHS),
-                                   "low": min(epochs["low"], MAX_EPOCHS)}
-    elif isinstance(epochs, int):
-        data["space"]["epochs"] = min(epochs, MAX_EPOCHS)
-    return spec_from_dict(data, source=f"bench space on {dataset}")
-
-
-class Events:
-    """JSON lines on a file: one per finished trial, and a final summary; time outside the clock is subtracted."""
-
-    def __init__(self, path: Path, budget: float):
-        self.file = open(path, "a", buffering=1)
-        self.budget = budget
-        self.paused = 0.0
-        self.best = -1.0
-        self.epochs = 0
-        self.trials = 0
-        self.test_accuracy = float("nan")
-
-    def now(self) -> float:
-        return time.time() - START - self.paused
-
-    def over(self) -> bool:
-        return self.now() >= self.budget
-
-    def trial(self, val_accuracy: float, epochs: int, model=None, dataset=None) -> None:
-        if self.over():
-            return
-        self.epochs += epochs
-        self.trials += 1
-        t = self.now()
-        if val_accuracy > self.best:
-            self.best = val_accuracy
-            if model is not None:  # the held-out test accuracy of the new best, off the clock
-                pause = time.time()
-                from models import evaluate
-
-                self.test_accuracy = evaluate(model, dataset.x_test, dataset.y_test)[1]
-                self.paused += time.time() - pause
-        self.file.write(json.dumps({"t": t, "val": val_accuracy, "best": self.best, "epochs": self.epochs}) + "\n")
-
-    def finish(self, **extra) -> None:
-        elapsed = min(self.now(), self.budget)
-        self.file.write(json.dumps({"final": {"best": self.best, "epochs": self.epochs, "trials": self.trials,
-                                              "elapsed": elapsed, "test_accuracy": self.test_accuracy,
-                                              **extra}}) + "\n")
-
-
-# --------------------------------------------------------------------------- the usual Optuna script
-
-
-def run_optuna(dataset_name: str, seed: int, budget: float, events_path: Path) -> None:
-    import keras
-    import optuna
-
-    from models import TrainConfig, build_model, load_dataset
-    from search._space import sample_configs
-
-    spec = bench_spec(dataset_name, seed, budget)
-    data = load_dataset(dataset_name)
-    events = Events(events_path, budget)
-
-    def objective(trial: optuna.Trial) -> float:
-        keras.backend.clear_session()
-        model_config, train_config = sample_configs(trial, spec)
-        model = build_model(model_config, data.x_train.shape[1:])
-        optimizer = {"adam": keras.optimizers.Adam, "rmsprop": keras.optimizers.RMSprop,
-                     "sgd": lambda learning_rate: keras.optimizers.SGD(learning_rate=learning_rate, momentum=0.9),
-                     }[train_config.optimizer](learning_rate=train_config.learning_rate)
-        model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-        history = model.fit(data.x_train, data.y_train, validation_data=(data.x_val, data.y_val),
-                            batch_size=train_config.batch_size, epochs=MAX_EPOCHS, verbose=0)
-        value = float(history.history["val_accuracy"][-1])
-        events.trial(value if math.isfinite(value) else 0.0, len(history.history["loss"]), model, data)
-        return value
-
-    def stop(study: optuna.Study, trial) -> None:
-        if events.over():
-            study.stop()
-
-    assert isinstance(TrainConfig, type)
-    optuna.logging.set_verbosity(optuna.logging.ERROR)
-    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
-    study.optimize(objective, callbacks=[stop], catch=(Exception,))
-    events.finish()
-
-
-# --------------------------------------------------------------------------- KerasTuner's Hyperband
-
-
-def run_kerastuner(dataset_name: str, seed: int, budget: float, events_path: Path) -> None:
-    import keras
-    import keras_tuner as kt
-
-    from models import CNNConfig, ConvBlock, MLPConfig, build_model, load_dataset
-    from search._spec import Choice, Range
-
-    spec = bench_spec(dataset_name, seed, budget)
-    data = load_dataset(dataset_name)
-    events = Events(events_path, budget)
-
-    def param(hp, name: str, p):
-        if isinstance(p, Choice):
-            if all(isinstance(c, bool) for c in p.choices):
-                return hp.Boolean(name) if len(p.choices) > 1 else p.choices[0]
-            return hp.Choice(name, list(p.choices))
-        if isinstance(p, Range):
-            if p.is_int:
-                return hp.Int(name, int(p.low), int(p.high), step=None if p.log else int(p.step or 1),
-                              sampling="log" if p.log else "linear")
-            return hp.Float(name, p.low, p.high, sampling="log" if p.log else "linear")
-        return p
-
-    class Space(kt.HyperModel):
-        def build(self, hp):
-            family = param(hp, "family", spec.space["family"])
-            values = {}
-            with hp.conditional_scope("family", [family]):
-                for name, p in spec.family_space[family].items():
-                    values[name] = param(hp, f"{family}_{name}", p)
-            if family == "mlp":
-                config = MLPConfig(**values)
-            else:
-                block = ConvBlock(filters=values["filters"], kernel_size=values["kernel_size"],
-                                  stride=values["stride"], padding=values["padding"],
-                                  activation=values["activation"], pool=values["pool"],
-                                  pool_size=values["pool_size"])
-                config = CNNConfig(blocks=(block,) * values["blocks"], dense_units=values["dense_units"],
-                                   dropout=values["dropout"], activation=values["activation"],
-                                   initializer=values["initializer"], batch_norm=values["batch_norm"])
-            rate = param(hp, "learning_rate", spec.space["learning_rate"])
-            optimizer = {"adam": keras.optimizers.Adam, "rmsprop": keras.optimizers.RMSprop,
-                         "sgd": lambda learning_rate: keras.optimizers.SGD(learning_rate=learning_rate,
-                                                                           momentum=0.9),
-                         }[param(hp, "optimizer", spec.space["optimizer"])](learning_rate=rate)
-            model = build_model(config, data.x_train.shape[1:])
-            model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-            return model
-
-        def fit(self, hp, model, *args, **kwargs):
-            return model.fit(*args, batch_size=param(hp, "batch_size", spec.space["batch_size"]), **kwargs)
-
-    class Probe(keras.callbacks.Callback):
-        def __deepcopy__(self, memo):  # KerasTuner copies the callbacks for every trial; they share one log
-            return Probe()
-
-        def on_train_begin(self, logs=None):
-            self.epochs, self.last = 0, 0.0
-
-        def on_epoch_end(self, epoch, logs=None):
-            self.epochs += 1
-            self.last = float((logs or {}).get("val_accuracy", 0.0))
-            if events.over():
-                self.model.stop_training = True
-
-        def on_train_end(self, logs=None):
-            events.trial(self.last if math.isfinite(self.last) else 0.0, self.epochs, self.model, data)
-            if events.over():
-                raise KeyboardInterrupt  # KerasTuner has no time budget: leave the search here
-
-    # One Hyperband iteration (KerasTuner's default) is 30 trials here: on the digits it ends in
-    # about 80 s, so let it start more iterations until the budget is spent.
-    tuner = kt.Hyperband(Space(), objective="val_accuracy", max_epochs=MAX_EPOCHS, factor=3, seed=seed,
-                         hyperband_iterations=1000,
-                         directory=tempfile.mkdtemp(prefix="digitune-kt-"), project_name="tta", overwrite=True,
-                         max_consecutive_failed_trials=100)
-    try:
-        tuner.search(data.x_train, data.y_train, validation_data=(data.x_val, data.y_val), callbacks=[Probe()],
-                     verbose=0)
-    except KeyboardInterrupt:
-        pass
-    events.finish()
+SPACES = ("tutorial", "digitune")
+START_ATTRS = ("start", "warm_start")  # search._objective.START_ATTR, search._warm.WARM_ATTR
 
 
 # --------------------------------------------------------------------------- digitune
 
 
-def run_digitune(dataset_name: str, seed: int, budget: float, events_path: Path) -> None:
-    import datetime
-
-    import optuna
-    from optuna.trial import TrialState
-
-    from models import load_dataset
-    from search import ModelKeeper, artifact_dir, export_model, load_study
-
-    spec = bench_spec(dataset_name, seed, budget)
-    folder = Path(tempfile.mkdtemp(prefix="digitune-tta-"))
-    url = f"sqlite:///{folder / 'tta.db'}"
-    study_file = folder / "study.toml"
+def run_digitune(dataset_name: str, space: str, seed: int, budget: float, events_path: Path, start: float) -> None:
+    """``digitune run`` on the shipped study with the budget left, SIGINT at the budget plus the grace."""
     import tomli_w
 
-    study_file.write_bytes(tomli_w.dumps(spec.to_dict()).encode())
-    cmd = [sys.executable, "-m", "search.cli", "run", str(study_file), "--storage", url]
+    spec = digitune_spec(dataset_name, seed, budget)
+    folder = Path(tempfile.mkdtemp(prefix="digitune-tta-"))
+    url = f"sqlite:///{folder / 'tta.db'}"
+    file = folder / "study.toml"
+    file.write_bytes(tomli_w.dumps(spec.to_dict()).encode())
+    left = budget - (time.time() - start)
+    cmd = [sys.executable, "-m", "search.cli", "run", str(file), "--storage", url, "--timeout", f"{max(left, 1):.2f}"]
     cmd += os.environ.get("DIGITUNE_BENCH_ARGS", "").split()
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
-    deadline = START + budget
-    while proc.poll() is None and time.time() < deadline:
+    hard_stop = start + budget + grace(budget)
+    while proc.poll() is None and time.time() < hard_stop:
         time.sleep(0.2)
     if proc.poll() is None:
         os.killpg(proc.pid, signal.SIGINT)  # as Ctrl-C: the running trials fail as interrupted
-    proc.wait()
+    try:
+        proc.wait(timeout=120)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    record_digitune(spec, url, Events(events_path, budget, start))
+
+
+def _seconds(moment: datetime.datetime, start: float) -> float:
+    """A trial's stored time (naive: local time) as seconds on the bench clock."""
+    return moment.timestamp() - start
+
+
+def record_digitune(spec, url: str, events: Events) -> None:
+    """The counted trials of digitune's study as events; the test accuracy of its counted best trial's model."""
+    import optuna
+    from optuna.trial import TrialState
+
+    from models import evaluate, load_dataset
+    from search import ModelKeeper, artifact_dir, load_study
+    from search._final import kept_model
+
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     study = load_study(spec.name, optuna.storages.RDBStorage(url))
-    events = Events(events_path, budget)
-    trials = sorted((t for t in study.get_trials(deepcopy=False) if t.datetime_complete),
+    trials = sorted((t for t in study.get_trials(deepcopy=False) if t.datetime_complete and t.datetime_start),
                     key=lambda t: t.datetime_complete)
+    best = None
     for t in trials:
-        events.paused = 0.0
-        at = t.datetime_complete.replace(tzinfo=datetime.timezone.utc).timestamp() \
-            if t.datetime_complete.tzinfo else t.datetime_complete.timestamp()
-        if at - START > budget:
+        at = _seconds(t.datetime_complete, events.start)
+        if not events.counts(_seconds(t.datetime_start, events.start), at):
             continue
         value = t.value if t.state == TrialState.COMPLETE and t.value is not None else -1.0
-        events.epochs += int(t.user_attrs.get("epochs_run", 0))
-        events.trials += 1
-        events.best = max(events.best, value)
-        events.file.write(json.dumps({"t": at - START, "val": value, "best": events.best,
-                                      "epochs": events.epochs}) + "\n")
-    try:
+        origin = next((f"{a}={t.user_attrs[a]}" for a in START_ATTRS if a in t.user_attrs), "")
+        if best is None or value > best[1]:
+            best = (t.number, value, origin)
+        events.row(at, value, int(t.user_attrs.get("epochs_run", 0)), trial=t.number, start=origin)
+    extra = {"elapsed": events.budget}
+    if best is not None and best[1] >= 0:
+        extra.update(best_trial=best[0], best_start=best[2])
         data = load_dataset(spec.data.source, **spec.data.load_kwargs())
-        result = export_model(study, data, folder / "best.keras", ModelKeeper(artifact_dir(url), spec.save_models))
-        events.test_accuracy = result.test_accuracy
-        events.file.write(json.dumps({"final": {"best": events.best, "epochs": events.epochs,
-                                                "trials": events.trials, "elapsed": budget,
-                                                "test_accuracy": events.test_accuracy,
-                                                "test_source": result.source}}) + "\n")
-    except Exception as exc:  # no completed trial in the budget
-        events.finish(error=str(exc))
+        model = kept_model(study, ModelKeeper(artifact_dir(url), spec.save_models), best[0])
+        if model is not None:
+            events.test_accuracy = evaluate(model, data.x_test, data.y_test)[1]
+    events.file.write(json.dumps({"final": {"best": events.best, "epochs": events.epochs, "trials": events.trials,
+                                            "test_accuracy": events.test_accuracy, **extra}}) + "\n")
 
 
 # --------------------------------------------------------------------------- the driver
+
+RUNNERS = {"digitune": run_digitune, "optuna": run_optuna, "kerastuner": run_kerastuner}
+
+
+def event_path(out: Path, dataset: str, space: str, name: str, seed: int) -> Path:
+    """A contender's event file; digitune's does not depend on the contenders' space."""
+    return out / f"{dataset}-{name if name == 'digitune' else f'{space}-{name}'}-{seed}.jsonl"
 
 
 def read_events(path: Path) -> tuple[list[dict], dict]:
@@ -317,11 +179,13 @@ def time_to(rows: list[dict], target: float) -> float:
     return math.inf
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dataset", default="digits")
+    parser.add_argument("--dataset", default="digits", help="digits or fashion-mnist")
     parser.add_argument("--budget", type=float, default=120.0, help="seconds per contender and seed")
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    parser.add_argument("--space", choices=SPACES, default="tutorial",
+                        help="what optuna and kerastuner search: the tutorial's space or digitune's study file")
     parser.add_argument("--contenders", default=",".join(CONTENDERS))
     parser.add_argument("--plot", type=Path, help="write the curves to this PNG (needs matplotlib)")
     parser.add_argument("--out", type=Path, help="keep the raw event files in this folder")
@@ -331,79 +195,118 @@ def main() -> None:
     parser.add_argument("--seed", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--events", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.run:
-        {"digitune": run_digitune, "optuna": run_optuna, "kerastuner": run_kerastuner}[args.run](
-            args.dataset, args.seed, args.budget, args.events)
-        return
+    args.contenders = [c for c in args.contenders.split(",") if c]
+    unknown = [c for c in args.contenders if c not in CONTENDERS]
+    problem = (f"--dataset must be one of {', '.join(STUDY_FILES)}, got {args.dataset!r}"
+               if args.dataset not in STUDY_FILES else
+               f"--contenders takes some of {','.join(CONTENDERS)}, got {','.join(unknown) or 'none'}"
+               if unknown or not args.contenders else
+               f"--budget must be a positive number of seconds, got {args.budget:g}" if args.budget <= 0 else None)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        raise SystemExit(2)
+    return args
 
-    contenders = [c for c in args.contenders.split(",") if c]
-    out = args.out or Path(tempfile.mkdtemp(prefix="digitune-tta-events-"))
-    out.mkdir(parents=True, exist_ok=True)
-    results: dict[tuple[str, int], tuple[list[dict], dict]] = {}
-    loads: list[float] = []
-    if args.report:
-        results = {(name, seed): read_events(out / f"{args.dataset}-{name}-{seed}.jsonl")
-                   for name in contenders for seed in args.seeds}
-        report(args, contenders, results, [float("nan")])
-        if args.plot:
-            plot(args, contenders, results)
-        return
+
+def run_all(args, out: Path) -> list[float]:
+    """Every contender, seed by seed, in a rotating order; the load average at each start."""
+    loads = []
+    names = args.contenders
     for i, seed in enumerate(args.seeds):
-        order = contenders[i % len(contenders):] + contenders[:i % len(contenders)]
-        for name in order:
-            path = out / f"{args.dataset}-{name}-{seed}.jsonl"
+        for name in names[i % len(names):] + names[:i % len(names)]:
+            path = event_path(out, args.dataset, args.space, name, seed)
             path.unlink(missing_ok=True)
             loads.append(os.getloadavg()[0])
-            cmd = [sys.executable, __file__, "--run", name, "--dataset", args.dataset, "--seed", str(seed),
-                   "--budget", str(args.budget), "--events", str(path)]
+            cmd = [sys.executable, __file__, "--run", name, "--dataset", args.dataset, "--space", args.space,
+                   "--seed", str(seed), "--budget", str(args.budget), "--events", str(path)]
             proc = subprocess.Popen(cmd, cwd=ROOT, stderr=subprocess.DEVNULL, start_new_session=True)
             try:
                 proc.wait(timeout=args.budget * 2 + 300)  # a trial past the budget finishes; then the test pass
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
-            results[(name, seed)] = read_events(path)
-            rows, final = results[(name, seed)]
+            rows, final = read_events(path)
             print(f"seed {seed} {name:<10}: {final.get('trials', len(rows))} trials, "
                   f"{final.get('epochs', 0)} epochs, best val {final.get('best', float('nan')):.4f}, "
                   f"test {final.get('test_accuracy', float('nan')):.4f} (load {loads[-1]:.1f})", flush=True)
-    report(args, contenders, results, loads)
+    return loads
+
+
+def main() -> None:
+    args = parse_args()
+    if args.run:
+        RUNNERS[args.run](args.dataset, args.space, args.seed, args.budget, args.events, START)
+        return
+    out = args.out or Path(tempfile.mkdtemp(prefix="digitune-tta-events-"))
+    out.mkdir(parents=True, exist_ok=True)
+    loads = [float("nan")] if args.report else run_all(args, out)
+    shown = list(args.contenders)
+    if "digitune" not in shown and all(event_path(out, args.dataset, args.space, "digitune", s).exists()
+                                       for s in args.seeds):
+        shown.insert(0, "digitune")  # an earlier run's, in the same folder
+    results = {(name, seed): read_events(event_path(out, args.dataset, args.space, name, seed))
+               for name in shown for seed in args.seeds}
+    report(args, shown, results, loads)
     if args.plot:
-        plot(args, contenders, results)
+        plot(args, shown, results)
     print(f"raw events: {out}")
 
 
-def report(args, contenders, results, loads) -> None:
-    print(f"\n{args.dataset}, {args.budget:.0f} s per contender, seeds {args.seeds}, {os.cpu_count()} cores, "
-          f"load average {min(loads):.1f}-{max(loads):.1f} at the starts")
-    print(f"{'contender':<12}{'epochs/s':>9}{'trials':>8}{'best val':>10}{'test acc':>10}")
+# --------------------------------------------------------------------------- the report
+
+
+def rate(final: dict, budget: float) -> float:
+    return final.get("epochs", 0) / max(final.get("elapsed", budget), 1e-9)
+
+
+def seed_rows(args, contenders, results, seed: int) -> list[dict]:
+    """One seed's figures per contender: trials, epochs/s, best, test, its time to its best, digitune's to it."""
+    mine = results.get(("digitune", seed), ([], {}))[0]
+    rows = []
     for name in contenders:
-        finals = [results[(name, s)][1] for s in args.seeds]
-        eps = statistics.median(f.get("epochs", 0) / max(f.get("elapsed", args.budget), 1e-9) for f in finals)
-        print(f"{name:<12}{eps:>9.2f}{statistics.median(f.get('trials', 0) for f in finals):>8.0f}"
-              f"{statistics.median(f.get('best', float('nan')) for f in finals):>10.4f}"
-              f"{statistics.median(f.get('test_accuracy', float('nan')) for f in finals):>10.4f}")
-    if "digitune" not in contenders:
-        return
-    for other in (c for c in contenders if c != "digitune"):
-        ratios, throughput = [], []
-        for s in args.seeds:
-            rows, final = results[(other, s)]
-            mine, my_final = results[("digitune", s)]
-            if not rows:
-                continue
-            target = final.get("best", max(r["best"] for r in rows))
-            theirs = time_to(rows, target)
-            ours = time_to(mine, target)
-            ratios.append(ours / theirs if theirs > 0 else math.inf)
-            throughput.append((my_final.get("epochs", 0) / max(my_final.get("elapsed", args.budget), 1e-9))
-                              / max(final.get("epochs", 0) / max(final.get("elapsed", args.budget), 1e-9), 1e-9))
-            print(f"seed {s}: {other} reached {target:.4f} at {theirs:.1f} s; digitune at {ours:.1f} s "
-                  f"(ratio {ratios[-1]:.2f}); test {my_final.get('test_accuracy', float('nan')):.4f} vs "
-                  f"{final.get('test_accuracy', float('nan')):.4f}; epochs/s ratio {throughput[-1]:.2f}")
+        events, final = results[(name, seed)]
+        best = final.get("best", max((r["best"] for r in events), default=float("nan")))
+        row = {"name": name, "trials": final.get("trials", len(events)), "rate": rate(final, args.budget),
+               "best": best, "test": final.get("test_accuracy", float("nan")), "t_best": time_to(events, best)}
+        if name != "digitune" and "digitune" in contenders and events:
+            row["digitune_t"] = time_to(mine, best)
+            row["ratio"] = row["digitune_t"] / row["t_best"] if row["t_best"] > 0 else math.inf
+        if name == "digitune" and "best_trial" in final:
+            row["origin"] = f"best trial #{final['best_trial']}: " + (final.get("best_start") or "sampled")
+        rows.append(row)
+    return rows
+
+
+def print_row(label: str, row: dict) -> None:
+    to_it = f"{row['digitune_t']:8.1f} s ({row['ratio']:.2f})" if "digitune_t" in row else f"{'-':>17}"
+    print(f"{label:<8}{row['name']:<12}{row['trials']:>7.0f}{row['rate']:>9.2f}{row['best']:>10.4f}"
+          f"{row['test']:>10.4f}{row['t_best']:>9.1f} s {to_it}  {row.get('origin', '')}")
+
+
+def report(args, contenders, results, loads) -> None:
+    print(f"\n{args.dataset}, contenders' space {args.space}, {args.budget:.0f} s per contender, seeds {args.seeds}, "
+          f"{os.cpu_count()} cores, load average {min(loads):.1f}-{max(loads):.1f} at the starts")
+    print(f"{'seed':<8}{'contender':<12}{'trials':>7}{'epochs/s':>9}{'best val':>10}{'test acc':>10}"
+          f"{'t(best)':>11}  digitune to it (ratio)")
+    per_seed = {s: seed_rows(args, contenders, results, s) for s in args.seeds}
+    for s, rows in per_seed.items():
+        for row in rows:
+            print_row(str(s), row)
+    for i, name in enumerate(contenders):
+        rows = [per_seed[s][i] for s in args.seeds]
+        median = {k: statistics.median(r[k] for r in rows) for k in ("trials", "rate", "best", "test", "t_best")}
+        for k in ("digitune_t", "ratio"):
+            if all(k in r for r in rows):
+                median[k] = statistics.median(r[k] for r in rows)
+        if name == "digitune":
+            sampled = sum(1 for r in rows if r.get("origin", "").endswith(": sampled"))
+            median["origin"] = f"best not a start trial in {sampled}/{len(rows)} seeds"
+        print_row("median", {"name": name, **median})
+    for other in (c for c in contenders if c != "digitune" and "digitune" in contenders):
+        ratios = [rate(results[("digitune", s)][1], args.budget) / rate(results[(other, s)][1], args.budget)
+                  for s in args.seeds if rate(results[(other, s)][1], args.budget) > 0]
         if ratios:
-            print(f"vs {other}: time-to-accuracy ratio median {statistics.median(ratios):.2f} "
-                  f"(target <= 0.5), throughput ratio median {statistics.median(throughput):.2f}")
+            print(f"vs {other}: digitune's epochs/s ratio median {statistics.median(ratios):.2f}")
 
 
 def plot(args, contenders, results) -> None:
@@ -419,14 +322,16 @@ def plot(args, contenders, results) -> None:
             rows = [r for r in results[(name, s)][0] if r["best"] >= 0]
             if not rows:
                 continue
-            xs = [r["t"] for r in rows] + [args.budget]
+            xs = [r["t"] for r in rows] + [args.budget + grace(args.budget)]
             ys = [r["best"] for r in rows] + [rows[-1]["best"]]
             ax.step(xs, ys, where="post", color=colors.get(name), alpha=0.85,
                     label=f"{name}" if j == 0 else None, linewidth=1.6)
     ax.set_xlabel("seconds since the process started")
     ax.set_ylabel("best validation accuracy so far")
-    ax.set_title(f"{args.dataset}: time to accuracy, {len(args.seeds)} seed(s), {os.cpu_count()} cores")
-    ax.set_xlim(0, args.budget)
+    ax.set_title(f"{args.dataset} ({args.space} space): time to accuracy, {len(args.seeds)} seed(s), "
+                 f"{os.cpu_count()} cores")
+    ax.axvline(args.budget, color="gray", linewidth=0.8, linestyle="--")  # after it: trials stopped at the budget
+    ax.set_xlim(0, args.budget + grace(args.budget))
     low = [r["best"] for v in results.values() for r in v[0] if r["best"] > 0]
     if low:
         ax.set_ylim(max(0.0, sorted(low)[len(low) // 10] - 0.05), 1.0)
