@@ -1,4 +1,4 @@
-"""Training one model: compile, fit with per-epoch curves, evaluate, clear Keras state."""
+"""Training one model: compile, fit (``_epochs``) with per-epoch curves, evaluate, clear Keras state."""
 
 from __future__ import annotations
 
@@ -14,15 +14,12 @@ import keras
 import numpy as np
 
 from ._builders import build_model
+from ._callbacks import CURVE_KEYS, AfterBatch, CurveRecorder, Validation, loss_and_accuracy
 from ._config import ModelConfig, TrainConfig
 from ._data import Dataset
+from ._epochs import fast_epochs, fit_epochs, steps_per_execution
 from ._fused import make_optimizer
 from ._recipe import augmentation, learning_rate, loss_and_labels
-
-CURVE_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy")
-# Training steps per call into the backend (TensorFlow, JAX; PyTorch supports only 1): fewer
-# round trips through Python per epoch for the small models searched here.
-STEPS_PER_EXECUTION = 8
 
 
 class TrainingError(RuntimeError):
@@ -62,68 +59,6 @@ class TrainResult:
     test_accuracy: float | None = None
 
 
-class _CurveRecorder(keras.callbacks.Callback):
-    """Appends every epoch's logs to ``curves`` as they come, so a caller keeps them if fit stops early."""
-
-    def __init__(self, curves: dict[str, list[float]]):
-        super().__init__()
-        self.curves = curves
-        self._start = 0.0
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._start = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        logs = logs or {}
-        for key in CURVE_KEYS:
-            if key in logs:
-                self.curves.setdefault(key, []).append(float(logs[key]))
-        self.curves.setdefault("epoch_seconds", []).append(round(time.perf_counter() - self._start, 4))
-        if not math.isfinite(float(logs.get("loss", 0.0))):
-            self.model.stop_training = True  # train() turns this into a TrainingError
-
-
-class _EagerValidation(keras.callbacks.Callback):
-    """Adds ``val_loss`` and ``val_accuracy`` to every epoch's logs with plain forward passes.
-
-    Keras' own validation (``fit(validation_data=...)``) traces and compiles a test function
-    for every new model: for the small models searched here that costs more than several
-    epochs of training. A forward pass in large batches needs no tracing. It runs before the
-    other callbacks, so early stopping, pruning and the curves see its values.
-    """
-
-    def __init__(self, x: np.ndarray, y: np.ndarray, timings: dict[str, float]):
-        super().__init__()
-        self.x, self.y, self.timings = x, y, timings
-
-    def on_epoch_end(self, epoch, logs=None):
-        if logs is None:
-            return
-        start = time.perf_counter()
-        probabilities = predict_proba(self.model, self.x)
-        loss, accuracy = _loss_and_accuracy(probabilities, self.y)
-        logs["val_loss"], logs["val_accuracy"] = loss, accuracy
-        self.timings["validation"] = self.timings.get("validation", 0.0) + time.perf_counter() - start
-
-
-def _loss_and_accuracy(probabilities: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    """Sparse categorical cross-entropy (clipped as Keras clips it) and accuracy of ``probabilities``."""
-    with np.errstate(invalid="ignore", divide="ignore"):
-        picked = probabilities[np.arange(len(y)), y.astype(np.int64)]
-        loss = float(-np.mean(np.log(np.clip(picked, 1e-7, 1 - 1e-7))))
-    accuracy = float(np.mean(probabilities.argmax(axis=1) == y)) if len(y) else 0.0
-    return loss, accuracy
-
-
-class _AfterBatch(keras.callbacks.Callback):
-    def __init__(self, hook: Callable[[], None]):
-        super().__init__()
-        self.hook = hook
-
-    def on_train_batch_end(self, batch, logs=None):
-        self.hook()
-
-
 def describe_device() -> str:
     """The device Keras trains on, e.g. ``cpu:0`` or ``gpu:0``."""
     try:
@@ -154,13 +89,16 @@ def clear_state() -> None:
 
 
 def _build_training_state(model: keras.Model, x: np.ndarray, y: np.ndarray) -> None:
-    """Create the optimizer's slots and the metrics' variables now, eagerly.
+    """Create the optimizer's slots (and, for Keras' ``fit``, the metrics' variables) now, eagerly.
 
-    Left to ``fit``, they are created while TensorFlow traces the training step, and a
+    Left to the traced step, they are created while TensorFlow traces it, and a
     ``tf.function`` that creates variables is traced twice: that second trace was half of
-    a trial's first epoch. The numbers trained are the same either way.
+    a trial's first epoch. The numbers trained are the same either way. digitune's own
+    epochs (``_epochs``) count loss and accuracy themselves: no metrics to build.
     """
     model.optimizer.build(model.trainable_variables)
+    if fast_epochs(model):
+        return
     with _no_grad():
         model.compute_metrics(x, y, model(x, training=False), None)
     model.reset_metrics()
@@ -207,8 +145,10 @@ def train(
     ``log``, when given, is filled in place: the parameter count once the model is built,
     and after every epoch the curves (loss, accuracy, val_loss, val_accuracy,
     epoch_seconds), so the caller keeps them even when a callback such as a pruner stops
-    training with an exception. ``after_batch`` is called after every training batch and may
-    raise to stop training there (digitune's Ctrl-C handling does). ``merge_validation``
+    training with an exception. ``after_batch`` is called after every call into the backend
+    (a whole epoch of a small data set, about a quarter of a second of batches of a large
+    one; ``models._epochs``) and may raise to stop training there (digitune's Ctrl-C
+    handling does). ``merge_validation``
     trains the final model on train + validation with no validation pass (the curves then
     hold no ``val_*``). A NaN or infinite loss, or running out of memory, raises
     ``TrainingError``.
@@ -234,7 +174,7 @@ def train(
                                      train_config.weight_decay),
             loss=loss,
             metrics=["accuracy"],
-            steps_per_execution=1 if keras.backend.backend() == "torch" else STEPS_PER_EXECUTION,
+            steps_per_execution=steps_per_execution(len(x), train_config.batch_size),
         )
         _build_training_state(model, x[:2], y_fit[:2])
     log.params = int(model.count_params())
@@ -243,27 +183,21 @@ def train(
     log.backend = keras.backend.backend()
     log.dtype_policy = keras.config.dtype_policy().name
     curves = log.curves
-    all_callbacks: list[keras.callbacks.Callback] = [_CurveRecorder(curves)]
+    all_callbacks: list[keras.callbacks.Callback] = [CurveRecorder(curves)]
     if not merge_validation:
-        all_callbacks.insert(0, _EagerValidation(dataset.x_val, dataset.y_val, timings))
+        all_callbacks.insert(0, Validation(dataset.x_val, dataset.y_val, evaluate, timings))
     if train_config.early_stopping_patience and not merge_validation:
         all_callbacks.append(keras.callbacks.EarlyStopping(
             monitor="val_loss", patience=train_config.early_stopping_patience, restore_best_weights=False))
     if after_batch is not None:
-        all_callbacks.append(_AfterBatch(after_batch))
+        all_callbacks.append(AfterBatch(after_batch))
     all_callbacks.extend(callbacks)
 
     start = time.perf_counter()
     try:
         with _out_of_memory_as_training_error("training"), _forget_traced_gradients():
-            model.fit(
-                x, y_fit,
-                batch_size=train_config.batch_size,
-                epochs=train_config.epochs,
-                callbacks=all_callbacks,
-                shuffle=True,
-                verbose=verbose,
-            )
+            fit_epochs(model, x, y_fit, batch_size=train_config.batch_size, epochs=train_config.epochs,
+                       callbacks=all_callbacks, seed=train_config.seed, verbose=verbose)
     finally:
         log.train_seconds = time.perf_counter() - start
         seconds = curves.get("epoch_seconds", [])
@@ -366,7 +300,7 @@ def predict_proba(model: keras.Model, x: np.ndarray, batch_size: int = 1024) -> 
 
 def evaluate(model: keras.Model, x: np.ndarray, y: np.ndarray, batch_size: int = 1024) -> tuple[float, float]:
     """Loss (sparse categorical cross-entropy) and accuracy of ``model`` on ``x``, ``y``, by forward passes."""
-    return _loss_and_accuracy(predict_proba(model, x, batch_size), y)
+    return loss_and_accuracy(predict_proba(model, x, batch_size), y)
 
 
 def _to_numpy(tensor) -> np.ndarray:
