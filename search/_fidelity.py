@@ -6,9 +6,12 @@ A single-objective trial reports its validation accuracy after every epoch, and 
 a trial whose epochs cost ten times the study's usual ones is judged after as many epochs
 as a cheap one, so one large draw can hold a worker for much of the budget before its
 first rung. With ``fidelity = "time"`` the step is the later of the epoch's index and the
-index a typical trial of the study would have reached in the seconds this trial has
-trained (``EpochCost.step_after``): the expensive draw meets its rungs as early as its
-time says. A trial reads the study's typical epoch times once, as it starts, from the
+number of typical epochs of the study its seconds would have bought, less one
+(``EpochCost.epochs_worth``): the expensive draw meets its rungs as early as its time says.
+Its first epoch is weighed against the typical first epoch and each later one against the
+typical later epoch, because a first epoch is mostly the tracing of the model's step (tens
+of later epochs on the 8x8 digits): a model that only traces slower is one step ahead, not
+tens. A trial reads the study's typical epoch times once, as it starts, from the
 finished trials' stored ``epoch_seconds``; until ``MIN_FINISHED`` trials have finished it
 counts plain epochs. Each trial records in the user attribute ``pruning_steps`` which of
 the two it used (and, for ``"time"``, the ``epoch_cost`` it measured against).
@@ -39,15 +42,11 @@ class EpochCost:
     first: float
     later: float
 
-    def step_after(self, seconds: float) -> int:
-        """The step a typical trial has reported after ``seconds`` of training (-1 before its first epoch ends).
-
-        A typical trial reports step k after ``first + k * later`` seconds; a trial that has
-        trained ``seconds`` has used the time of the last such k.
-        """
-        if seconds < self.first:
-            return -1
-        return int((seconds - self.first) / self.later + 1e-9)
+    def epochs_worth(self, epoch_seconds: list[float]) -> float:
+        """How many typical epochs the time of ``epoch_seconds`` (a trial's epochs so far) would have bought."""
+        if not epoch_seconds:
+            return 0.0
+        return epoch_seconds[0] / self.first + sum(epoch_seconds[1:]) / self.later
 
     def to_dict(self) -> dict[str, float]:
         return {"first": round(self.first, 4), "later": round(self.later, 4)}
@@ -70,20 +69,19 @@ def epoch_cost(trials: Iterable[FrozenTrial]) -> EpochCost | None:
         firsts.append(float(seconds[0]))
         if len(seconds) > 1:
             laters.append(statistics.median(seconds[1:]))
-    if len(firsts) < MIN_FINISHED or not laters or statistics.median(laters) <= 0:
+    if len(firsts) < MIN_FINISHED or not laters or min(statistics.median(firsts), statistics.median(laters)) <= 0:
         return None
     return EpochCost(first=statistics.median(firsts), later=statistics.median(laters))
 
 
-def next_step(epoch: int, seconds: float, cost: EpochCost | None, last: int) -> int:
-    """The step to report after epoch index ``epoch``, ``seconds`` of training in, the last step being ``last``.
+def next_step(epoch_seconds: list[float], cost: EpochCost | None, last: int) -> int:
+    """The step to report after the epochs timed in ``epoch_seconds``, the last step reported being ``last``.
 
     Never below the epoch's index, always past the last step (one report per epoch, no
-    step reported twice); with a ``cost``, at least the step a typical trial reaches in
-    ``seconds``.
+    step reported twice); with a ``cost``, at least the typical epochs its time bought, less one.
     """
-    step = max(epoch, last + 1)
-    return step if cost is None else max(step, cost.step_after(seconds))
+    step = max(len(epoch_seconds) - 1, last + 1)
+    return step if cost is None else max(step, int(cost.epochs_worth(epoch_seconds) + 1e-9) - 1)
 
 
 def fidelity_attrs(fidelity: str, study: optuna.Study) -> tuple[EpochCost | None, dict[str, Any]]:
@@ -100,6 +98,7 @@ def pruning_callback(trial: optuna.Trial, curves: dict[str, list[float]], cost: 
 
     ``curves`` is the training log's, filled by an earlier callback with the seconds of
     every epoch so far (``epoch_seconds``), the clock the study's stored times are on.
+    ``epoch`` (Keras' index) and the epochs timed agree; the index counts if they do not.
     """
     import keras
 
@@ -109,7 +108,8 @@ def pruning_callback(trial: optuna.Trial, curves: dict[str, list[float]], cost: 
         value = (logs or {}).get(monitor)
         if value is None:
             return
-        step = next_step(epoch, float(sum(curves.get("epoch_seconds", []))), cost, reported[0])
+        seconds = list(curves.get("epoch_seconds", []))[:epoch + 1]
+        step = max(epoch, next_step(seconds, cost, reported[0]))
         reported[0] = step
         trial.report(float(value), step)
         if trial.should_prune():

@@ -48,10 +48,9 @@ EXPENSIVE = {"learning_rate": 1e-6, "batch_size": 2, "mlp_hidden_layers": 3, "ml
 
 def steps(epoch_seconds: list[float], cost: EpochCost | None) -> list[int]:
     """The steps a trial with these epoch times reports, one epoch after the other."""
-    reported, used = [-1], 0.0
-    for epoch, seconds in enumerate(epoch_seconds):
-        used += seconds
-        reported.append(next_step(epoch, used, cost, reported[-1]))
+    reported = [-1]
+    for epoch in range(len(epoch_seconds)):
+        reported.append(next_step(epoch_seconds[:epoch + 1], cost, reported[-1]))
     return reported[1:]
 
 
@@ -64,11 +63,12 @@ def test_a_trial_three_times_the_median_reports_at_the_steps_its_time_reached():
     assert steps([3.0] * 4, None) == [0, 1, 2, 3]  # fidelity "epochs", or too few finished trials
 
 
-def test_the_first_epochs_tracing_is_not_taken_for_cost():
-    # Every model's first epoch traces its training step: a typical trial's first epoch costs 2 s, the next 0.5 s.
-    typical = EpochCost(first=2.0, later=0.5)
-    assert steps([2.1, 0.5, 0.5, 0.5], typical) == [0, 1, 2, 3]
-    assert steps([2.0 + 1.5, 1.5, 1.5], typical) == [3, 6, 9]  # three times the later epochs' work
+def test_a_first_epoch_is_weighed_against_the_typical_first_epoch():
+    # Every model's first epoch traces its training step: here a typical first epoch costs 40 later ones.
+    typical = EpochCost(first=2.0, later=0.05)
+    assert steps([2.1, 0.05, 0.05, 0.05], typical) == [0, 1, 2, 3]
+    assert steps([3.0, 0.05, 0.05], typical) == [0, 1, 2]  # traces 1.5x slower: not 20 later epochs ahead
+    assert steps([6.0, 0.15, 0.15], typical) == [2, 5, 8]  # three times the cost of every epoch
 
 
 def _hyperband_study(spec) -> optuna.Study:
