@@ -1,6 +1,7 @@
 """The training recipe, knob by knob: each family's start trial, and the same with one knob changed.
 
     python bench/knobs.py [--dataset digits fashion-mnist] [--seeds 1 2 3] [--limit 12000] [--epochs 4]
+                          [--only schedule translate ...]
 
 For each data set's shipped study (``studies/digits.toml``, ``studies/fashion.toml``) and
 each family it searches, the study's start configuration (``search._space.default_params``:
@@ -114,6 +115,8 @@ def bench_dataset(name: str, args) -> None:
         print("| --- | --- | --- | --- | --- |")
         base = None
         for label, m, t in variants(model, train):
+            if args.only and label != "start" and not any(label.startswith(k) for k in args.only):
+                continue
             row = measure(m, t, dataset, args.seeds)
             base = row["val"] if base is None else base
             print(f"| {label} | {row['val']:.4f} ± {row['sd']:.4f} | {row['val'] - base:+.4f} | "
@@ -127,6 +130,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--limit", type=int, default=12000, help="Fashion-MNIST's training images")
     parser.add_argument("--epochs", type=int, default=4, help="Fashion-MNIST's epochs a trial")
+    parser.add_argument("--only", nargs="+", help="run only the start and these rows (knob names: schedule ...; "
+                                                  "batch for the two lr_scaling rows)")
     args = parser.parse_args()
     import logging
 
