@@ -9,6 +9,12 @@ import keras
 from ._config import CNNConfig, ConfigError, MLPConfig, ModelConfig
 
 
+# Keras' default (0.99) averages the batch statistics over ~100 steps: a short trial (the
+# digits at batch 128 run 8 steps an epoch) is validated on statistics that have not settled
+# (0.33 validation accuracy where the same CNN without batch norm reached 0.99). PyTorch's 0.9.
+BN_MOMENTUM = 0.9
+
+
 def _initializer(name: str):
     if name == "random_normal":
         return keras.initializers.RandomNormal(mean=0.0, stddev=0.05)
@@ -19,7 +25,7 @@ def _dense_block(x, units: int, *, activation: str, initializer: str, batch_norm
     x = keras.layers.Dense(units, kernel_initializer=_initializer(initializer),
                            activation=None if batch_norm else activation)(x)
     if batch_norm:
-        x = keras.layers.BatchNormalization()(x)
+        x = keras.layers.BatchNormalization(momentum=BN_MOMENTUM)(x)
         x = keras.layers.Activation(activation)(x)
     if dropout > 0:
         x = keras.layers.Dropout(dropout)(x)
@@ -60,7 +66,7 @@ def build_model(config: ModelConfig, input_shape: tuple[int, ...], num_classes: 
                                     kernel_initializer=_initializer(config.initializer),
                                     activation=None if config.batch_norm else block.activation)(x)
             if config.batch_norm:
-                x = keras.layers.BatchNormalization()(x)
+                x = keras.layers.BatchNormalization(momentum=BN_MOMENTUM)(x)
                 x = keras.layers.Activation(block.activation)(x)
             if block.pool == "max":
                 x = keras.layers.MaxPooling2D(block.pool_size)(x)

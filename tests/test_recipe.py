@@ -102,3 +102,13 @@ def test_fused_weight_decay_under_a_schedule_matches_keras(name):
     for a, b in zip(fused, plain, strict=True):  # the same arithmetic, in another order: float32 rounding apart
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=2e-5)
     assert fused_ops < plain_ops
+
+
+def test_batch_norm_statistics_settle_within_a_short_trial():
+    """At batch 128 the digits give 8 steps an epoch: Keras' default momentum left validation near chance."""
+    data = load_dataset("digits")
+    model = CNNConfig(blocks=(ConvBlock(filters=16, kernel_size=3, padding="same"),) * 2, dense_units=32,
+                      batch_norm=True)
+    config = TrainConfig(epochs=10, batch_size=128, learning_rate=6e-3, schedule="one-cycle", seed=128)
+    result = train(model, config, data)
+    assert result.val_accuracy > 0.9, result.log.curves["val_accuracy"]
