@@ -1,6 +1,7 @@
 """Hyperband against asynchronous successive halving, each counting epochs or time, on a fixed budget.
 
     python bench/pruners.py [--dataset digits] [--budget 60] [--seeds 1 2 3] [--limit 6000]
+                            [--pruners hyperband successive-halving]
 
 Runs the same study (``studies/quickstart.toml``'s space on the 8x8 digits;
 ``bench/fashion-short.toml``'s on Fashion-MNIST, ``--limit`` images, epochs widened to 3..12
@@ -15,7 +16,7 @@ machine's load falls on all of them.
 
 Prints per run and as medians over seeds: the best validation accuracy of a completed
 trial, trials finished (pruned among them), epochs trained, the seconds to reach the
-lowest of the four bests of that seed (``t(all)``: what every setting reached), and the
+lowest of the settings' bests in that seed (``t(all)``: what every setting reached), and the
 seconds to reach the best of the same pruner with the other fidelity (``t(other)``;
 ``-`` when never reached). Ratios are taken within a seed, side by side.
 """
@@ -90,7 +91,10 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=60.0, help="seconds per run")
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--limit", type=int, default=6000, help="Fashion-MNIST images (data.limit)")
+    parser.add_argument("--pruners", nargs="+", default=["hyperband", "successive-halving"],
+                        choices=["hyperband", "successive-halving"])
     args = parser.parse_args()
+    settings = tuple(s for s in SETTINGS if s[0] in args.pruners)
     import logging
 
     import optuna
@@ -99,12 +103,12 @@ def main() -> None:
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     logging.getLogger("digitune").setLevel(logging.WARNING)
-    first = bench_spec(args.dataset, SETTINGS[0], args.seeds[0], args.budget, args.limit)
+    first = bench_spec(args.dataset, settings[0], args.seeds[0], args.budget, args.limit)
     dataset = load_dataset(first.data.source, **first.data.load_kwargs())
-    run_one(bench_spec(args.dataset, SETTINGS[0], 0, 10, args.limit), dataset)  # warm up, off the record
-    rows: dict[tuple[str, str], list[dict]] = {s: [] for s in SETTINGS}
+    run_one(bench_spec(args.dataset, settings[0], 0, 10, args.limit), dataset)  # warm up, off the record
+    rows: dict[tuple[str, str], list[dict]] = {s: [] for s in settings}
     for i, seed in enumerate(args.seeds):
-        order = SETTINGS[i % len(SETTINGS):] + SETTINGS[:i % len(SETTINGS)]
+        order = settings[i % len(settings):] + settings[:i % len(settings)]
         runs = {}
         for setting in order:
             load = os.getloadavg()[0]
@@ -122,9 +126,10 @@ def main() -> None:
 
 
 def summarize(rows: dict[tuple[str, str], list[dict]], args) -> None:
-    """Medians over seeds, and each setting's t(all) against Hyperband/epochs' in the same seed."""
+    """Medians over seeds, and each setting's t(all) against the first setting's in the same seed."""
     print(f"\nmedians over seeds {args.seeds}, {args.budget:.0f} s a run, {args.dataset}:")
-    base = rows[SETTINGS[0]]
+    first = next(iter(rows))
+    base = rows[first]
     for setting, runs in rows.items():
         ratios = [r["t_all"] / b["t_all"] for r, b in zip(runs, base) if r["t_all"] and b["t_all"]]
         reached = sum(r["t_other"] is not None for r in runs)
@@ -132,7 +137,7 @@ def summarize(rows: dict[tuple[str, str], list[dict]], args) -> None:
               f"finished {statistics.median(r['finished'] for r in runs):5.1f}  "
               f"pruned {statistics.median(r['pruned'] for r in runs):5.1f}  "
               f"epochs {statistics.median(r['epochs'] for r in runs):6.1f}  "
-              f"t(all)/HB-epochs {statistics.median(ratios) if ratios else float('nan'):4.2f}  "
+              f"t(all)/{label(first)} {statistics.median(ratios) if ratios else float('nan'):4.2f}  "
               f"reached the other fidelity's best in {reached}/{len(runs)} seeds")
 
 
