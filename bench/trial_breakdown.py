@@ -132,12 +132,13 @@ def main() -> None:
     print(f"  {'phase':<14}{'mean s':>9}{'median s':>10}{'share':>8}")
     for phase in (*PHASES, "validation"):
         values = [r.get(phase, 0.0) for r in rows]
-        if any(v != v for v in values):  # NaN: not measured on this checkout
+        if any(v != v for v in values):  # NaN: not measured (digitune's fast epochs validate inside their calls)
             continue
         label = phase if phase != "validation" else "(validation)"
         print(f"  {label:<14}{statistics.mean(values):>9.3f}{statistics.median(values):>10.3f}"
               f"{100 * sum(values) / total_wall:>7.1f}%")
-    print("  (validation is part of the epochs; other = sampler, pruner, Python between the phases)")
+    print("  (validation is part of the epochs, and not timed apart where the epochs' own calls validate; "
+          "other = sampler, pruner, Python between the phases)")
     top = sorted(storage_calls.items(), key=lambda kv: -kv[1][1])[:6]
     print("  storage calls per trial: " + ", ".join(
         f"{name} {count / len(per_trial):.1f}x {1000 * seconds / len(per_trial):.0f} ms"

@@ -27,6 +27,7 @@ import numpy as np
 CALL_SECONDS = 0.25
 FIRST_CALL_STEPS = 64  # the first call's steps, before the time of a step is known
 MAX_STEPS_PER_EXECUTION = 128  # Keras' fit (other backends): steps per call into the backend
+VALIDATION_BATCH = 1024  # held-out images per forward pass (the digits' 432 are one)
 
 _tensors: dict[int, tuple[weakref.ref, object]] = {}
 
@@ -72,44 +73,80 @@ def steps_per_execution(images: int, batch_size: int) -> int:
 
 
 def fit_epochs(model: keras.Model, x: np.ndarray, y: np.ndarray, *, batch_size: int, epochs: int,
-               callbacks: Sequence[keras.callbacks.Callback], seed: int, verbose: int = 0) -> None:
+               callbacks: Sequence[keras.callbacks.Callback], seed: int,
+               validation: tuple[np.ndarray, np.ndarray] | None = None, verbose: int = 0) -> None:
     """Train compiled ``model`` on ``x``, ``y`` for ``epochs``, shuffled every epoch, with Keras ``callbacks``.
 
     Callbacks see what ``fit`` gives them: ``loss`` and ``accuracy`` at every epoch's end,
     ``on_train_batch_end`` after every call into the backend, ``model.stop_training``.
+    ``validation`` (images, class indices) adds ``val_loss`` (the plain cross-entropy,
+    clipped as ``models.evaluate`` clips it) and ``val_accuracy`` to every epoch's logs, from
+    a forward pass in the epoch's last call (Keras' own validation where ``fit`` trains).
     """
     if not fast_epochs(model):
         model.fit(x, y, batch_size=batch_size, epochs=epochs, callbacks=list(callbacks), shuffle=True,
-                  verbose=verbose)
+                  validation_data=validation, verbose=verbose)
         return
-    tf = _tf()
-    data, run = (backend_tensor(x), backend_tensor(y)), None
-    steps = math.ceil(len(x) / batch_size)
     callback_list = keras.callbacks.CallbackList(list(callbacks), add_history=True, add_progbar=verbose != 0,
-                                                 verbose=verbose, epochs=epochs, steps=steps, model=model)
-    rng, pace, logs = np.random.default_rng(seed), _Pace(), {}
+                                                 verbose=verbose, epochs=epochs, model=model,
+                                                 steps=math.ceil(len(x) / batch_size))
+    runner, rng, logs = _Epochs(model, x, y, batch_size, validation), np.random.default_rng(seed), {}
     model.stop_training = False
     callback_list.on_train_begin()
     for epoch in range(epochs):
         callback_list.on_epoch_begin(epoch)
-        order, done, totals = rng.permutation(len(x)), 0, np.zeros(2)
-        while done < steps and not model.stop_training:
-            size = pace.steps(steps - done)
-            callback_list.on_train_batch_begin(done)
-            start = time.perf_counter()
-            run = run or _epoch_function(model, batch_size, data)  # traced in the first epoch, as fit does
-            totals += [float(v) for v in run(*data, tf.constant(order[done * batch_size:(done + size) * batch_size]))]
-            pace.took(size, time.perf_counter() - start)
-            done += size
-            seen = min(done * batch_size, len(x))
-            logs = {"loss": totals[0] / seen, "accuracy": totals[1] / seen}
-            callback_list.on_train_batch_end(done - 1, dict(logs))
-        logs = dict(logs)
+        logs = runner.epoch(rng.permutation(len(x)), callback_list)
         callback_list.on_epoch_end(epoch, logs)
         if model.stop_training:
             break
     model.optimizer.finalize_variable_values(model.trainable_weights)
     callback_list.on_train_end(logs)
+
+
+class _Epochs:
+    """One model's epochs: its data as tensors, its traced function (at the first call), the calls' pace."""
+
+    def __init__(self, model: keras.Model, x: np.ndarray, y: np.ndarray, batch_size: int,
+                 validation: tuple[np.ndarray, np.ndarray] | None):
+        tf = _tf()
+        self.model, self.batch_size, self.images = model, batch_size, len(x)
+        self.data = (backend_tensor(x), backend_tensor(y))
+        self.validate = validation is not None
+        held_out = tuple(backend_tensor(a) for a in validation) if self.validate else (self.data[0][:0],
+                                                                                     tf.zeros([0], tf.int64))
+        self.held_out = len(held_out[0])
+        self.nothing = (tf.zeros([0], tf.int64), held_out[0][:0], held_out[1][:0])  # no steps, no images
+        self.chunks = [(held_out[0][i:i + VALIDATION_BATCH], held_out[1][i:i + VALIDATION_BATCH])
+                       for i in range(0, self.held_out, VALIDATION_BATCH)]  # the digits' 432: one
+        self.run, self.pace = None, _Pace()
+
+    def epoch(self, order: np.ndarray, callback_list) -> dict[str, float]:
+        """Train on ``order``'s batches in calls of about ``CALL_SECONDS``, validate in the last: the epoch's logs."""
+        steps, chunks = math.ceil(self.images / self.batch_size), list(self.chunks)
+        done, sums, logs = 0, np.zeros(4), {}
+        while done < steps and not self.model.stop_training:
+            size = self.pace.steps(steps - done)
+            callback_list.on_train_batch_begin(done)
+            held_out = chunks.pop(0) if done + size == steps and chunks else self.nothing[1:]
+            start = time.perf_counter()
+            sums += self._call(order[done * self.batch_size:(done + size) * self.batch_size], *held_out)
+            self.pace.took(size, time.perf_counter() - start)
+            done += size
+            seen = min(done * self.batch_size, self.images)
+            logs = {"loss": sums[0] / seen, "accuracy": sums[1] / seen}
+            callback_list.on_train_batch_end(done - 1, dict(logs))
+        for held_out in chunks:  # a large validation set, or training stopped
+            sums += self._call(None, *held_out)
+        if self.validate:
+            logs["val_loss"], logs["val_accuracy"] = (sums[2] / self.held_out, sums[3] / self.held_out) if \
+                self.held_out else (math.nan, 0.0)  # as models.evaluate scores no images
+        return logs
+
+    def _call(self, order: np.ndarray | None, x_val, y_val) -> np.ndarray:
+        if self.run is None:  # traced in the first epoch, as fit does
+            self.run = _epoch_function(self.model, self.batch_size, self.data, (x_val, y_val))
+        order = self.nothing[0] if order is None else _tf().constant(order)
+        return self.run(*self.data, order, x_val, y_val).numpy().astype(np.float64)
 
 
 class _Pace:
@@ -125,7 +162,7 @@ class _Pace:
 
     def took(self, steps: int, seconds: float) -> None:
         self.calls += 1
-        if self.calls > 1:  # the first call traces the function
+        if self.calls > 1 and steps:  # the first call traces the function
             self.seconds_per_step = seconds / steps
 
 
@@ -133,13 +170,14 @@ def _spec(tensor):
     return _tf().TensorSpec([None, *tensor.shape[1:]], tensor.dtype)
 
 
-def _epoch_function(model: keras.Model, batch_size: int, data) -> Callable:
-    """A traced ``(x, y, order) -> (loss sum, correct)``: one training step per batch of ``order``.
+def _epoch_function(model: keras.Model, batch_size: int, data, held_out) -> Callable:
+    """A traced ``(x, y, order, x_val, y_val) -> sums``: a training step per batch of ``order``, then validation.
 
     The step is Keras' own: the model called with ``training=True``, ``compute_loss`` (the
     compiled loss and any regularization), the optimizer's ``scale_loss`` and ``apply``. The
-    loss is summed weighted by batch size and accuracy counted on the batch, as ``fit``'s
-    metrics do; ``y`` may be class indices or one-hot (smoothed) targets.
+    sums: the training loss weighted by batch size and the training hits, as ``fit``'s
+    metrics count them (``y`` may be class indices or one-hot, smoothed, targets), then from
+    one forward pass over ``x_val`` (none when it is empty) the held-out cross-entropy and hits.
     """
     tf = _tf()
     weights, optimizer = model.trainable_weights, model.optimizer
@@ -151,10 +189,9 @@ def _epoch_function(model: keras.Model, batch_size: int, data) -> Callable:
             scaled = optimizer.scale_loss(loss)
         optimizer.apply(tape.gradient(scaled, weights), weights)
         labels = y if y.shape.rank == 1 else tf.argmax(y, axis=-1)
-        hits = tf.equal(tf.argmax(probabilities, axis=-1), tf.cast(labels, tf.int64))
-        return tf.cast(loss, tf.float32), tf.reduce_sum(tf.cast(hits, tf.float32))
+        return tf.cast(loss, tf.float32), _hits(probabilities, labels)
 
-    def run(x, y, order):
+    def run(x, y, order, x_val, y_val):
         count = tf.shape(order)[0]
 
         def body(i, loss_sum, correct):
@@ -165,9 +202,18 @@ def _epoch_function(model: keras.Model, batch_size: int, data) -> Callable:
         steps = (count + batch_size - 1) // batch_size
         _, loss_sum, correct = tf.while_loop(lambda i, *_: i < steps, body, (tf.constant(0), 0.0, 0.0),
                                              parallel_iterations=1)
-        return loss_sum, correct
+        probabilities = tf.cast(model(x_val, training=False), tf.float32)
+        labels = tf.cast(y_val, tf.int64)
+        picked = tf.clip_by_value(tf.gather(probabilities, labels, batch_dims=1), 1e-7, 1 - 1e-7)
+        return tf.stack([loss_sum, correct, -tf.reduce_sum(tf.math.log(picked)), _hits(probabilities, labels)])
 
-    signature = [_spec(data[0]), _spec(data[1]), tf.TensorSpec([None], tf.int64)]
+    signature = [_spec(data[0]), _spec(data[1]), tf.TensorSpec([None], tf.int64), _spec(held_out[0]),
+                 _spec(held_out[1])]
     # Traced once, here; calling the concrete function skips tf.function's argument matching
     # (and its warning about functions traced again and again: each trial traces its own).
     return tf.function(run, input_signature=signature, autograph=False).get_concrete_function()
+
+
+def _hits(probabilities, labels):
+    tf = _tf()
+    return tf.reduce_sum(tf.cast(tf.equal(tf.argmax(probabilities, axis=-1), tf.cast(labels, tf.int64)), tf.float32))

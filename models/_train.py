@@ -41,7 +41,8 @@ class TrainLog:
     curves: dict[str, list[float]] = field(default_factory=dict)
     train_seconds: float = 0.0
     # Where the time went, in seconds: clear, build (and compile), first_epoch, later_epochs,
-    # validation (included in the epochs), test. For bench/trial_breakdown.py; not stored.
+    # validation (included in the epochs; none on the fast epochs, whose calls validate), test.
+    # For bench/trial_breakdown.py; not stored.
     timings: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -184,8 +185,10 @@ def train(
     log.dtype_policy = keras.config.dtype_policy().name
     curves = log.curves
     all_callbacks: list[keras.callbacks.Callback] = [CurveRecorder(curves)]
-    if not merge_validation:
-        all_callbacks.insert(0, Validation(dataset.x_val, dataset.y_val, evaluate, timings))
+    validation = None if merge_validation else (dataset.x_val, dataset.y_val)
+    if validation is not None and not fast_epochs(model):  # the fast epochs validate in their last call
+        all_callbacks.insert(0, Validation(*validation, evaluate, timings))
+        validation = None
     if train_config.early_stopping_patience and not merge_validation:
         all_callbacks.append(keras.callbacks.EarlyStopping(
             monitor="val_loss", patience=train_config.early_stopping_patience, restore_best_weights=False))
@@ -197,7 +200,7 @@ def train(
     try:
         with _out_of_memory_as_training_error("training"), _forget_traced_gradients():
             fit_epochs(model, x, y_fit, batch_size=train_config.batch_size, epochs=train_config.epochs,
-                       callbacks=all_callbacks, seed=train_config.seed, verbose=verbose)
+                       callbacks=all_callbacks, seed=train_config.seed, validation=validation, verbose=verbose)
     finally:
         log.train_seconds = time.perf_counter() - start
         seconds = curves.get("epoch_seconds", [])

@@ -129,3 +129,13 @@ def test_where_the_fast_path_does_not_apply_keras_fit_trains(digits):
     assert int(model.optimizer.iterations) == 2 * math.ceil(len(digits.x_train) / 32)
     assert _epochs.steps_per_execution(len(digits.x_train), 32) == math.ceil(len(digits.x_train) / 32)
     assert _epochs.steps_per_execution(10**6, 32) == _epochs.MAX_STEPS_PER_EXECUTION
+
+
+@pytest.mark.parametrize("per_call", [_epochs.VALIDATION_BATCH, 32])
+def test_validation_in_the_epochs_last_call_scores_as_evaluate(digits, monkeypatch, per_call):
+    monkeypatch.setattr(_epochs, "VALIDATION_BATCH", per_call)  # 32: the 90 held-out images in three calls
+    config = TrainConfig(epochs=2, batch_size=32, learning_rate=0.01, label_smoothing=0.1)
+    result = train(MLPConfig(units=16), config, digits)
+    loss, accuracy = models.evaluate(result.model, digits.x_val, digits.y_val)
+    assert result.val_loss == pytest.approx(loss, rel=1e-5) and result.val_accuracy == pytest.approx(accuracy)
+    assert len(result.log.curves["val_loss"]) == 2 and result.log.curves["val_loss"][0] != result.val_loss
