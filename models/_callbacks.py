@@ -36,12 +36,12 @@ class CurveRecorder(keras.callbacks.Callback):
 class Validation(keras.callbacks.Callback):
     """Adds ``val_loss`` and ``val_accuracy`` to every epoch's logs with plain forward passes.
 
-    Keras' own validation (``fit(validation_data=...)``) traces and compiles a test function
-    for every new model: for the small models searched here that costs more than several
-    epochs of training. ``evaluate(model, x, y)`` (``models.evaluate``) runs eager forward
-    passes in large batches (the digits' whole validation set is one) and needs no tracing;
-    a traced one costs more to trace than it saves over a trial's epochs (docs/benchmarks.md).
-    It runs before the other callbacks, so early stopping, pruning and the curves see its values.
+    Where Keras' ``fit`` trains (``models._epochs.fast_epochs`` is false; digitune's own
+    epochs validate inside their last call). Keras' own validation (``fit(validation_data=...)``)
+    traces and compiles a test function for every new model: for the small models searched
+    here that costs more than several epochs of training. ``evaluate(model, x, y)``
+    (``models.evaluate``) runs eager forward passes in large batches and needs no tracing. It
+    runs before the other callbacks, so early stopping, pruning and the curves see its values.
     """
 
     def __init__(self, x: np.ndarray, y: np.ndarray, evaluate: Callable, timings: dict[str, float]):

@@ -26,7 +26,10 @@ import numpy as np
 # the per-batch hook (Ctrl-C) is heard that often; a small data set's epoch is one call.
 CALL_SECONDS = 0.25
 FIRST_CALL_STEPS = 64  # the first call's steps, before the time of a step is known
-MAX_STEPS_PER_EXECUTION = 128  # Keras' fit (other backends): steps per call into the backend
+# Keras' fit (other backends, and TensorFlow under a strategy or XLA): steps per call into the
+# backend. A whole epoch per call made TensorFlow's fit no faster on the digits than 8 did
+# (docs/benchmarks.md) and drew its warning about functions traced too often; PyTorch takes 1.
+STEPS_PER_EXECUTION = 8
 VALIDATION_BATCH = 1024  # held-out images per forward pass (the digits' 432 are one)
 
 _tensors: dict[int, tuple[weakref.ref, object]] = {}
@@ -65,11 +68,9 @@ def fast_epochs(model: keras.Model) -> bool:
     return not _tf().distribute.has_strategy()
 
 
-def steps_per_execution(images: int, batch_size: int) -> int:
-    """Steps per call into the backend for ``model.fit``: a whole epoch of a small data set; 1 on PyTorch."""
-    if keras.backend.backend() == "torch":
-        return 1
-    return max(1, min(math.ceil(images / batch_size), MAX_STEPS_PER_EXECUTION))
+def steps_per_execution() -> int:
+    """Steps per call into the backend for ``model.fit``: ``STEPS_PER_EXECUTION``, 1 on PyTorch."""
+    return 1 if keras.backend.backend() == "torch" else STEPS_PER_EXECUTION
 
 
 def fit_epochs(model: keras.Model, x: np.ndarray, y: np.ndarray, *, batch_size: int, epochs: int,

@@ -175,7 +175,7 @@ def train(
                                      train_config.weight_decay),
             loss=loss,
             metrics=["accuracy"],
-            steps_per_execution=steps_per_execution(len(x), train_config.batch_size),
+            steps_per_execution=steps_per_execution(),
         )
         _build_training_state(model, x[:2], y_fit[:2])
     log.params = int(model.count_params())
