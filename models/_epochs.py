@@ -7,9 +7,11 @@ batches, then Keras' metrics objects) costs more to trace than the model does. O
 TensorFlow (no ``tf.distribute`` strategy, no XLA, not eager) ``fit_epochs`` runs Keras'
 own pieces instead: the model's call, ``compute_loss``, the optimizer's ``apply``, in one
 traced ``while`` loop over the batches of a shuffled index list, on the data converted once
-per worker (``backend_tensor``), with the loss and accuracy summed in the loop. The same
-arithmetic as ``fit`` on the same batches (``tests/test_fast_epochs.py``); only the shuffle
-order comes from NumPy. Other backends (and those settings) train with ``model.fit``.
+per worker (``backend_tensor``), with the loss and accuracy summed in the loop and the
+validation set's forward pass in the same call. The same arithmetic as ``fit`` on the same
+batches (``tests/test_fast_epochs.py``); only the shuffle order comes from NumPy. Other
+backends (and those settings: on a GPU Keras compiles with XLA by default) train with
+``model.fit``. Only public Keras and TensorFlow names are used.
 """
 
 from __future__ import annotations
