@@ -149,10 +149,9 @@ def train(
     training with an exception. ``after_batch`` is called after every call into the backend
     (a whole epoch of a small data set, about a quarter of a second of batches of a large
     one; ``models._epochs``) and may raise to stop training there (digitune's Ctrl-C
-    handling does). ``merge_validation``
-    trains the final model on train + validation with no validation pass (the curves then
-    hold no ``val_*``). A NaN or infinite loss, or running out of memory, raises
-    ``TrainingError``.
+    handling does). ``merge_validation`` trains the final model on train + validation with
+    no validation pass (the curves then hold no ``val_*``). A NaN or infinite loss, or
+    running out of memory, raises ``TrainingError``.
     """
     log = TrainLog() if log is None else log
     timings = log.timings
@@ -166,35 +165,17 @@ def train(
     x, y = dataset.x_train, dataset.y_train
     if merge_validation:
         x, y = np.concatenate([x, dataset.x_val]), np.concatenate([y, dataset.y_val])
-    loss, y_fit = loss_and_labels(train_config, y, dataset.info.num_classes)
-    with _out_of_memory_as_training_error("building the model"):
-        model = build_model(model_config, dataset.x_train.shape[1:], dataset.info.num_classes,
-                            augment=augmentation(train_config))
-        model.compile(
-            optimizer=make_optimizer(train_config.optimizer, learning_rate(train_config, len(x)),
-                                     train_config.weight_decay),
-            loss=loss,
-            metrics=["accuracy"],
-            steps_per_execution=steps_per_execution(),
-        )
-        _build_training_state(model, x[:2], y_fit[:2])
+    model, y_fit = _compiled_model(model_config, train_config, dataset, x, y)
     log.params = int(model.count_params())
     timings["build"] = time.perf_counter() - started - timings["clear"]
     log.device = describe_device()
     log.backend = keras.backend.backend()
     log.dtype_policy = keras.config.dtype_policy().name
     curves = log.curves
-    all_callbacks: list[keras.callbacks.Callback] = [CurveRecorder(curves)]
     validation = None if merge_validation else (dataset.x_val, dataset.y_val)
-    if validation is not None and not fast_epochs(model):  # the fast epochs validate in their last call
-        all_callbacks.insert(0, Validation(*validation, evaluate, timings))
-        validation = None
-    if train_config.early_stopping_patience and not merge_validation:
-        all_callbacks.append(keras.callbacks.EarlyStopping(
-            monitor="val_loss", patience=train_config.early_stopping_patience, restore_best_weights=False))
-    if after_batch is not None:
-        all_callbacks.append(AfterBatch(after_batch))
-    all_callbacks.extend(callbacks)
+    all_callbacks = _all_callbacks(model, log, train_config, validation, after_batch, callbacks)
+    if not fast_epochs(model):
+        validation = None  # a Validation callback scores the epochs instead
 
     start = time.perf_counter()
     try:
@@ -207,15 +188,7 @@ def train(
         timings["first_epoch"] = seconds[0] if seconds else log.train_seconds
         timings["later_epochs"] = float(sum(seconds[1:]))
 
-    losses = curves.get("loss", [])
-    bad = [i for i, v in enumerate(losses, start=1) if not math.isfinite(v)]
-    if not losses or bad:
-        epoch = bad[0] if bad else 1
-        raise TrainingError(
-            f"training loss became NaN or infinite at epoch {epoch}; "
-            f"try a lower learning rate (got {train_config.learning_rate:g}) or batch normalization"
-        )
-
+    _raise_unless_finite(curves.get("loss", []), train_config)
     result = TrainResult(
         model=model,
         log=log,
@@ -227,6 +200,50 @@ def train(
         result.test_loss, result.test_accuracy = evaluate(model, dataset.x_test, dataset.y_test)
         timings["test"] = time.perf_counter() - start
     return result
+
+
+def _raise_unless_finite(losses: list[float], train_config: TrainConfig) -> None:
+    """A ``TrainingError`` naming the first epoch whose training loss was NaN or infinite (or none ran)."""
+    bad = [i for i, v in enumerate(losses, start=1) if not math.isfinite(v)]
+    if not losses or bad:
+        epoch = bad[0] if bad else 1
+        raise TrainingError(
+            f"training loss became NaN or infinite at epoch {epoch}; "
+            f"try a lower learning rate (got {train_config.learning_rate:g}) or batch normalization"
+        )
+
+
+def _compiled_model(model_config: ModelConfig, train_config: TrainConfig, dataset: Dataset, x: np.ndarray,
+                    y: np.ndarray) -> tuple[keras.Model, np.ndarray]:
+    """The trial's model compiled with its optimizer and loss, its training state built; the labels to fit."""
+    loss, y_fit = loss_and_labels(train_config, y, dataset.info.num_classes)
+    with _out_of_memory_as_training_error("building the model"):
+        model = build_model(model_config, dataset.x_train.shape[1:], dataset.info.num_classes,
+                            augment=augmentation(train_config))
+        model.compile(
+            optimizer=make_optimizer(train_config.optimizer, learning_rate(train_config, len(x)),
+                                     train_config.weight_decay),
+            loss=loss,
+            metrics=["accuracy"],
+            steps_per_execution=steps_per_execution(),
+        )
+        _build_training_state(model, x[:2], y_fit[:2])
+    return model, y_fit
+
+
+def _all_callbacks(model: keras.Model, log: TrainLog, train_config: TrainConfig, validation: tuple | None,
+                   after_batch: Callable[[], None] | None,
+                   callbacks: Sequence[keras.callbacks.Callback]) -> list[keras.callbacks.Callback]:
+    """digitune's callbacks around the caller's: validation where ``fit`` trains, curves, early stopping, the hook."""
+    all_callbacks: list[keras.callbacks.Callback] = [CurveRecorder(log.curves)]
+    if validation is not None and not fast_epochs(model):  # the fast epochs validate in their last call
+        all_callbacks.insert(0, Validation(*validation, evaluate, log.timings))
+    if train_config.early_stopping_patience and validation is not None:
+        all_callbacks.append(keras.callbacks.EarlyStopping(
+            monitor="val_loss", patience=train_config.early_stopping_patience, restore_best_weights=False))
+    if after_batch is not None:
+        all_callbacks.append(AfterBatch(after_batch))
+    return all_callbacks + list(callbacks)
 
 
 def _gradient_registry() -> dict | None:
