@@ -138,3 +138,17 @@ def test_validation_in_the_epochs_last_call_scores_as_evaluate(digits, monkeypat
     loss, accuracy = models.evaluate(result.model, digits.x_val, digits.y_val)
     assert result.val_loss == pytest.approx(loss, rel=1e-5) and result.val_accuracy == pytest.approx(accuracy)
     assert len(result.log.curves["val_loss"]) == 2 and result.log.curves["val_loss"][0] != result.val_loss
+
+
+def test_a_cnn_without_batch_norm_trains_an_epoch_of_several_calls(digits):
+    """The calls before an epoch's last validate nothing: no forward pass over an empty batch.
+
+    oneDNN's fused Conv2D+BiasAdd fails on one ("input depth must be evenly divisible by
+    filter depth"), which failed every CNN trial without batch norm on Fashion-MNIST.
+    """
+    from models import CNNConfig, ConvBlock
+
+    assert math.ceil(len(digits.x_train) / 2) > _epochs.FIRST_CALL_STEPS  # more than one call an epoch
+    model = CNNConfig(blocks=(ConvBlock(filters=8, kernel_size=3, padding="same"),) * 2, dense_units=16)
+    result = train(model, TrainConfig(epochs=2, batch_size=2), digits)
+    assert result.log.epochs_run == 2 and 0.0 < result.val_accuracy <= 1.0
