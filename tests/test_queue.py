@@ -123,8 +123,8 @@ def test_stop_and_resume_take_effect_at_the_next_trial_boundary(storage_url, tmp
 
 def test_a_killed_agent_is_shown_lost_and_its_trial_recovered(storage_url, tmp_path):
     path = write_study(tmp_path, "victim", trials=3, family='"mlp"', pruner="none")
-    # Long trials (150 epochs on all the digits, several seconds) so the kill lands inside one.
-    path.write_text(path.read_text().replace("limit = 300", "").replace("epochs = {low = 1, high = 3}", "epochs = 150"))
+    # Long trials (2,000 epochs on all the digits: 15-30 s with the fast epochs) so the kill lands inside one.
+    path.write_text(path.read_text().replace("limit = 300", "").replace("epochs = {low = 1, high = 3}", "epochs = 2000"))
     assert run_cli("submit", str(path), "--storage", storage_url, cwd=tmp_path).returncode == 0
     agent = start_agent(storage_url, tmp_path, "victim.err", env=FAST_HEARTBEAT)
     working = wait_for(lambda: [a for a in queue_json(storage_url, tmp_path)["agents"]
@@ -136,7 +136,7 @@ def test_a_killed_agent_is_shown_lost_and_its_trial_recovered(storage_url, tmp_p
         return trial.state == TrialState.RUNNING and "model_config" in trial.user_attrs
 
     wait_for(training, what="the agent's trial to start training")
-    time.sleep(2)  # well inside its 150 epochs (about 8 s)
+    time.sleep(2)  # well inside its 2,000 epochs
     agent.send_signal(signal.SIGKILL)
     agent.wait()
     lost = wait_for(lambda: [a for a in queue_json(storage_url, tmp_path)["agents"] if a["status"] == "lost"],
