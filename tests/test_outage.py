@@ -290,7 +290,7 @@ def test_a_worker_digitune_starts_during_an_outage_waits_for_the_database(privat
 
 def test_workers_that_outlast_the_wait_say_so_in_one_line(private_postgres, blink_url, tmp_path):
     path = write_study(tmp_path, "pair", trials=8, family='"mlp"', pruner="none")
-    path.write_text(path.read_text().replace("epochs = {low = 1, high = 3}", "epochs = 40"))  # seconds a trial
+    path.write_text(path.read_text().replace("epochs = {low = 1, high = 3}", "epochs = 2000"))  # seconds a trial, with the fast epochs
     env = {"DIGITUNE_WORKERS": "2", "DIGITUNE_RECONNECT_SECONDS": "8", "DIGITUNE_HEARTBEAT_INTERVAL": "1"}
     run = start(["run", str(path), "--storage", blink_url], tmp_path, "run.err", env)
     down_until_it_ends(private_postgres, run, lambda: sum(t.state == TrialState.RUNNING and bool(t.params)
