@@ -27,9 +27,9 @@ def _env(extra: dict[str, str]) -> dict[str, str]:
 
 
 def test_a_worker_killed_mid_trial_is_recovered_and_its_config_retried(tmp_path):
-    # Long trials (many epochs on the full digits: 150 take about 8 s) so the kill lands inside one.
+    # Long trials (2,000 epochs on the full digits: 15-30 s with the fast epochs) so the kill lands inside one.
     path = write_study(tmp_path, "killed", trials=3, family='"mlp"', pruner="none")
-    text = path.read_text().replace("limit = 300", "").replace("epochs = {low = 1, high = 3}", "epochs = 150")
+    text = path.read_text().replace("limit = 300", "").replace("epochs = {low = 1, high = 3}", "epochs = 2000")
     path.write_text(text)
     db = tmp_path / "k.db"
     url = f"sqlite:///{db}"
@@ -47,7 +47,7 @@ def test_a_worker_killed_mid_trial_is_recovered_and_its_config_retried(tmp_path)
                 running = [t for t in study.get_trials(states=(TrialState.RUNNING,)) if t.params]
             except KeyError:
                 pass
-    time.sleep(2)  # well inside the trial's 150 epochs
+    time.sleep(2)  # well inside the trial's 2,000 epochs
     victim.send_signal(signal.SIGKILL)
     victim.wait()
     killed = running[0]
