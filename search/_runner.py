@@ -236,7 +236,8 @@ def open_study(spec: StudySpec, storage: optuna.storages.BaseStorage, dataset: D
     keep_reconnecting(storage)  # a long-running process: a database that blinks is waited for
     check_space_fits(spec, dataset.info.image_shape)
     pruner = make_pruner(spec, len(dataset.x_train))
-    warm = warm_start_params(spec, storage, dataset.info.image_shape) if _unstarted(spec.name, storage) else []
+    warm = warm_start_params(spec, storage, dataset.info.image_shape) \
+        if spec.warm_start and _unstarted(spec.name, storage) else []  # a study read only where it matters
     with study_lock(storage, spec.name):  # processes opening a new study at once: one creates it, whole
         study, created = _load_or_create(spec, storage, dataset, pruner, warm)
     with deleted_as_error(study):  # `digitune delete` may come in as soon as the lock is free

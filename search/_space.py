@@ -94,13 +94,20 @@ def default_params(spec: StudySpec, image_shape: tuple[int, ...]) -> list[dict[s
         for name, param in spec.family_space[family].items():
             if isinstance(param, (Range, Choice)):
                 params[f"{family}_{name}"] = _start(param, family_knobs(family)[name])
-        if family == "cnn":
-            try:
-                _configs_from(params, spec).feature_map_sizes(image_shape)
-            except ConfigError:
-                continue
-        points.append(params)
+        if _fits(params, spec, image_shape, family):
+            points.append(params)
     return points
+
+
+def _fits(params: dict[str, Any], spec: StudySpec, image_shape: tuple[int, ...], family: str) -> bool:
+    """Whether the model of ``family`` that ``params`` give fits images of ``image_shape`` (only a CNN may not)."""
+    if family != "cnn":
+        return True
+    try:
+        _configs_from(params, spec).feature_map_sizes(image_shape)
+    except ConfigError:
+        return False
+    return True
 
 
 def _configs_from(params: dict[str, Any], spec: StudySpec) -> ModelConfig:
@@ -157,9 +164,4 @@ def move_into_space(model: ModelConfig, train: TrainConfig, spec: StudySpec,
     values = model.search_values()
     params.update({f"{model.family}_{name}": _nearest(param, values[name])
                    for name, param in spec.family_space[model.family].items() if isinstance(param, (Range, Choice))})
-    if model.family == "cnn":
-        try:
-            _configs_from(params, spec).feature_map_sizes(image_shape)
-        except ConfigError:
-            return None
-    return params
+    return params if _fits(params, spec, image_shape, model.family) else None

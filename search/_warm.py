@@ -5,11 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import optuna
-from optuna.trial import TrialState
 
 from models import ConfigError, TrainConfig, model_config_from_dict
 
-from ._artifacts import is_feasible
+from ._final import ranked_trials
 from ._space import move_into_space
 from ._spec import StudySpec
 
@@ -30,7 +29,7 @@ def warm_start_params(spec: StudySpec, storage: optuna.storages.BaseStorage,
 
     earlier = load_study(spec.warm_start, storage)
     points: list[tuple[str, dict[str, Any]]] = []
-    for trial in _best(earlier):
+    for trial in ranked_trials(earlier):
         try:
             model = model_config_from_dict(trial.user_attrs["model_config"])
             train = TrainConfig.from_dict(trial.user_attrs["train_config"])
@@ -43,9 +42,3 @@ def warm_start_params(spec: StudySpec, storage: optuna.storages.BaseStorage,
             break
     return points
 
-
-def _best(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
-    """Completed feasible trials, best first by the first objective."""
-    complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.values and is_feasible(t)]
-    maximize = study.directions[0] == optuna.study.StudyDirection.MAXIMIZE
-    return sorted(complete, key=lambda t: t.values[0], reverse=maximize)
