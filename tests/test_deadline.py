@@ -39,7 +39,7 @@ hidden_layers = 1
 units = 16
 """
 
-EPOCHS = 5000  # minutes of training: a run that keeps its deadline stops long before
+EPOCHS = 1_000_000  # hours of training even with the fast epochs: a run that keeps its deadline stops long before
 
 
 def long_study(folder: Path, name: str, *, epochs: int = EPOCHS, pruner: str = "none", pruner_options: str = "{}",
@@ -74,7 +74,7 @@ def test_run_timeout_stops_the_running_trial_at_an_epoch_end(tmp_path):
     (trial,) = stopped_trials(db, "budget")  # no new trial started past the deadline
     epochs = trial.user_attrs[STOPPED_ATTR]
     assert f"trial 0 complete value={trial.value:.4g} (stopped at the deadline after {epochs} epochs;" in result.stderr
-    assert wall < 30 + 90, f"the run took {wall:.0f} s"  # loose: the point is it did not train 5000 epochs
+    assert wall < 30 + 90, f"the run took {wall:.0f} s"  # loose: the point is it did not train all its epochs
 
 
 @pytest.mark.slow
@@ -105,7 +105,7 @@ def test_a_worker_keeps_its_parents_deadline_over_its_own_timeout(tmp_path):
     assert result.returncode == 0, result.stderr
     trials = stopped_trials(db, "parent")
     assert len(trials) == before + 1
-    assert trials[-1].datetime_complete.timestamp() < deadline + 60  # --timeout 600 would have run 5000 epochs
+    assert trials[-1].datetime_complete.timestamp() < deadline + 60  # --timeout 600 would have gone on training
 
 
 def _objective_trial(tmp_path: Path, *, epochs: int, pruner: str = "none", pruner_options: str = "{}"):
