@@ -86,8 +86,9 @@ RecycleOption = Annotated[int, typer.Option(
                                    "processes (0: never; memory stays flat without it).")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of a table.")]
 WorkersOption = Annotated[Optional[int], typer.Option(
-    "--workers", min=1, help="Processes on this machine, sharing its cores (default $DIGITUNE_WORKERS, else one "
-                             "single-thread worker per core, up to 8; one worker where a GPU is found).")]
+    "--workers", min=1, help="Processes on this machine, sharing its cores (default $DIGITUNE_WORKERS, else for run "
+                             "the study file's workers, else one single-thread worker per core, up to 8; one "
+                             "worker where a GPU is found).")]
 GpusOption = Annotated[Optional[str], typer.Option(
     "--gpus", help="all, none or GPU indices like 0,1: processes per GPU (CUDA_VISIBLE_DEVICES set).")]
 TrialsPerGpuOption = Annotated[int, typer.Option(

@@ -2,7 +2,7 @@
 
 A study file has four tables; every key is optional except ``study.name``::
 
-    [study]                   # name, metric, trials, timeout, sampler, pruner, seed
+    [study]                   # name, metric, trials, timeout, sampler, pruner, seed, workers
     [data]                    # source, validation_split, seed, center, limit
     [space]                   # family, epochs, learning_rate, batch_size, optimizer
     [space.mlp] [space.cnn]   # each family's own parameters
@@ -94,7 +94,7 @@ def family_knobs(family: str) -> dict[str, Knob]:
 
 _STUDY_KEYS = {"name", "metric", "objectives", "trials", "timeout", "sampler", "sampler_options", "pruner",
                "pruner_options", "fidelity", "seed", "max_params", "baselines", "start", "early_stopping",
-               "save_models", "warm_start", "warm_start_top"}
+               "save_models", "warm_start", "warm_start_top", "workers"}
 _DATA_KEYS = {"source", "validation_split", "seed", "center", "limit"}
 
 
@@ -130,6 +130,7 @@ class StudySpec:
     save_models: int = 3
     warm_start: str | None = None  # an earlier study whose best configurations are queued first
     warm_start_top: int = 3
+    workers: int | None = None  # run's CPU worker processes when neither --workers nor $DIGITUNE_WORKERS says
     data: DataSpec = field(default_factory=DataSpec)
     space: dict[str, Param] = field(default_factory=dict)
     family_space: dict[str, dict[str, Param]] = field(default_factory=dict)
@@ -194,7 +195,7 @@ class StudySpec:
                                  "save_models": self.save_models}
         if self.warm_start:
             study.update(warm_start=self.warm_start, warm_start_top=self.warm_start_top)
-        for key in ("timeout", "max_params"):
+        for key in ("timeout", "max_params", "workers"):
             if getattr(self, key) is not None:
                 study[key] = getattr(self, key)
         for key in ("sampler_options", "pruner_options"):
@@ -261,9 +262,11 @@ def spec_from_dict(data: dict[str, Any], *, source: str = "<study>") -> StudySpe
     if warm_start is not None and (not isinstance(warm_start, str) or not warm_start.strip()):
         raise SpecError(f"{source}: study.warm_start must be the name of an earlier study, got {warm_start!r}")
     warm_start_top = _int_value(source, "study.warm_start_top", study.get("warm_start_top", 3), minimum=1)
-    max_params = study.get("max_params")
+    max_params, workers = study.get("max_params"), study.get("workers")
     if max_params is not None:
         max_params = _int_value(source, "study.max_params", max_params, minimum=1)
+    if workers is not None:
+        workers = _int_value(source, "study.workers", workers, minimum=1)
     trials = _int_value(source, "study.trials", study.get("trials", 20), minimum=1)
     seed = _int_value(source, "study.seed", study.get("seed", 128), minimum=0, maximum=MAX_SEED)
     timeout = study.get("timeout")
@@ -301,7 +304,7 @@ def spec_from_dict(data: dict[str, Any], *, source: str = "<study>") -> StudySpe
                      sampler_options=sampler_options, pruner=pruner, pruner_options=pruner_options, fidelity=fidelity,
                      seed=seed, max_params=max_params, baselines=baselines, start=start, early_stopping=early_stopping,
                      save_models=save_models, warm_start=warm_start.strip() if warm_start else None,
-                     warm_start_top=warm_start_top, data=data_spec,
+                     warm_start_top=warm_start_top, workers=workers, data=data_spec,
                      space=space, family_space=family_space, path=source)
 
 

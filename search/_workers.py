@@ -79,11 +79,12 @@ def available_cpus() -> int:
         return os.cpu_count() or 1
 
 
-def default_workers(cpus: int | None = None) -> int:
+def default_workers(cpus: int | None = None, study: int | None = None) -> int:
     """How many workers ``digitune run`` and ``digitune agent`` start when ``--workers`` is not given.
 
-    ``$DIGITUNE_WORKERS`` if set; else one process that sees every GPU when there is one
-    (``--gpus`` spreads work over cards instead); else one single-thread worker per core, at
+    ``$DIGITUNE_WORKERS`` if set; else ``study`` (``run``: the study file's ``workers``, for
+    models large enough to use both cores in one process); else one process that sees every
+    GPU when there is one (``--gpus`` spreads work over cards instead); else one single-thread worker per core, at
     most ``MAX_DEFAULT_WORKERS``. On a CPU the models searched here are too small for a
     second thread to speed up one training step, so two single-thread workers on two cores
     train about 1.6x the epochs per second of one two-thread worker (docs/benchmarks.md).
@@ -94,16 +95,19 @@ def default_workers(cpus: int | None = None) -> int:
             raise WorkerLayoutError(f"${WORKERS_ENV} must be a whole number of workers, at least 1; got {value!r} "
                                     f"(unset it for one worker per core)")
         return int(value)
+    if study is not None:
+        return study
     if detect_gpus():
         return 1
     return max(1, min(cpus or available_cpus(), MAX_DEFAULT_WORKERS))
 
 
-def plan_workers(workers: int | None, gpus: str | None, per_gpu: int = 1, cpus: int | None = None) -> list[WorkerSlot]:
+def plan_workers(workers: int | None, gpus: str | None, per_gpu: int = 1, cpus: int | None = None, *,
+                 study: int | None = None) -> list[WorkerSlot]:
     """The worker slots for ``--workers`` and ``--gpus`` (``all``, ``none`` or ``0,1,...``).
 
     With GPUs: ``per_gpu`` workers per listed GPU. Without: ``workers`` CPU workers
-    (``default_workers()`` when None) sharing the cores evenly, each with at least one thread.
+    (``default_workers(cpus, study)`` when None) sharing the cores evenly, each with at least one thread.
     """
     cpus = cpus or available_cpus()
     if gpus and gpus != "none":
@@ -121,7 +125,7 @@ def plan_workers(workers: int | None, gpus: str | None, per_gpu: int = 1, cpus: 
         count = len(indices) * per_gpu
         threads = max(1, cpus // count)
         return [WorkerSlot(i, threads, indices[i // per_gpu]) for i in range(count)]
-    workers = default_workers(cpus) if workers is None else workers
+    workers = default_workers(cpus, study) if workers is None else workers
     if workers < 1:
         raise WorkerLayoutError(f"--workers must be at least 1, got {workers}")
     threads = max(1, cpus // workers)

@@ -77,7 +77,7 @@ def run(
     deadline = deadline_after(timeout or spec.timeout)  # one for every worker, from now
     from search._workers import plan_workers
 
-    slots = plan_workers(workers, gpus, trials_per_gpu)
+    slots = plan_workers(workers, gpus, trials_per_gpu, study=spec.workers)
     if (gpus and gpus != "none") or recycle_after:  # every worker in a process of its own
         _run_with_workers(spec, storage, trials or spec.trials, deadline, artifacts=artifacts, slots=slots,
                           mixed_precision=mixed_precision, recycle_after=recycle_after)

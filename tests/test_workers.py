@@ -43,6 +43,33 @@ def test_default_layout_is_one_single_thread_worker_per_core(monkeypatch, tmp_pa
         plan_workers(None, None)
 
 
+def test_a_study_files_workers_come_after_the_option_and_the_variable(monkeypatch, tmp_path):
+    monkeypatch.delenv("DIGITUNE_WORKERS")
+    monkeypatch.setenv("PATH", str(tmp_path))  # no nvidia-smi: a CPU machine
+    assert [s.threads for s in plan_workers(None, None, cpus=2, study=1)] == [2]  # one worker, both cores
+    assert len(plan_workers(2, None, cpus=2, study=1)) == 2  # --workers wins
+    monkeypatch.setenv("DIGITUNE_WORKERS", "3")
+    assert len(plan_workers(None, None, cpus=2, study=1)) == 3  # and so does the variable
+
+
+@pytest.mark.slow
+def test_run_keeps_the_study_files_workers(tmp_path):
+    """``[study] workers = 1``: ``run`` trains alone in its process; ``--workers 2`` still starts a second."""
+    if available_cpus() < 2:
+        pytest.skip("one core: the default layout is the single in-process worker")
+    path = write_study(tmp_path, "alone", trials=3, family='"mlp"')
+    path.write_text(path.read_text().replace("[study]\n", "[study]\nworkers = 1\n", 1))
+    db = f"sqlite:///{tmp_path / 'alone.db'}"
+    result = run_cli("run", str(path), "--storage", db, cwd=tmp_path, timeout=600, env={"DIGITUNE_WORKERS": ""})
+    assert result.returncode == 0, result.stderr
+    assert "target 3\n" in result.stderr and "more worker(s)" not in result.stderr
+    assert len(_workers_of(tmp_path / "alone.db")) == 1
+    result = run_cli("run", str(path), "--storage", db, "--trials", "6", "--workers", "2", cwd=tmp_path, timeout=600,
+                     env={"DIGITUNE_WORKERS": ""})
+    assert result.returncode == 0, result.stderr
+    assert "target 6; 2 workers (this process and 1 more: " in result.stderr
+
+
 def test_default_layout_with_a_gpu_is_one_worker_that_sees_it(monkeypatch, tmp_path):
     monkeypatch.delenv("DIGITUNE_WORKERS")
     # This machine has no GPU: a stand-in nvidia-smi that lists one, as the real one does.
