@@ -45,8 +45,9 @@ def run_layout(study: Path, dataset: str, seconds: int, workers: int, threads: i
     cmd = [sys.executable, "-m", "search.cli", "run", str(study), "--storage", url, "--timeout", str(seconds + 5),
            "--trials", "100000", "--dataset", dataset]
     env = {**os.environ, "DIGITUNE_THREADS": str(threads)}
-    if workers > 1:
-        cmd += ["--workers", str(workers)]  # each worker gets cores // workers threads
+    # Always named: without --workers, run takes $DIGITUNE_WORKERS, the study file's workers or one per core.
+    # Each worker gets cores // workers threads.
+    cmd += ["--workers", str(workers)]
     subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT, check=False)
     trials = optuna.load_study(study_name=name, storage=url).get_trials(deepcopy=False)
     ended = [t for t in trials if t.datetime_complete and t.datetime_start]
