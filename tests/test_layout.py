@@ -1,0 +1,63 @@
+"""The size-and-arrows checker (.ci/check_layout.py): the repository passes, and each rule catches its break."""
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+CHECKER = REPO / ".ci" / "check_layout.py"
+
+
+def _check(root: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(CHECKER), "--root", str(root)], capture_output=True, text=True)
+
+
+@pytest.fixture
+def copy(tmp_path):
+    """The product packages and the allowlist, copied to a folder a case may break."""
+    for folder in ("search", "models", "dashboard", ".ci"):
+        shutil.copytree(REPO / folder, tmp_path / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    return tmp_path
+
+
+def test_the_repository_keeps_its_sizes_and_arrows():
+    result = _check(REPO)
+    assert result.returncode == 0, result.stderr
+    assert "modules checked" in result.stdout
+
+
+def test_models_importing_search_is_a_wrong_arrow(copy):
+    (copy / "models" / "_wrong.py").write_text("from search import run_study\n")
+    result = _check(copy)
+    assert result.returncode == 1
+    assert "error: arrows: models/_wrong.py -> search" in result.stderr
+
+
+def test_a_relative_import_up_into_the_dashboard_is_a_wrong_arrow(copy):
+    (copy / "search" / "_wrong.py").write_text("from ..dashboard import app\n")
+    assert "search/_wrong.py -> dashboard" in _check(copy).stderr
+
+
+def test_a_long_function_and_a_long_module_are_named_with_their_size(copy):
+    body = "".join(f"    x{i} = {i}\n" for i in range(61))
+    (copy / "search" / "_long.py").write_text("def long():\n" + body + "\n" * 400)
+    stderr = _check(copy).stderr
+    assert "functions: search/_long.py:long has 62 lines" in stderr
+    assert "modules: search/_long.py has 462 lines" in stderr
+
+
+def test_private_optuna_names_outside_a_boundary_are_caught(copy):
+    (copy / "search" / "_peek.py").write_text("def peek(study):\n    return study._storage\n")
+    assert "private: search/_peek.py has 1 private foreign names" in _check(copy).stderr
+
+
+def test_an_allowlisted_offender_may_not_grow_and_a_mended_one_must_leave_the_list(copy):
+    runner = copy / "search" / "_runner.py"
+    runner.write_text(runner.read_text() + "\n" * 5)
+    (copy / "search" / "_spec.py").write_text("")  # 421 lines -> 0: no longer an offender
+    stderr = _check(copy).stderr
+    assert "modules: search/_runner.py grew to" in stderr
+    assert "modules: search/_spec.py no longer offends; delete its entry" in stderr
