@@ -20,7 +20,7 @@ demo: install
 	$(BIN)/digitune show quickstart
 
 test: install
-	$(BIN)/python -m pytest
+	$(BIN)/python -P -m pytest  # -P: the checkout is never on the path; tests import the installed digitune
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache

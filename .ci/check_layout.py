@@ -8,7 +8,9 @@ Rules, over the product packages (``digitune/``, ``search/``, ``models/``, ``das
 modules at most 400 lines, functions at most 60 (``def`` line to last line, decorators
 excluded); ``models`` imports nothing of ``search`` or ``dashboard``, ``search`` nothing of
 ``dashboard``; private names of Optuna, Keras, TensorFlow, typer and Streamlit only in the
-boundary modules. ``.ci/layout_allowlist.toml`` lists today's offenders with their size: an
+boundary modules; every import names the root (``digitune.models``, never a bare ``models``:
+that would find a user's own ``models.py``), in tests and bench too; every package folder is
+one that pyproject.toml installs. ``.ci/layout_allowlist.toml`` lists today's offenders with their size: an
 entry may shrink, never grow, and an entry that no longer offends must be deleted.
 Uses only the standard library, so CI runs it before anything is installed.
 """
@@ -79,6 +81,34 @@ def _imported_rooms(tree: ast.Module, path: Path) -> set[str]:
     return rooms
 
 
+def _bare_imports(tree: ast.Module) -> list[str]:
+    """Absolute imports of a room without the ``digitune.`` root (``import models``, ``from search import x``)."""
+    bare = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            bare += [a.name for a in node.names if a.name.split(".")[0] in PACKAGES[1:]]
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            bare += [node.module] if node.module.split(".")[0] in PACKAGES[1:] else []
+    return bare
+
+
+def _uninstalled_packages(root: Path) -> list[str]:
+    """Package folders (with ``__init__.py``) that pyproject.toml's ``[tool.setuptools]`` does not install."""
+    pyproject = root / "pyproject.toml"
+    if not pyproject.exists():
+        return []
+    setuptools = tomllib.loads(pyproject.read_text(encoding="utf-8")).get("tool", {}).get("setuptools", {})
+    folders = {folder: name for name, folder in setuptools.get("package-dir", {}).items()}
+    installed = set(setuptools.get("packages", []))
+    missing = []
+    for init in sorted(p for package in PACKAGES for p in (root / package).rglob("__init__.py")):
+        parts = init.parent.relative_to(root).parts
+        name = folders.get(parts[0], parts[0]) + "".join(f".{p}" for p in parts[1:])
+        if name not in installed:
+            missing.append(name)
+    return missing
+
+
 def _private_foreign(tree: ast.Module) -> int:
     """How many uses of a foreign library's private names a module holds."""
     count = 0
@@ -107,7 +137,14 @@ def _private_foreign(tree: ast.Module) -> int:
 
 def measure(root: Path = ROOT) -> dict[str, dict[str, int]]:
     """Today's offenders, by kind (modules, functions, private, arrows): {name: size}."""
-    found: dict[str, dict[str, int]] = {"modules": {}, "functions": {}, "private": {}, "arrows": {}}
+    found: dict[str, dict[str, int]] = {"modules": {}, "functions": {}, "private": {}, "arrows": {},
+                                        "bare imports": {}, "packages": {}}
+    for name in _uninstalled_packages(root):
+        found["packages"][name] = 1
+    for folder in ("tests", "bench"):
+        for path in sorted((root / folder).rglob("*.py")):
+            for name in _bare_imports(ast.parse(path.read_text(encoding="utf-8"))):
+                found["bare imports"][f"{path.relative_to(root)}: {name}"] = 1
     for path in modules(root):
         text = (root / path).read_text(encoding="utf-8")
         lines = len(text.splitlines())
@@ -121,6 +158,8 @@ def measure(root: Path = ROOT) -> dict[str, dict[str, int]]:
                     found["functions"][f"{path}:{node.name}"] = length
         for room in _imported_rooms(tree, path) & FORBIDDEN.get(_room(path), set()):
             found["arrows"][f"{path} -> {room}"] = 1
+        for name in _bare_imports(tree):
+            found["bare imports"][f"{path}: {name}"] = 1
         if str(path) not in BOUNDARIES and (count := _private_foreign(tree)):
             found["private"][str(path)] = count
     return found
@@ -128,15 +167,20 @@ def measure(root: Path = ROOT) -> dict[str, dict[str, int]]:
 
 def problems(found: dict, allowed: dict, allowlist: str) -> list[str]:
     """One line per rule broken beyond the allowlist, and per allowlist entry that is stale."""
-    what = {"modules": "lines", "functions": "lines", "private": "private foreign names", "arrows": "import"}
+    what = {"modules": "lines", "functions": "lines", "private": "private foreign names"}
+    hints = {"arrows": "models imports nothing of search or dashboard, search nothing of dashboard",
+             "bare imports": "name the root: digitune.search, digitune.models, digitune.dashboard",
+             "packages": "add it to [tool.setuptools] packages in pyproject.toml"}
     lines = []
     for kind, offenders in found.items():
         permitted = allowed.get(kind, {})
         for name, size in sorted(offenders.items()):
-            if name not in permitted:
+            if kind in hints and name not in permitted:
+                lines.append(f"{kind}: {name} ({hints[kind]})")
+            elif name not in permitted:
                 lines.append(f"{kind}: {name} has {size} {what[kind]} (see .ci/check_layout.py for the limits)")
             elif size > permitted[name]:
-                lines.append(f"{kind}: {name} grew to {size} {what[kind]}; its allowlist entry is {permitted[name]}")
+                lines.append(f"{kind}: {name} grew to {size} {what.get(kind, '')}; its allowlist entry is {permitted[name]}")
         for name in sorted(set(permitted) - set(offenders)):
             lines.append(f"{kind}: {name} no longer offends; delete its entry from {allowlist}")
     return lines

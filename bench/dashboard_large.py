@@ -196,7 +196,7 @@ def main() -> None:
     if not (args.keep and path.exists()):
         if path.exists():
             path.unlink()
-        from search import open_storage
+        from digitune.search import open_storage
 
         open_storage(url).engine.dispose()  # digitune's WAL settings, as a real study file has
         timed("build", lambda: build(url, args.trials), results)
@@ -204,7 +204,7 @@ def main() -> None:
     print(f"database: {path} ({path.stat().st_size / 1e6:.1f} MB); {os.cpu_count()} CPUs, "
           f"load average {os.getloadavg()[0]:.1f} at the start")
 
-    from dashboard import Reader, curves_figure, history_figure, learning_curves, study_summary
+    from digitune.dashboard import Reader, curves_figure, history_figure, learning_curves, study_summary
 
     def study_page(reader: Reader):
         data = reader.study(STUDY)

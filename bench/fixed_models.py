@@ -35,11 +35,11 @@ import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
+
+import _checkout
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-CHECKOUT = os.environ.get("DIGITUNE_CHECKOUT", str(Path(__file__).resolve().parent.parent))
-sys.path.insert(0, CHECKOUT)
+CHECKOUT = str(_checkout.install())
 RECIPE = {"schedule": "one-cycle", "weight_decay": 0.01, "label_smoothing": 0.1, "translate": 0.1}
 FIGURES = ("trial", "first", "later", "fixed", "clear", "build", "validation", "arithmetic")
 
@@ -81,7 +81,7 @@ def measure(contender: str, args) -> dict[str, dict[str, float]]:
 
     tf.config.threading.set_intra_op_parallelism_threads(1)
     tf.config.threading.set_inter_op_parallelism_threads(1)
-    from models import CNNConfig, ConvBlock, MLPConfig, TrainConfig, load_dataset
+    from digitune.models import CNNConfig, ConvBlock, MLPConfig, TrainConfig, load_dataset
 
     dataset = load_dataset(args.dataset)
     block = ConvBlock(filters=16, kernel_size=3, padding="same", pool="max", pool_size=2)
@@ -112,7 +112,7 @@ def _row(trial_seconds: float, epochs: list[float], accuracy: float, **phases) -
 
 
 def _digitune_trial(config, train_config, dataset) -> dict:
-    from models import train
+    from digitune.models import train
 
     start = time.perf_counter()
     result = train(config, train_config, dataset)
@@ -127,8 +127,8 @@ def _fit_trial(config, train_config, dataset) -> dict:
     import keras
     import numpy as np
 
-    from models import build_model
-    from models._recipe import augmentation, learning_rate, loss_and_labels
+    from digitune.models import build_model
+    from digitune.models._recipe import augmentation, learning_rate, loss_and_labels
 
     start = time.perf_counter()
     keras.backend.clear_session()

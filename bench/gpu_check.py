@@ -15,18 +15,19 @@ import argparse
 import os
 import statistics
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import optuna
+
+import _checkout
 
 REPO = Path(__file__).resolve().parent.parent
 
 
 def run_study(label: str, study_file: Path, db: Path, env: dict[str, str], extra: list[str]) -> dict:
     start = time.perf_counter()
-    cmd = [sys.executable, "-m", "search.cli", "run", str(study_file), "--storage", f"sqlite:///{db}", *extra]
+    cmd = [*_checkout.cli(), "run", str(study_file), "--storage", f"sqlite:///{db}", *extra]
     proc = subprocess.run(cmd, cwd=REPO, env={**os.environ, **env}, capture_output=True, text=True)
     wall = time.perf_counter() - start
     if proc.returncode != 0:

@@ -27,13 +27,14 @@ import argparse
 import dataclasses
 import os
 import statistics
-import sys
 import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+import _checkout  # noqa: E402
+
+_checkout.install()
 
 STUDIES = {"digits": "studies/digits.toml", "fashion-mnist": "studies/fashion.toml"}
 # A knob's value when "on" (the other end is off: constant, 0, False); None: the knob's own start.
@@ -49,14 +50,14 @@ def start_configs(spec, image_shape) -> list:
     """(model config, train config) of each family's start trial in ``spec``'s space."""
     import optuna
 
-    from search._space import default_params, sample_configs
+    from digitune.search._space import default_params, sample_configs
 
     return [sample_configs(optuna.trial.FixedTrial(params), spec) for params in default_params(spec, image_shape)]
 
 
 def variants(model, train) -> list[tuple[str, object, object]]:
     """(label, model config, train config): the start, then one knob changed at a time."""
-    from models import TrainConfig
+    from digitune.models import TrainConfig
 
     rows = [("start", model, train)]
     for name, off in OFF.items():
@@ -82,7 +83,7 @@ def describe(model, train) -> str:
 
 def measure(model, train, dataset, seeds: list[int]) -> dict:
     """Validation accuracy, seconds and first-epoch seconds of ``model``/``train`` over ``seeds``."""
-    from models import train as fit
+    from digitune.models import train as fit
 
     runs = []
     for seed in seeds:
@@ -97,8 +98,8 @@ def measure(model, train, dataset, seeds: list[int]) -> dict:
 
 
 def bench_dataset(name: str, args) -> None:
-    from models import load_dataset, train as fit
-    from search import load_spec
+    from digitune.models import load_dataset, train as fit
+    from digitune.search import load_spec
 
     spec = load_spec(ROOT / STUDIES[name])
     limit = args.limit if name != "digits" else spec.data.limit

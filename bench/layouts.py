@@ -17,12 +17,13 @@ import datetime
 import os
 import statistics
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+import _checkout  # noqa: E402
+
+_checkout.install()
 
 
 def layouts(cores: int) -> list[tuple[str, int, int]]:
@@ -37,12 +38,12 @@ def layouts(cores: int) -> list[tuple[str, int, int]]:
 def run_layout(study: Path, dataset: str, seconds: int, workers: int, threads: int) -> dict[str, float]:
     import optuna
 
-    from search import load_spec
+    from digitune.search import load_spec
 
     folder = Path(tempfile.mkdtemp(prefix="digitune-layout-"))
     url = f"sqlite:///{folder / 'layout.db'}"
     name = load_spec(study).name
-    cmd = [sys.executable, "-m", "search.cli", "run", str(study), "--storage", url, "--timeout", str(seconds + 5),
+    cmd = [*_checkout.cli(), "run", str(study), "--storage", url, "--timeout", str(seconds + 5),
            "--trials", "100000", "--dataset", dataset]
     env = {**os.environ, "DIGITUNE_THREADS": str(threads)}
     # Always named: without --workers, run takes $DIGITUNE_WORKERS, the study file's workers or one per core.

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import _checkout  # noqa: E402
+
+_checkout.install()
 
 STUDY = """
 [study]
@@ -61,7 +62,7 @@ def rss_mib() -> float:
 def main() -> None:
     import optuna
 
-    from search import load_spec, open_storage, run_study
+    from digitune.search import load_spec, open_storage, run_study
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--trials", type=int, default=200)
@@ -116,7 +117,7 @@ def recycled_run(folder: Path, storage: str, trials: int, recycle_after: int) ->
 
     import optuna
 
-    cmd = [sys.executable, "-m", "search.cli", "run", str(folder / "memory.toml"), "--storage", storage,
+    cmd = [*_checkout.cli(), "run", str(folder / "memory.toml"), "--storage", storage,
            "--recycle-after", str(recycle_after)]
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -27,14 +27,15 @@ import argparse
 import math
 import os
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+import _checkout  # noqa: E402
+
+_checkout.install()
 
 SETTINGS = (("hyperband", "epochs"), ("hyperband", "time"), ("successive-halving", "epochs"),
             ("successive-halving", "time"))
@@ -46,7 +47,7 @@ def label(setting: tuple[str, str]) -> str:
 
 def bench_spec(dataset: str, setting: tuple[str, str], seed: int, budget: float, limit: int):
     """The study for one run: the dataset's space, the setting's pruner and fidelity, seeded, with a timeout."""
-    from search import load_spec, spec_from_dict
+    from digitune.search import load_spec, spec_from_dict
 
     if dataset == "digits":
         data = load_spec(ROOT / "studies/quickstart.toml").to_dict()
@@ -61,7 +62,7 @@ def bench_spec(dataset: str, setting: tuple[str, str], seed: int, budget: float,
 
 def run_one(spec, dataset) -> tuple[list[tuple[float, float]], dict[str, int]]:
     """Run ``spec`` to its timeout: (seconds from the start, value) of every completed trial in order, and counts."""
-    from search import open_storage, run_study
+    from digitune.search import open_storage, run_study
 
     folder = Path(tempfile.mkdtemp(prefix="digitune-pruners-"))
     storage = open_storage(f"sqlite:///{folder / 'bench.db'}")
@@ -99,7 +100,7 @@ def main() -> None:
 
     import optuna
 
-    from models import load_dataset
+    from digitune.models import load_dataset
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     logging.getLogger("digitune").setLevel(logging.WARNING)

@@ -18,18 +18,19 @@ from __future__ import annotations
 import argparse
 import math
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import _checkout  # noqa: E402
+
+_checkout.install()
 
 import optuna  # noqa: E402
 
-from search._runner import make_pruner, make_sampler  # noqa: E402
-from search._space import sample_configs  # noqa: E402
-from search._spec import load_spec, spec_from_dict  # noqa: E402
+from digitune.search._runner import make_pruner, make_sampler  # noqa: E402
+from digitune.search._space import sample_configs  # noqa: E402
+from digitune.search._spec import load_spec, spec_from_dict  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 

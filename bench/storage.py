@@ -16,13 +16,14 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import os
-import sys
 import tempfile
 import time
 import uuid
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import _checkout  # noqa: E402
+
+_checkout.install()
 DEFAULT_POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
 
@@ -35,7 +36,7 @@ class TrivialObjective:
     def __call__(self, trial):
         import optuna
 
-        from search._objective import set_user_attrs
+        from digitune.search._objective import set_user_attrs
 
         width = trial.suggest_int("mlp_units", 16, 512, log=True)
         rate = trial.suggest_float("learning_rate", 1e-4, 1e-1, log=True)
@@ -56,8 +57,8 @@ class TrivialObjective:
 def worker(url: str, name: str, target: int, epochs: int) -> None:
     import optuna
 
-    from search import open_storage
-    from search._runner import _run_one, _SlotLock
+    from digitune.search import open_storage
+    from digitune.search._runner import _run_one, _SlotLock
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     storage = open_storage(url)
@@ -73,7 +74,7 @@ def worker(url: str, name: str, target: int, epochs: int) -> None:
 def measure(url: str, workers: int, trials: int, epochs: int) -> float:
     import optuna
 
-    from search import open_storage
+    from digitune.search import open_storage
 
     name = f"storage-bench-{uuid.uuid4().hex[:8]}"
     storage = open_storage(url)
@@ -98,7 +99,7 @@ def measure(url: str, workers: int, trials: int, epochs: int) -> float:
 
 def postgres_reachable(url: str) -> bool:
     try:
-        from search import open_storage
+        from digitune.search import open_storage
 
         open_storage(url)
         return True

@@ -71,7 +71,9 @@ from pathlib import Path
 START = time.time()  # the contender's clock: process start, before any import
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+import _checkout  # noqa: E402
+
+_checkout.install()
 
 from tta_contenders import STUDY_FILES, Events, digitune_spec, grace, run_kerastuner, run_optuna  # noqa: E402
 
@@ -93,7 +95,7 @@ def run_digitune(dataset_name: str, space: str, seed: int, budget: float, events
     file = folder / "study.toml"
     file.write_bytes(tomli_w.dumps(spec.to_dict()).encode())
     left = budget - (time.time() - start)
-    cmd = [sys.executable, "-m", "search.cli", "run", str(file), "--storage", url, "--timeout", f"{max(left, 1):.2f}"]
+    cmd = [*_checkout.cli(), "run", str(file), "--storage", url, "--timeout", f"{max(left, 1):.2f}"]
     cmd += os.environ.get("DIGITUNE_BENCH_ARGS", "").split()
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
@@ -120,9 +122,9 @@ def record_digitune(spec, url: str, events: Events) -> None:
     import optuna
     from optuna.trial import TrialState
 
-    from models import evaluate, load_dataset
-    from search import ModelKeeper, artifact_dir, load_study
-    from search._final import kept_model
+    from digitune.models import evaluate, load_dataset
+    from digitune.search import ModelKeeper, artifact_dir, load_study
+    from digitune.search._final import kept_model
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     study = load_study(spec.name, optuna.storages.RDBStorage(url))

@@ -17,14 +17,15 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
 
+import _checkout
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-sys.path.insert(0, os.environ.get("DIGITUNE_CHECKOUT", str(Path(__file__).resolve().parent.parent)))
+_checkout.install()
 
 PHASES = ("clear", "build", "first_epoch", "later_epochs", "class_report", "storage", "other")
 
@@ -44,9 +45,9 @@ def main() -> None:
 
     import optuna
 
-    import models
-    from search import load_spec, open_storage, run_study, spec_from_dict
-    from search._workers import apply_thread_budget
+    from digitune import models
+    from digitune.search import load_spec, open_storage, run_study, spec_from_dict
+    from digitune.search._workers import apply_thread_budget
 
     apply_thread_budget()
     optuna.logging.set_verbosity(optuna.logging.ERROR)
@@ -90,7 +91,7 @@ def main() -> None:
             current["class_report"] += time.perf_counter() - start
 
     models.train, models.class_report = timed_train, timed_report
-    import search._objective as objective_module
+    import digitune.search._objective as objective_module
 
     real_set_attrs = getattr(objective_module, "set_user_attrs", None)
     if real_set_attrs is not None:  # batched user attributes: one transaction, through a private method

@@ -30,7 +30,7 @@ def grace(budget: float) -> float:
 
 def digitune_spec(dataset: str, seed: int, budget: float):
     """digitune's shipped study for ``dataset`` as is, but for its name, seed, timeout and an unbounded trial count."""
-    from search import load_spec, spec_from_dict
+    from digitune.search import load_spec, spec_from_dict
 
     data = load_spec(ROOT / STUDY_FILES[dataset]).to_dict()
     data["study"].update(name=f"tta-{dataset}-{seed}", trials=100000, seed=seed, timeout=budget)
@@ -40,7 +40,7 @@ def digitune_spec(dataset: str, seed: int, budget: float):
 def contender_spec(dataset: str, space: str, seed: int, budget: float):
     """The contenders' space: ``tutorial`` (epochs capped at MAX_EPOCHS) or ``digitune`` (its study file);
     the data section is always digitune's study file's, so every contender sees the same split."""
-    from search import load_spec, spec_from_dict
+    from digitune.search import load_spec, spec_from_dict
 
     spec = digitune_spec(dataset, seed, budget)
     if space == "digitune":
@@ -65,7 +65,7 @@ def configs(spec, suggest, *, seed: int, epochs: int | None = None, scope=None):
     """
     import contextlib
 
-    from models import MODEL_CONFIGS, TrainConfig
+    from digitune.models import MODEL_CONFIGS, TrainConfig
 
     def kind(value, knob):
         return float(value) if knob.kind == "float" else value
@@ -84,8 +84,8 @@ def compiled_model(model_config, train_config, data):
     """The model as a Keras user compiles it: augmentation layers, a plain Keras optimizer, the recipe's loss."""
     import keras
 
-    from models import build_model
-    from models._recipe import augmentation, learning_rate, loss_and_labels
+    from digitune.models import build_model
+    from digitune.models._recipe import augmentation, learning_rate, loss_and_labels
 
     model = build_model(model_config, data.x_train.shape[1:], data.info.num_classes,
                         augment=augmentation(train_config))
@@ -100,7 +100,7 @@ def compiled_model(model_config, train_config, data):
 
 def labels(train_config, y, data):
     """The labels ``fit`` takes for ``y``: one-hot under label smoothing."""
-    from models._recipe import loss_and_labels
+    from digitune.models._recipe import loss_and_labels
 
     return loss_and_labels(train_config, y, data.info.num_classes)[1]
 
@@ -145,7 +145,7 @@ class Events:
             return
         if val_accuracy > self.best:  # the held-out test accuracy of the new best, off the clock
             pause = time.time()
-            from models import evaluate
+            from digitune.models import evaluate
 
             self.test_accuracy = evaluate(model, dataset.x_test, dataset.y_test)[1]
             self.paused += time.time() - pause
@@ -184,8 +184,8 @@ def run_optuna(dataset_name: str, space: str, seed: int, budget: float, events_p
     import keras
     import optuna
 
-    from models import load_dataset
-    from search._space import _suggest
+    from digitune.models import load_dataset
+    from digitune.search._space import _suggest
 
     spec = contender_spec(dataset_name, space, seed, budget)
     data = load_dataset(spec.data.source, **spec.data.load_kwargs())
@@ -215,7 +215,7 @@ def run_optuna(dataset_name: str, space: str, seed: int, budget: float, events_p
 
 def kt_param(hp, name: str, p):
     """A KerasTuner hyperparameter for a space entry (a constant is itself)."""
-    from search._spec import Choice, Range
+    from digitune.search._spec import Choice, Range
 
     if isinstance(p, Choice):
         if all(isinstance(c, bool) for c in p.choices):
@@ -233,8 +233,8 @@ def run_kerastuner(dataset_name: str, space: str, seed: int, budget: float, even
     """``keras_tuner.Hyperband(max_epochs=the space's highest, factor=3)``, the batch size through ``fit``."""
     import keras_tuner as kt
 
-    from models import load_dataset
-    from search._spec import Choice
+    from digitune.models import load_dataset
+    from digitune.search._spec import Choice
 
     spec = contender_spec(dataset_name, space, seed, budget)
     data = load_dataset(spec.data.source, **spec.data.load_kwargs())

@@ -24,7 +24,7 @@ import sqlalchemy
 from optuna.storages import BaseStorage, RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
-from search import AGENTS_STUDY, DATASET_ATTR, MANIFEST_ATTR, SPEC_ATTR, NoStudyDatabaseError, stored_record, open_storage, redact, resolve_storage_url, trial_record
+from digitune.search import AGENTS_STUDY, DATASET_ATTR, MANIFEST_ATTR, SPEC_ATTR, NoStudyDatabaseError, stored_record, open_storage, redact, resolve_storage_url, trial_record
 
 # A running trial counts as alive while its heartbeat is this recent, or, without a
 # heartbeat, while it started this recently.
@@ -729,7 +729,7 @@ def model_layers(model_config: dict[str, Any], image_shape: tuple[int, ...]) -> 
     Builds (never trains) the model with :func:`models.build_model`, so Keras is imported
     on the first call.
     """
-    from models import build_model, model_config_from_dict
+    from digitune.models import build_model, model_config_from_dict
 
     config = model_config_from_dict(copy.deepcopy(model_config))
     model = build_model(config, tuple(image_shape))
@@ -754,7 +754,7 @@ def model_layers(model_config: dict[str, Any], image_shape: tuple[int, ...]) -> 
 
 def _clear_keras() -> None:
     try:
-        from models import clear_state
+        from digitune.models import clear_state
 
         clear_state()
     except Exception:  # noqa: BLE001 (clearing is only tidiness)

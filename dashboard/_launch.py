@@ -21,14 +21,14 @@ import re
 import signal
 import stat
 import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from search._storage import STORAGE_ENV
+from digitune.search._spawn import python_command
+from digitune.search._storage import STORAGE_ENV
 
 LAUNCH_DIR_ENV = "DIGITUNE_LAUNCH_DIR"
 DATASETS = ("digits", "fashion-mnist", "mnist")
@@ -87,7 +87,7 @@ class LocalAgent:
 def study_from_fields(*, name: str, dataset: str, trials: int, sampler: str, pruner: str,
                       families: list[str], base: dict[str, Any] | None = None) -> dict[str, Any]:
     """A study definition (TOML-shaped dict) from the form's few fields over ``base`` (a quickstart-like space)."""
-    from search import spec_from_dict
+    from digitune.search import spec_from_dict
 
     data = dict(base or _quickstart())
     data = {key: dict(value) for key, value in data.items()}
@@ -174,7 +174,7 @@ def submit_definition(definition: dict[str, Any], storage_url: str, *, priority:
     """
     import tomli_w
 
-    from search import open_storage, spec_from_dict, submit
+    from digitune.search import open_storage, spec_from_dict, submit
 
     study_file = study_file_path(definition["study"]["name"], folder)
     spec = spec_from_dict(definition, source=str(study_file))
@@ -219,7 +219,7 @@ def _write_atomically(path: Path, text: str) -> None:
 
 def live_agents(storage) -> list[dict[str, Any]]:
     """Registered agents that are alive (working or idle) on ``storage``."""
-    from search import list_agents
+    from digitune.search import list_agents
 
     return [a for a in list_agents(storage) if a["status"] in ("working", "idle")]
 
@@ -231,7 +231,7 @@ def start_agent(storage_url: str, *, workers: int = 1, folder: str | os.PathLike
     its name is passed over, never followed or overwritten.
     """
     log_file, log_fd = _create_log(launch_folder(folder))
-    command = [sys.executable, "-m", "search.cli", "agent", "--poll", "2"]
+    command = python_command("agent", "--poll", "2")
     if workers > 1:
         command += ["--workers", str(workers)]
     try:

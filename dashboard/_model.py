@@ -37,8 +37,8 @@ class SavedModel:
 def load_saved_model(url: str, storage: optuna.storages.BaseStorage, study_name: str, number: int,
                      artifacts: str | None = None) -> SavedModel | None:
     """Trial ``number``'s model if digitune kept it, with the study's data; None if it was not kept."""
-    from models import load_dataset, load_model, save_model
-    from search import ModelKeeper, artifact_dir, stored_spec
+    from digitune.models import load_dataset, load_model, save_model
+    from digitune.search import ModelKeeper, artifact_dir, stored_spec
 
     study = optuna.load_study(study_name=study_name, storage=storage)
     keeper = ModelKeeper(artifact_dir(url, artifacts), keep=0)
@@ -56,7 +56,7 @@ def load_saved_model(url: str, storage: optuna.storages.BaseStorage, study_name:
 
 def misclassified(saved: SavedModel, limit: int = 24) -> list[dict[str, Any]]:
     """Up to ``limit`` validation images the model gets wrong, most confident mistakes first."""
-    from models import predict_proba
+    from digitune.models import predict_proba
 
     x, y = saved.dataset.x_val, saved.dataset.y_val
     probabilities = predict_proba(saved.model, x)
@@ -88,7 +88,7 @@ def predict_upload(saved: SavedModel, data: bytes) -> np.ndarray:
     """
     from PIL import Image, UnidentifiedImageError
 
-    from models import predict_proba
+    from digitune.models import predict_proba
 
     if len(data) > MAX_UPLOAD_BYTES:
         raise UploadError(f"the image is {len(data):,} bytes; upload at most {MAX_UPLOAD_BYTES:,} bytes")
@@ -118,7 +118,7 @@ def predict_upload(saved: SavedModel, data: bytes) -> np.ndarray:
 
 def submission_csv(saved: SavedModel) -> str:
     """``ImageId,Label`` for the study's held-out test images, as a Kaggle submission."""
-    from models import predict_proba
+    from digitune.models import predict_proba
 
     labels = predict_proba(saved.model, saved.dataset.x_test).argmax(axis=1)
     return "ImageId,Label\n" + "".join(f"{i},{int(v)}\n" for i, v in enumerate(labels, start=1))

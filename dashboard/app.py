@@ -26,9 +26,9 @@ import streamlit as st  # noqa: E402
 
 import tomllib  # noqa: E402
 
-from search import PRUNERS, SAMPLERS, SpecError, StorageError, list_agents, open_storage, queue_entries, resume, spec_from_dict, stop  # noqa: E402,E501
+from digitune.search import PRUNERS, SAMPLERS, SpecError, StorageError, list_agents, open_storage, queue_entries, resume, spec_from_dict, stop  # noqa: E402,E501
 
-from dashboard._data import (  # noqa: E402
+from digitune.dashboard._data import (  # noqa: E402
     Reader,
     StudyData,
     compare_rows,
@@ -39,10 +39,10 @@ from dashboard._data import (  # noqa: E402
     storage_url,
     study_summary,
 )
-from dashboard._launch import DATASETS, LocalAgent, launch_folder_problem, live_agents, start_agent, study_from_fields, submit_definition  # noqa: E402,E501
-from dashboard._queue import agent_rows, queue_figure, queue_rows  # noqa: E402
-from search._cli_dashboard import TOKEN_ENV  # noqa: E402
-from dashboard._model import (  # noqa: E402
+from digitune.dashboard._launch import DATASETS, LocalAgent, launch_folder_problem, live_agents, start_agent, study_from_fields, submit_definition  # noqa: E402,E501
+from digitune.dashboard._queue import agent_rows, queue_figure, queue_rows  # noqa: E402
+from digitune.search._cli_dashboard import TOKEN_ENV  # noqa: E402
+from digitune.dashboard._model import (  # noqa: E402
     MAX_UPLOAD_BYTES,
     SavedModel,
     UploadError,
@@ -51,7 +51,7 @@ from dashboard._model import (  # noqa: E402
     predict_upload,
     submission_csv,
 )
-from dashboard._figures import (  # noqa: E402
+from digitune.dashboard._figures import (  # noqa: E402
     compare_figure,
     confusion_figure,
     curves_figure,

@@ -7,8 +7,7 @@ start fast. Nothing here imports ``search``.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from digitune._lazy import lazy_getattr
 
 from ._config import (
     ACTIVATIONS,
@@ -76,10 +75,4 @@ __all__ = [
     *_LAZY,
 ]
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY, globals())

@@ -24,7 +24,7 @@ from typing import Callable
 import optuna
 import sqlalchemy
 
-from models import DataError, Dataset, load_dataset
+from digitune.models import DataError, Dataset, load_dataset
 
 from ._artifacts import ModelKeeper
 from ._queue import AgentRecord, QueueEntry, mark_ended, mark_started, queue_entries, queue_entry, state_of

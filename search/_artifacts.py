@@ -27,7 +27,7 @@ from optuna.artifacts import FileSystemArtifactStore, download_artifact, get_all
 from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy.engine import make_url
 
-from models import atomic_open, is_temporary
+from digitune.models import atomic_open, is_temporary
 
 ARTIFACTS_ENV = "DIGITUNE_ARTIFACTS"
 SAVED_ATTR = "saved_models"
@@ -139,7 +139,7 @@ class ModelKeeper:
         return artifact_id
 
     def _upload(self, trial: optuna.Trial, model: Any) -> str:
-        from models import save_model
+        from digitune.models import save_model
 
         try:
             if not self._claimed:

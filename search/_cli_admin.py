@@ -12,7 +12,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from search._cli_common import (
+from ._cli_common import (
     ArtifactsOption,
     JsonOption,
     StorageOption,
@@ -42,8 +42,8 @@ def export(
     storage: StorageOption = None,
 ) -> None:
     """Export every trial of a study (all states): values, parameters, times, sizes and learning curves."""
-    from models import atomic_open
-    from search import export_data, write_export
+    from digitune.models import atomic_open
+    from . import export_data, write_export
 
     data = export_data(name, storage_from(storage, read_only=True))
     if output is None:
@@ -70,7 +70,7 @@ def delete(
     """Delete a study, all its trials and its saved models."""
     from optuna.trial import TrialState
 
-    from search import artifact_dir, delete_study, load_study, resolve_storage_url
+    from . import artifact_dir, delete_study, load_study, resolve_storage_url
 
     store = storage_from(storage)
     trials = load_study(name, store).get_trials(deepcopy=False)
@@ -99,7 +99,7 @@ def doctor(storage: StorageOption = None, as_json: JsonOption = False) -> None:
 
     Exits 1 if any check fails (warnings do not count).
     """
-    from search import resolve_storage_url, run_checks
+    from . import resolve_storage_url, run_checks
 
     checks = run_checks(resolve_storage_url(storage))
     if as_json:

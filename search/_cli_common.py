@@ -100,10 +100,10 @@ def user_errors(func: Callable) -> Callable:
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from models import ConfigError, DataError
+        from digitune.models import ConfigError, DataError
 
-        from search import NoModelError, SpecError, StorageError, StudyNotFoundError
-        from search._workers import WorkerLayoutError
+        from . import NoModelError, SpecError, StorageError, StudyNotFoundError
+        from ._workers import WorkerLayoutError
 
         try:
             return func(*args, **kwargs)
@@ -133,7 +133,7 @@ def storage_problem(exc: BaseException, storage: str | None) -> str | None:
     """The one-line message for a storage whose database is damaged or cannot grow; None for anything else."""
     import sqlite3
 
-    from search import redact, resolve_storage_url
+    from . import redact, resolve_storage_url
 
     seen: set[int] = set()
     while exc is not None and id(exc) not in seen:  # the driver's error lies under SQLAlchemy's and Optuna's
@@ -160,7 +160,7 @@ def results_storage_url(storage: str | None) -> str:
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
 
-    from search import StorageError, resolve_storage_url
+    from . import StorageError, resolve_storage_url
 
     url = resolve_storage_url(storage)
     try:
@@ -197,7 +197,7 @@ def setup_logging() -> None:
 
 def storage_from(url: str | None, *, read_only: bool = False):
     """The storage for ``--storage``; ``read_only`` for commands that must never create or change a database."""
-    from search import open_storage, resolve_storage_url
+    from . import open_storage, resolve_storage_url
 
     if read_only:
         return open_storage(resolve_storage_url(url), heartbeat=False, create=False)

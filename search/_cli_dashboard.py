@@ -12,8 +12,9 @@ from typing import Annotated
 
 import typer
 
-from search._cli_common import StorageOption, app, err, user_errors
-from search._storage import STORAGE_ENV
+from ._cli_common import StorageOption, app, err, user_errors
+from ._spawn import python_module
+from ._storage import STORAGE_ENV
 
 TOKEN_ENV = "DIGITUNE_DASHBOARD_TOKEN"  # the dashboard's login token (read by dashboard/app.py)
 MAX_UPLOAD_MB = 2
@@ -21,7 +22,7 @@ MAX_UPLOAD_MB = 2
 
 def app_path() -> Path:
     """``dashboard/app.py`` of the installed digitune, found without importing the dashboard."""
-    spec = importlib.util.find_spec("dashboard")
+    spec = importlib.util.find_spec("digitune.dashboard")
     if spec is None or not spec.submodule_search_locations:
         raise FileNotFoundError("the dashboard package is not installed; run `pip install -e .`")
     return Path(next(iter(spec.submodule_search_locations))) / "app.py"
@@ -34,10 +35,10 @@ def streamlit_command(url: str, host: str, port: int) -> tuple[list[str], dict[s
     the machine could read a password in the process list. Uploads are capped at
     ``MAX_UPLOAD_MB`` (the app takes PNGs of 1 MiB and study files at most).
     """
-    command = [sys.executable, "-m", "streamlit", "run", str(app_path()),
-               "--server.address", host, "--server.port", str(port),
-               "--server.headless", "true", "--browser.gatherUsageStats", "false",
-               "--server.maxUploadSize", str(MAX_UPLOAD_MB)]
+    command = python_module("streamlit", "run", str(app_path()),
+                            "--server.address", host, "--server.port", str(port),
+                            "--server.headless", "true", "--browser.gatherUsageStats", "false",
+                            "--server.maxUploadSize", str(MAX_UPLOAD_MB))
     return command, {**os.environ, STORAGE_ENV: url}
 
 
@@ -86,7 +87,7 @@ def dashboard(
     and resume studies (Launch and Queue pages). With $DIGITUNE_DASHBOARD_TOKEN set, the page
     asks for that token before it shows anything.
     """
-    from search import redact, resolve_storage_url
+    from . import redact, resolve_storage_url
 
     if importlib.util.find_spec("streamlit") is None:
         err.print("error: the dashboard needs Streamlit and Plotly; install them with: pip install -e .",

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Optional
 import typer
 from rich.table import Table
 
-from search._cli_common import ArtifactsOption, StorageOption, app, out, user_errors
+from ._cli_common import ArtifactsOption, StorageOption, app, out, user_errors
 
 
 @app.command("export-model")
@@ -30,8 +30,8 @@ def export_model(
     The best trial's saved model by default (retrained on train + validation if it was not
     kept); --retrain always retrains; --ensemble K averages the K best saved models.
     """
-    from search import ModelKeeper, artifact_dir, export_model as export, resolve_storage_url
-    from search.cli import _study_with_data
+    from . import ModelKeeper, artifact_dir, export_model as export, resolve_storage_url
+    from .cli import _study_with_data
 
     study, spec, data = _study_with_data(name, storage)
     keeper = ModelKeeper(artifact_dir(resolve_storage_url(storage), artifacts), spec.save_models)

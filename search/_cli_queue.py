@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from search._cli_common import (
+from ._cli_common import (
     ArtifactsOption,
     GpusOption,
     JsonOption,
@@ -47,8 +47,8 @@ def submit(
                           "exists on the agents' machines.")] = None,
 ) -> None:
     """Store a study and its spec in the database for agents to run; returns at once, trains nothing here."""
-    from search import load_spec, redact, resolve_storage_url, spec_from_dict
-    from search._queue import submit as submit_study
+    from . import load_spec, redact, resolve_storage_url, spec_from_dict
+    from ._queue import submit as submit_study
 
     setup_logging()
     spec = load_spec(study_file)
@@ -75,7 +75,7 @@ def show_queue(
         "--all", help="Also list agents that exited or were lost more than a day ago.")] = False,
 ) -> None:
     """List submitted studies (state, budget used, best value, agents on them) and the agents."""
-    from search._queue import list_agents, queue_entries
+    from ._queue import list_agents, queue_entries
 
     store = storage_from(storage, read_only=True)
     entries = queue_entries(store)
@@ -116,7 +116,7 @@ def show_queue(
 @user_errors
 def stop(name: NameArgument, storage: StorageOption = None) -> None:
     """Stop a submitted study: agents leave it after their running trial."""
-    from search._queue import stop as stop_study
+    from ._queue import stop as stop_study
 
     old, new = stop_study(storage_from(storage), name)
     if old == new:
@@ -130,7 +130,7 @@ def stop(name: NameArgument, storage: StorageOption = None) -> None:
 @user_errors
 def resume(name: NameArgument, storage: StorageOption = None) -> None:
     """Queue a stopped or failed study again (a time budget starts afresh)."""
-    from search._queue import resume as resume_study
+    from ._queue import resume as resume_study
 
     old, new = resume_study(storage_from(storage), name)
     if old == new:
@@ -155,8 +155,8 @@ def agent(
     recycle_after: RecycleOption = 0,
 ) -> None:
     """Work through the submitted studies, most urgent first, until stopped with Ctrl-C."""
-    from search._cli_common import results_storage_url
-    from search._workers import plan_workers
+    from ._cli_common import results_storage_url
+    from ._workers import plan_workers
 
     setup_logging()
     url = results_storage_url(storage)
@@ -170,12 +170,12 @@ def agent(
 
 def _agent_here(url: str, *, until_idle: bool, poll: float, artifacts: str | None, mixed_precision: bool,
                 recycle_after: int = 0, spawned: bool = False) -> None:
-    from models import describe_device
-    from search import ModelKeeper, artifact_dir
-    from search._agent import Agent
-    from search._reconnect import open_reconnecting
-    from search._signals import interrupts
-    from search._workers import RECYCLE_EXIT, apply_thread_budget
+    from digitune.models import describe_device
+    from . import ModelKeeper, artifact_dir
+    from ._agent import Agent
+    from ._reconnect import open_reconnecting
+    from ._signals import interrupts
+    from ._workers import RECYCLE_EXIT, apply_thread_budget
 
     apply_thread_budget()
     if mixed_precision:
@@ -206,13 +206,12 @@ def _agent_processes(url: str, *, slots, until_idle: bool, poll: float, artifact
                      mixed_precision: bool, recycle_after: int) -> None:
     """Run one agent process per worker slot (threads or a GPU each) and restart recycled ones."""
     import subprocess
-    import sys
 
-    from search._workers import child_env, describe_layout, exit_code, supervise
+    from ._spawn import python_command
+    from ._workers import child_env, describe_layout, exit_code, supervise
 
     # The storage goes in each process's environment (child_env), not on its command line.
-    cmd = [sys.executable, "-m", "search.cli", "agent-process", "--poll", str(poll),
-           "--recycle-after", str(recycle_after)]
+    cmd = python_command("agent-process", "--poll", str(poll), "--recycle-after", str(recycle_after))
     cmd += ["--until-idle"] if until_idle else []
     cmd += ["--artifacts", artifacts] if artifacts else []
     cmd += ["--mixed-precision"] if mixed_precision else []
@@ -242,8 +241,8 @@ def agent_process(
     recycle_after: RecycleOption = 0,
 ) -> None:
     """One agent process under `digitune agent --workers N` (exits 75 after --recycle-after trials)."""
-    from search import resolve_storage_url
-    from search._workers import child_process
+    from . import resolve_storage_url
+    from ._workers import child_process
 
     setup_logging()
     with child_process() as spawned:

@@ -17,7 +17,7 @@ from typing import Annotated
 
 import typer
 
-from search._cli_common import StorageOption, app, err, setup_logging, user_errors
+from ._cli_common import StorageOption, app, err, setup_logging, user_errors
 
 PROXY_THREADS = 10  # Optuna's default; SQLAlchemy's default pool (5 + 10 overflow) covers them
 
@@ -38,8 +38,8 @@ def storage_proxy(
     """
     import optuna
 
-    from search import StorageError, open_storage, redact, resolve_storage_url
-    from search._storage import grpc_address
+    from . import StorageError, open_storage, redact, resolve_storage_url
+    from ._storage import grpc_address
 
     setup_logging()
     url = resolve_storage_url(storage)

@@ -13,7 +13,7 @@ from pathlib import Path
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from models import DataError, Dataset, TrainConfig, atomic_open, model_config_from_dict, read_images
+from digitune.models import DataError, Dataset, TrainConfig, atomic_open, model_config_from_dict, read_images
 
 from ._artifacts import SAVED_ATTR, ModelKeeper, is_feasible
 from ._final_records import NO_VALIDATION, RETRAINED, SINGLE, TEST_ATTR, ensemble_kind, record_final  # noqa: F401  (TEST_ATTR re-exported)
@@ -58,7 +58,7 @@ def best_trial(study: optuna.Study) -> FrozenTrial:
 
 def kept_model(study: optuna.Study, keeper: ModelKeeper | None, number: int):
     """The model of trial ``number`` as the search saved it (compiled), or None if it was not kept."""
-    from models import load_model
+    from digitune.models import load_model
 
     if keeper is None:
         return None
@@ -71,7 +71,7 @@ def kept_model(study: optuna.Study, keeper: ModelKeeper | None, number: int):
 
 def retrained_model(trial: FrozenTrial, dataset: Dataset):
     """``trial``'s config trained on train + validation for the epochs the trial ran (no early stopping)."""
-    from models import train
+    from digitune.models import train
 
     model_config = model_config_from_dict(trial.user_attrs["model_config"])
     train_config = TrainConfig.from_dict(trial.user_attrs["train_config"])
@@ -100,7 +100,7 @@ def best_model(study: optuna.Study, dataset: Dataset, keeper: ModelKeeper | None
 
 def write_model(model, destination: Path) -> None:
     """``models.save_model`` to ``destination``, its folder made; a failed write is one ``DataError``."""
-    from models import save_model
+    from digitune.models import save_model
 
     try:
         destination.parent.mkdir(parents=True, exist_ok=True)
@@ -137,7 +137,7 @@ def ensemble_model(study: optuna.Study, dataset: Dataset, keeper: ModelKeeper | 
     The models saved during the search (every one must be in the artifact store), or with
     ``retrain`` each trial's config retrained on train + validation (``retrained_model``).
     """
-    from models import average_model
+    from digitune.models import average_model
 
     trials = ensemble_members(study, keeper, size, retrain=retrain)
     members = []
@@ -170,7 +170,7 @@ def export_model(study: optuna.Study, dataset: Dataset, destination: str | os.Pa
     accuracy is recorded under its kind (``_final_records``), with its validation accuracy
     unless it was trained on the validation split.
     """
-    from models import evaluate
+    from digitune.models import evaluate
 
     destination = Path(destination)
     if destination.suffix != ".keras":
@@ -214,7 +214,7 @@ def write_predictions(model, images, output: str | os.PathLike) -> tuple[int, st
     ``filename,label``; the others (a Kaggle CSV, npz, IDX) give ``ImageId,Label`` with
     ImageId counting from 1, as Kaggle expects.
     """
-    from models import predict_proba
+    from digitune.models import predict_proba
 
     x, ids = images
     labels = predict_proba(model, x).argmax(axis=1)

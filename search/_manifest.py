@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from models import Dataset
+from digitune.models import Dataset
 
 
 def manifest(dataset: Dataset) -> dict[str, Any]:
@@ -18,7 +18,7 @@ def manifest(dataset: Dataset) -> dict[str, Any]:
         except importlib.metadata.PackageNotFoundError:
             return None
 
-    from models import describe_device
+    from digitune.models import describe_device
 
     import keras
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import optuna
 
-from models import Dataset, ModelConfig, TrainConfig
+from digitune.models import Dataset, ModelConfig, TrainConfig
 
 from ._artifacts import ModelKeeper
 from ._deadline import STOPPED_ATTR, stop_at_deadline
@@ -50,7 +50,7 @@ class Objective:
 
     def configs(self, trial: optuna.Trial) -> tuple[ModelConfig, TrainConfig]:
         """The trial's configs: a tutorial preset for a baseline trial, else sampled from the space."""
-        from models import get_preset
+        from digitune.models import get_preset
 
         baseline = trial.user_attrs.get(BASELINE_ATTR)
         if baseline:
@@ -62,7 +62,7 @@ class Objective:
         return model_config, train_config
 
     def __call__(self, trial: optuna.Trial) -> float | tuple[float, ...]:
-        from models import TrainLog, class_report, train
+        from digitune.models import TrainLog, class_report, train
 
         try:
             model_config, train_config = self.configs(trial)

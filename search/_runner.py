@@ -14,7 +14,7 @@ import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from models import PRESET_NAMES, Dataset, load_dataset
+from digitune.models import PRESET_NAMES, Dataset, load_dataset
 
 from ._artifacts import ModelKeeper
 from ._claim import Heartbeat, SlotLock, is_stale_failure, study_lock  # study_lock re-exported

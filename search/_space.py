@@ -11,7 +11,7 @@ from typing import Any
 
 import optuna
 
-from models import HIGHEST, MODEL_CONFIGS, CNNConfig, ConfigError, ConvBlock, Knob, ModelConfig, TrainConfig
+from digitune.models import HIGHEST, MODEL_CONFIGS, CNNConfig, ConfigError, ConvBlock, Knob, ModelConfig, TrainConfig
 
 from ._spec import FAMILIES, MAX_SEED, Choice, Param, Range, SpecError, StudySpec, family_knobs
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union
 
-from models import MODEL_CONFIGS, Knob, TrainConfig
+from digitune.models import MODEL_CONFIGS, Knob, TrainConfig
 
 SAMPLERS = ("tpe", "random", "grid", "qmc", "cmaes", "gp", "nsga2")
 PRUNERS = ("hyperband", "median", "successive-halving", "percentile", "threshold", "none")

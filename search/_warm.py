@@ -6,7 +6,7 @@ from typing import Any
 
 import optuna
 
-from models import ConfigError, TrainConfig, model_config_from_dict
+from digitune.models import ConfigError, TrainConfig, model_config_from_dict
 
 from ._final import ranked_trials
 from ._space import move_into_space

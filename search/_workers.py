@@ -18,9 +18,10 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
-from search._reconnect import StorageUnreachable, reconnect_seconds
-from search._signals import interrupts
-from search._storage import STORAGE_ENV, redact
+from ._reconnect import StorageUnreachable, reconnect_seconds
+from ._signals import interrupts
+from ._spawn import python_command
+from ._storage import STORAGE_ENV, redact
 
 THREADS_ENV = "DIGITUNE_THREADS"
 WORKERS_ENV = "DIGITUNE_WORKERS"  # the default --workers, instead of one per core
@@ -152,8 +153,8 @@ def start_worker(slot: WorkerSlot, name: str, storage_url: str, *, trials: int, 
     ``deadline`` is the run's time budget as a wall-clock time (``time.time()``): every worker,
     one restarted after ``recycle_after`` trials too, stops at the same moment.
     """
-    cmd = [sys.executable, "-m", "search.cli", "worker", name, "--trials", str(trials),
-           "--no-progress", "--recycle-after", str(recycle_after)]
+    cmd = python_command("worker", name, "--trials", str(trials), "--no-progress",
+                         "--recycle-after", str(recycle_after))
     if deadline is not None:
         cmd += ["--deadline", repr(deadline)]
     if artifacts:

@@ -21,8 +21,8 @@ from typing import Annotated, Any, Optional  # noqa: E402
 import typer  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from search._deadline import deadline_after  # noqa: E402
-from search._cli_common import ArtifactsOption, GpusOption, JsonOption, MixedPrecisionOption, RecycleOption, StorageOption, TrialsPerGpuOption, WorkersOption, app, err, out, results_storage_url, setup_logging, storage_from, user_errors  # noqa: E402
+from ._deadline import deadline_after  # noqa: E402
+from ._cli_common import ArtifactsOption, GpusOption, JsonOption, MixedPrecisionOption, RecycleOption, StorageOption, TrialsPerGpuOption, WorkersOption, app, err, out, results_storage_url, setup_logging, storage_from, user_errors  # noqa: E402
 
 
 @app.command()
@@ -61,7 +61,7 @@ def run(
     On a CPU machine it runs one single-thread worker per core by default: this process and
     worker processes beside it, all on the same study.
     """
-    from search import load_spec, spec_from_dict
+    from . import load_spec, spec_from_dict
 
     setup_logging()
     storage = results_storage_url(storage)
@@ -75,7 +75,7 @@ def run(
             data["data"]["source"] = dataset
         spec = spec_from_dict(data, source=f"{study_file} (with command-line options)")
     deadline = deadline_after(timeout or spec.timeout)  # one for every worker, from now
-    from search._workers import plan_workers
+    from ._workers import plan_workers
 
     slots = plan_workers(workers, gpus, trials_per_gpu, study=spec.workers)
     if (gpus and gpus != "none") or recycle_after:  # every worker in a process of its own
@@ -102,9 +102,9 @@ def worker(
     deadline: Annotated[Optional[float], typer.Option("--deadline", hidden=True)] = None,  # the parent's, time.time()
 ) -> None:
     """Join an existing study from its stored spec; several workers may run on one study at once."""
-    from search import load_study, stored_spec
-    from search._reconnect import open_reconnecting
-    from search._workers import child_process
+    from . import load_study, stored_spec
+    from ._reconnect import open_reconnecting
+    from ._workers import child_process
 
     setup_logging()
     storage = results_storage_url(storage)
@@ -122,9 +122,9 @@ def _run_with_workers(spec, storage: str | None, target: int, deadline: float | 
     """Create or check the study here, then run it in worker processes while a progress bar watches."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from models import load_dataset
-    from search import count_finished, open_study, redact, resolve_storage_url
-    from search._workers import describe_layout, exit_code, start_worker, supervise
+    from digitune.models import load_dataset
+    from . import count_finished, open_study, redact, resolve_storage_url
+    from ._workers import describe_layout, exit_code, start_worker, supervise
 
     url = resolve_storage_url(storage)
     store = storage_from(url)
@@ -161,8 +161,8 @@ def _run_with_workers(spec, storage: str | None, target: int, deadline: float | 
 
 def _interrupted(exc: KeyboardInterrupt, study, name: str) -> None:
     """Say what an interrupted run left behind, without waiting for a database that is away; exit 130 or 143."""
-    from search import count_finished
-    from search._reconnect import passthrough
+    from . import count_finished
+    from ._reconnect import passthrough
 
     signal_name = str(exc) or "SIGINT"
     try:
@@ -181,9 +181,9 @@ def _run_with_progress(spec, storage: str | None, target: int, deadline: float |
                        show_progress: bool = True, recycle_after: int = 0, slots=(), store=None) -> None:
     """Run the study in this process; with several ``slots``, this process is the first worker and
     the others run in worker processes started once the study exists."""
-    from models import load_dataset
-    from search import ModelKeeper, artifact_dir, count_finished, open_study, redact, resolve_storage_url
-    from search._workers import apply_thread_budget, describe_layout, start_worker, stopping_workers
+    from digitune.models import load_dataset
+    from . import ModelKeeper, artifact_dir, count_finished, open_study, redact, resolve_storage_url
+    from ._workers import apply_thread_budget, describe_layout, start_worker, stopping_workers
 
     if len(slots) > 1:  # this worker's share of the cores (before the backend starts its thread pools)
         os.environ.update({k: v for k, v in slots[0].env().items() if k != "CUDA_VISIBLE_DEVICES"})
@@ -222,8 +222,8 @@ def _optimize_here(spec, store, study, data, procs: list, *, target: int, deadli
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
         TimeRemainingColumn
 
-    from search import FINISHED, count_finished, run_study
-    from search._workers import RECYCLE_EXIT, exit_code, stopping_workers, supervise
+    from . import FINISHED, count_finished, run_study
+    from ._workers import RECYCLE_EXIT, exit_code, stopping_workers, supervise
 
     progress = Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -280,11 +280,11 @@ def predict(
     """Label images with the study's best model and write a submission CSV."""
     import tempfile
 
-    from models import load_model
-    from search import ModelKeeper, artifact_dir, best_model, load_study, read_prediction_images, \
+    from digitune.models import load_model
+    from . import ModelKeeper, artifact_dir, best_model, load_study, read_prediction_images, \
         resolve_storage_url, write_predictions
 
-    from search._schema import stored_dataset
+    from ._schema import stored_dataset
 
     study = load_study(name, storage_from(storage, read_only=True))
     recorded_shape = stored_dataset(study.user_attrs).get("image_shape")
@@ -306,9 +306,9 @@ def predict(
 
 def _study_with_data(name: str, storage: str | None, *, read_only: bool = False):
     """The study, its stored spec and the data it was run on (refused if the data changed)."""
-    from models import load_dataset
-    from search import SpecError, load_study, stored_spec
-    from search._schema import stored_dataset
+    from digitune.models import load_dataset
+    from . import SpecError, load_study, stored_spec
+    from ._schema import stored_dataset
 
     study = load_study(name, storage_from(storage, read_only=read_only))
     spec = stored_spec(study)
@@ -333,7 +333,7 @@ def _best_text(study) -> str:
 @user_errors
 def studies(storage: StorageOption = None, as_json: JsonOption = False) -> None:
     """List the studies in the storage: trials by state and best value."""
-    from search import list_studies
+    from . import list_studies
 
     rows = list_studies(storage_from(storage, read_only=True))
     if as_json:
@@ -361,7 +361,7 @@ def show(
     as_json: JsonOption = False,
 ) -> None:
     """Show a study: its objectives, trials by state, best trial (or Pareto front) and top trials."""
-    from search import study_detail
+    from . import study_detail
 
     detail = study_detail(name, storage_from(storage, read_only=True), top=top)
     if as_json:
@@ -383,7 +383,7 @@ def best(
     as_json: JsonOption = False,
 ) -> None:
     """The best trial (or, for a multi-objective study, the Pareto front): parameters and scores."""
-    from search import study_detail
+    from . import study_detail
 
     detail = study_detail(name, storage_from(storage, read_only=True), top=1)
     result = detail.get("pareto_front") if "pareto_front" in detail else detail["best"]
@@ -446,11 +446,11 @@ def _fmt(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
-from search import _cli_admin  # noqa: E402,F401  (registers export, delete, doctor)
-from search._cli_final import print_final_models  # noqa: E402  (and registers export-model)
-from search import _cli_dashboard  # noqa: E402,F401  (registers dashboard)
-from search import _cli_scale  # noqa: E402,F401  (registers storage-proxy)
-from search import _cli_queue  # noqa: E402,F401  (registers submit, queue, stop, resume, agent)
+from . import _cli_admin  # noqa: E402,F401  (registers export, delete, doctor)
+from ._cli_final import print_final_models  # noqa: E402  (and registers export-model)
+from . import _cli_dashboard  # noqa: E402,F401  (registers dashboard)
+from . import _cli_scale  # noqa: E402,F401  (registers storage-proxy)
+from . import _cli_queue  # noqa: E402,F401  (registers submit, queue, stop, resume, agent)
 
 
 def main() -> None:

@@ -64,7 +64,7 @@ def study_file(tmp_path: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def small_digits():
-    from models import load_dataset
+    from digitune.models import load_dataset
 
     return load_dataset("digits", limit=300)
 

@@ -20,7 +20,7 @@ from optuna.distributions import (
 from optuna.trial import TrialState, create_trial
 from typer.testing import CliRunner
 
-from search import (
+from digitune.search import (
     Check,
     delete_study,
     export_data,
@@ -28,7 +28,7 @@ from search import (
     run_checks,
     write_export,
 )
-from search.cli import app
+from digitune.search.cli import app
 
 runner = CliRunner()
 
@@ -199,10 +199,10 @@ def test_doctor_on_a_good_storage(db):
 
 
 def test_doctor_json(db, tmp_path, monkeypatch):
-    import models._data
+    import digitune.models._data
 
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
-    monkeypatch.setattr(models._data, "FASHION_MNIST_DIR", tmp_path / "no-fashion")
+    monkeypatch.setattr(digitune.models._data, "FASHION_MNIST_DIR", tmp_path / "no-fashion")
     result = runner.invoke(app, ["doctor", "--storage", db, "--json"])
     assert result.exit_code == 0, result.output
     rows = json.loads(result.stdout)

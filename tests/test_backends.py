@@ -8,7 +8,7 @@ import optuna
 import pytest
 
 from conftest import run_cli, write_study
-from search import FINISHED
+from digitune.search import FINISHED
 
 pytestmark = pytest.mark.slow
 

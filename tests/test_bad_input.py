@@ -24,7 +24,7 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import digitune_exe, run_cli, write_study
-from search.cli import app
+from digitune.search.cli import app
 
 runner = CliRunner()
 

@@ -18,8 +18,8 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import digitune_exe, run_cli, write_study
-from search import open_storage
-from search.cli import app
+from digitune.search import open_storage
+from digitune.search.cli import app
 
 pytestmark = pytest.mark.slow
 

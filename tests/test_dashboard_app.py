@@ -142,7 +142,7 @@ def test_an_empty_storage_says_there_are_no_studies_yet(tmp_path, monkeypatch):
 
 
 def test_storage_comes_from_the_arguments_then_the_environment(monkeypatch):
-    from dashboard import storage_url
+    from digitune.dashboard import storage_url
 
     monkeypatch.setenv("DIGITUNE_STORAGE", "sqlite:///env.db")
     assert storage_url(["--storage", "sqlite:///x.db"]) == "sqlite:///x.db"

@@ -151,7 +151,7 @@ def test_dashboard_help_and_defaults(tmp_path):
 
 
 def test_a_password_stays_off_the_command_line():
-    from search._cli_dashboard import streamlit_command
+    from digitune.search._cli_dashboard import streamlit_command
 
     command, env = streamlit_command("postgresql+psycopg://u:s3cret@db/x", "127.0.0.1", 8501)
     assert not any("s3cret" in part for part in command) and env["DIGITUNE_STORAGE"].endswith("@db/x")
@@ -159,5 +159,5 @@ def test_a_password_stays_off_the_command_line():
     assert "--storage" not in command and env["DIGITUNE_STORAGE"] == "sqlite:///a.db"
     assert command[command.index("--server.address") + 1] == "127.0.0.1"
     assert command[command.index("--server.port") + 1] == "9000"
-    assert command[1:4] == ["-m", "streamlit", "run"] and command[4].endswith(os.path.join("dashboard", "app.py"))
+    assert command[1:5] == ["-P", "-m", "streamlit", "run"] and command[5].endswith(os.path.join("dashboard", "app.py"))
     assert shutil.which(command[0]) or Path(command[0]).exists()

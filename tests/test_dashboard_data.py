@@ -20,7 +20,7 @@ import pytest
 from optuna.trial import TrialState
 
 from conftest import write_study
-from search import load_spec, open_storage, run_study, spec_from_dict
+from digitune.search import load_spec, open_storage, run_study, spec_from_dict
 
 _BUILT: dict[str, "DashboardDB"] = {}
 FAIL_REASON = "TrainingError: the loss became NaN at epoch 1; try a lower learning rate"
@@ -93,7 +93,7 @@ def dashboard_db(tmp_path_factory, small_digits) -> DashboardDB:
 
 @pytest.fixture(scope="module")
 def reader(dashboard_db):
-    from dashboard import Reader
+    from digitune.dashboard import Reader
 
     return Reader.open(dashboard_db.url)
 
@@ -159,7 +159,7 @@ def test_trial_records_match_optuna(reader, dashboard_db):
 
 
 def test_learning_curves_come_from_the_stored_curves_or_the_reported_epochs(reader):
-    from dashboard import learning_curves
+    from digitune.dashboard import learning_curves
 
     data = reader.study("tiny")
     curves = {c["number"]: c for c in learning_curves(data)}
@@ -173,7 +173,7 @@ def test_learning_curves_come_from_the_stored_curves_or_the_reported_epochs(read
 
 
 def test_refresh_reads_only_unfinished_and_new_trials(tmp_path):
-    from dashboard import Reader
+    from digitune.dashboard import Reader
 
     url = f"sqlite:///{tmp_path / 'live.db'}"
     study = optuna.create_study(study_name="live", storage=open_storage(url, heartbeat=False))
@@ -198,7 +198,7 @@ def test_refresh_reads_only_unfinished_and_new_trials(tmp_path):
 
 
 def test_workers_count_as_running_by_heartbeat_else_by_a_recent_start(tmp_path):
-    from dashboard import RECENT_START_SECONDS, Reader, trial_alive
+    from digitune.dashboard import RECENT_START_SECONDS, Reader, trial_alive
 
     now = dt.datetime(2030, 1, 1, 12, 0, 0)
     minutes = lambda m: now - dt.timedelta(minutes=m)  # noqa: E731
@@ -221,7 +221,7 @@ def test_workers_count_as_running_by_heartbeat_else_by_a_recent_start(tmp_path):
 
 
 def test_a_missing_sqlite_file_is_empty_and_not_created(tmp_path):
-    from dashboard import Reader
+    from digitune.dashboard import Reader
 
     path = tmp_path / "nothing" / "here.db"
     reader = Reader.open(f"sqlite:///{path}")
@@ -232,14 +232,14 @@ def test_a_missing_sqlite_file_is_empty_and_not_created(tmp_path):
 
 
 def test_passwords_are_never_shown():
-    from dashboard import Reader
+    from digitune.dashboard import Reader
 
     reader = Reader(None, url="postgresql+psycopg://alice:s3cret@db.example/studies")
     assert "s3cret" not in reader.display_url and "***" in reader.display_url
 
 
 def test_model_layers_rebuild_the_trials_model(reader):
-    from dashboard import model_layers
+    from digitune.dashboard import model_layers
 
     data = reader.study("tiny")
     one_per_family = {r["family"]: r for r in data.records if r["model_config"] and r["state"] == "complete"}
@@ -256,7 +256,7 @@ def test_model_layers_rebuild_the_trials_model(reader):
 
 
 def test_history_marks_baselines_best_line_and_log_axis(reader):
-    from dashboard import history_figure
+    from digitune.dashboard import history_figure
 
     data = reader.study("tiny")
     fig = history_figure(data)
@@ -279,7 +279,7 @@ def test_history_marks_baselines_best_line_and_log_axis(reader):
 
 
 def test_curves_style_pruned_and_running_trials_apart_and_filter_top_k(reader):
-    from dashboard import curves_figure, learning_curves
+    from digitune.dashboard import curves_figure, learning_curves
 
     data = reader.study("tiny")
     curves = learning_curves(data)
@@ -300,7 +300,7 @@ def test_curves_style_pruned_and_running_trials_apart_and_filter_top_k(reader):
 
 
 def test_families_and_accuracy_vs_params(reader):
-    from dashboard import families_figure, params_figure
+    from digitune.dashboard import families_figure, params_figure
 
     data = reader.study("tiny")
     complete = [r for r in data.records if r["state"] == "complete"]
@@ -316,7 +316,7 @@ def test_families_and_accuracy_vs_params(reader):
 
 
 def test_pareto_front_greys_infeasible_trials(reader):
-    from dashboard import pareto_figure
+    from digitune.dashboard import pareto_figure
 
     data = reader.study("pareto")
     traces = {t.name: t for t in pareto_figure(data).data}
@@ -328,7 +328,7 @@ def test_pareto_front_greys_infeasible_trials(reader):
 
 
 def test_timeline_has_a_bar_per_started_trial_coloured_by_state(reader):
-    from dashboard import timeline_figure
+    from digitune.dashboard import timeline_figure
 
     data = reader.study("tiny")
     fig = timeline_figure(data)
@@ -341,7 +341,7 @@ def test_trials_table_filters_and_csv(reader):
     import csv
     import io
 
-    from dashboard import table_csv, trials_table
+    from digitune.dashboard import table_csv, trials_table
 
     data = reader.study("tiny")
     rows = trials_table(data)
@@ -356,7 +356,7 @@ def test_trials_table_filters_and_csv(reader):
 
 
 def test_optuna_plots_or_a_friendly_message(reader):
-    from dashboard import OPTUNA_PLOTS, optuna_figure
+    from digitune.dashboard import OPTUNA_PLOTS, optuna_figure
 
     for name in ("tiny", "pareto"):
         data = reader.study(name)
@@ -372,7 +372,7 @@ def test_optuna_plots_or_a_friendly_message(reader):
 
 
 def test_importances_within_a_family_use_only_its_trials(reader):
-    from dashboard import family_importances
+    from digitune.dashboard import family_importances
 
     data = reader.study("pareto")
     for family in {r["family"] for r in data.records if r["state"] == "complete"}:
@@ -388,7 +388,7 @@ def test_importances_within_a_family_use_only_its_trials(reader):
 
 
 def test_class_report_figures():
-    from dashboard import confusion_figure, per_class_figure
+    from digitune.dashboard import confusion_figure, per_class_figure
 
     matrix = [[5 if i == j else 0 for j in range(10)] for i in range(10)]
     heat = confusion_figure(matrix).data[0]
@@ -397,7 +397,7 @@ def test_class_report_figures():
 
 
 def test_every_page_function_leaves_the_database_untouched(reader, dashboard_db):
-    from dashboard import (OPTUNA_PLOTS, compare_figure, compare_rows, curves_figure, families_figure,
+    from digitune.dashboard import (OPTUNA_PLOTS, compare_figure, compare_rows, curves_figure, families_figure,
                            history_figure, learning_curves, optuna_figure, params_figure, pareto_figure,
                            study_summary, timeline_figure, trial_curves_figure, trials_table)
 
@@ -449,7 +449,7 @@ def test_parallel_plot_sample_is_evenly_spaced_complete_trials(reader):
 
 
 def test_importance_figure_ranks_optuna_importances(reader):
-    from dashboard import optuna_figure
+    from digitune.dashboard import optuna_figure
 
     data = reader.study("tiny")
     fig, message = optuna_figure("importance", data.optuna_study, objective_name="val_accuracy")

@@ -11,9 +11,9 @@ from pathlib import Path
 import optuna
 import pytest
 
-from dashboard._launch import (LaunchFolderError, launch_folder, live_agents, start_agent, study_from_fields,
+from digitune.dashboard._launch import (LaunchFolderError, launch_folder, live_agents, start_agent, study_from_fields,
                                submit_definition)
-from search import FINISHED, SpecError, open_storage, queue_entries, queue_entry, stop
+from digitune.search import FINISHED, SpecError, open_storage, queue_entries, queue_entry, stop
 
 pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest  # noqa: E402
@@ -221,7 +221,7 @@ def test_the_default_launch_folder_is_private_to_its_user(tmp_path, monkeypatch)
 
 
 def test_the_study_submitted_is_the_one_parsed_even_if_its_file_is_swapped(tmp_path, monkeypatch):
-    import dashboard._launch as launch
+    import digitune.dashboard._launch as launch
 
     url = f"sqlite:///{tmp_path / 's.db'}"
     write = launch._write_atomically

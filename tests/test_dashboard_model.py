@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from conftest import write_study
-from dashboard._model import (
+from digitune.dashboard._model import (
     MAX_UPLOAD_BYTES,
     UploadError,
     load_saved_model,
@@ -19,7 +19,7 @@ from dashboard._model import (
     predict_upload,
     submission_csv,
 )
-from search import ModelKeeper, artifact_dir, load_spec, open_storage, run_study
+from digitune.search import ModelKeeper, artifact_dir, load_spec, open_storage, run_study
 
 pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest  # noqa: E402

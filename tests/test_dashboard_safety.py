@@ -15,8 +15,8 @@ import pytest
 from PIL import Image
 
 from conftest import digitune_exe
-from search import open_storage, queue_entries
-from search._cli_dashboard import is_loopback
+from digitune.search import open_storage, queue_entries
+from digitune.search._cli_dashboard import is_loopback
 
 pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest  # noqa: E402

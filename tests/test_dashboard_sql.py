@@ -21,7 +21,7 @@ import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import FrozenTrial, TrialState, create_trial
 
-from search import open_storage
+from digitune.search import open_storage
 
 INF = float("inf")
 NAN = float("nan")
@@ -140,7 +140,7 @@ def study_id(storage, name: str) -> int:
 
 @pytest.mark.parametrize("name", ["single", "pareto", "decoy"])
 def test_sql_reads_the_same_trials_as_optuna(storage_url, name):
-    from dashboard._data import read_trials_sql
+    from digitune.dashboard._data import read_trials_sql
 
     storage = build(storage_url)
     sid = study_id(storage, name)
@@ -160,7 +160,7 @@ def test_sql_reads_the_same_trials_as_optuna(storage_url, name):
 
 
 def test_records_from_sql_equal_records_from_the_api(storage_url):
-    from dashboard import Reader, learning_curves, study_row
+    from digitune.dashboard import Reader, learning_curves, study_row
 
     build(storage_url)
     fast, slow = Reader.open(storage_url), Reader.open(storage_url, sql=False)
@@ -177,7 +177,7 @@ def test_records_from_sql_equal_records_from_the_api(storage_url):
 
 def test_datetimes_are_local_time_as_optuna_gives_them(storage_url, monkeypatch):
     """Optuna stores naive UTC and returns naive local time: so must the SQL reader, off UTC too."""
-    from dashboard._data import read_trials_sql
+    from digitune.dashboard._data import read_trials_sql
 
     monkeypatch.setenv("TZ", "America/St_Johns")  # UTC-3:30 (or -2:30): a whole-hour slip would show
     time.tzset()
@@ -198,8 +198,8 @@ def test_datetimes_are_local_time_as_optuna_gives_them(storage_url, monkeypatch)
 
 
 def test_refresh_reads_changes_as_optuna_sees_them(storage_url, monkeypatch):
-    import dashboard._data
-    from dashboard import Reader
+    import digitune.dashboard._data
+    from digitune.dashboard import Reader
 
     storage = build(storage_url)
     reader = Reader.open(storage_url)
@@ -223,7 +223,7 @@ def test_refresh_reads_changes_as_optuna_sees_them(storage_url, monkeypatch):
     check()
     study.tell(waiting, state=TrialState.PRUNED)
     # Beyond _MAX_ID_LIST unfinished trials the refresh reads from the oldest of them on: still exact.
-    monkeypatch.setattr(dashboard._data, "_MAX_ID_LIST", 0)
+    monkeypatch.setattr(digitune.dashboard._data, "_MAX_ID_LIST", 0)
     for _ in range(3):
         study.enqueue_trial({"epochs": 5})
     check()
@@ -233,7 +233,7 @@ def test_refresh_reads_changes_as_optuna_sees_them(storage_url, monkeypatch):
 
 
 def test_unfinished_ids_and_new_trials_only(storage_url):
-    from dashboard import read_trials
+    from digitune.dashboard import read_trials
 
     storage = build(storage_url)
     sid = study_id(storage, "single")
@@ -254,7 +254,7 @@ def test_unfinished_ids_and_new_trials_only(storage_url):
 def test_the_sql_reader_leaves_no_transaction_open_and_writes_nothing(storage_url):
     import sqlalchemy
 
-    from dashboard import Reader
+    from digitune.dashboard import Reader
 
     storage = build(storage_url)
     storage.engine.dispose()
@@ -289,7 +289,7 @@ def _snapshot(url: str) -> list[tuple]:
 
 
 def test_other_storages_are_read_through_the_api():
-    from dashboard import Reader
+    from digitune.dashboard import Reader
 
     storage = optuna.storages.InMemoryStorage()
     study = optuna.create_study(storage=storage, study_name="mem")
@@ -303,7 +303,7 @@ def test_sqlite_file_is_untouched(tmp_path):
     """On SQLite the file itself, not just its rows, stays as it was (no WAL checkpoint, no journal)."""
     import hashlib
 
-    from dashboard import Reader
+    from digitune.dashboard import Reader
 
     url = f"sqlite:///{tmp_path / 'ro.db'}"
     build(url).engine.dispose()

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from models._data import DataError, Dataset, DatasetInfo, load_dataset, read_images
+from digitune.models._data import DataError, Dataset, DatasetInfo, load_dataset, read_images
 
 REPO = Path(__file__).resolve().parents[1]
 N_PER_CLASS = 6  # 60 training images: enough for stratified 20 % / 30 % splits
@@ -267,13 +267,15 @@ def test_info_to_dict_is_json_friendly() -> None:
 
 def test_module_does_not_import_keras_or_sklearn() -> None:
     # commands that only read a study database import this module: keep them quick
-    # a bare package stands in for models/ so that its __init__ (which may import more) does not run
+    # bare packages stand in for digitune/ and models/ so that their __init__ (which may import more) does not run
     code = (
         "import importlib, sys, types\n"
-        "package = types.ModuleType('models')\n"
+        "root = types.ModuleType('digitune')\n"
+        f"root.__path__ = [{str(REPO / 'digitune')!r}]\n"
+        "package = types.ModuleType('digitune.models')\n"
         f"package.__path__ = [{str(REPO / 'models')!r}]\n"
-        "sys.modules['models'] = package\n"
-        "importlib.import_module('models._data')\n"
+        "sys.modules['digitune'], sys.modules['digitune.models'] = root, package\n"
+        "importlib.import_module('digitune.models._data')\n"
         "bad = [m for m in ('keras', 'tensorflow', 'sklearn') if m in sys.modules]\n"
         "assert not bad, bad\n"
     )
@@ -323,7 +325,7 @@ def test_fashion_mnist_with_folder(tmp_path: Path) -> None:
 def test_fashion_mnist_missing_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(DataError, match=r"nope: Fashion-MNIST folder not found; install it with `apt-get install dataset-fashion-mnist`"):
         load_dataset(f"fashion-mnist:{tmp_path / 'nope'}")
-    monkeypatch.setattr("models._data.FASHION_MNIST_DIR", tmp_path / "absent")
+    monkeypatch.setattr("digitune.models._data.FASHION_MNIST_DIR", tmp_path / "absent")
     with pytest.raises(DataError, match=r"absent: .*apt-get install dataset-fashion-mnist.*fashion-mnist:/path/to/folder"):
         load_dataset("fashion-mnist")
 
@@ -507,11 +509,11 @@ def test_a_named_pipe_among_the_images_is_refused(tmp_path: Path) -> None:
 
 
 def test_compressed_npz_inflating_past_the_cap_is_refused(tmp_path: Path, monkeypatch) -> None:
-    import models._data
+    import digitune.models._data
 
     x, y = make_images()
     np.savez_compressed(tmp_path / "z.npz", x_train=x, y_train=y)
-    monkeypatch.setattr(models._data, "MAX_INFLATED_BYTES", 5000)  # the arrays hold 6000 + 60 bytes
+    monkeypatch.setattr(digitune.models._data, "MAX_INFLATED_BYTES", 5000)  # the arrays hold 6000 + 60 bytes
     with pytest.raises(DataError, match=r"z\.npz: its compressed arrays inflate to \d+ bytes, more than the 5000"):
         load_dataset(tmp_path / "z.npz")
     np.savez(tmp_path / "plain.npz", x_train=x, y_train=y)  # uncompressed: its size is on disk already

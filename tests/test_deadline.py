@@ -10,9 +10,9 @@ import pytest
 from optuna.trial import TrialState
 
 from conftest import run_cli
-from search import Objective, load_spec, open_storage
-from search._deadline import STOPPED_ATTR
-from search._runner import make_pruner
+from digitune.search import Objective, load_spec, open_storage
+from digitune.search._deadline import STOPPED_ATTR
+from digitune.search._runner import make_pruner
 
 LONG_STUDY = """
 [study]

@@ -13,9 +13,9 @@ from optuna.trial import TrialState
 from typer.testing import CliRunner
 
 from conftest import run_cli, write_study
-from models import average_model, evaluate, load_model, predict_proba
-from search import ModelKeeper
-from search.cli import app
+from digitune.models import average_model, evaluate, load_model, predict_proba
+from digitune.search import ModelKeeper
+from digitune.search.cli import app
 from test_portable_models import _plain_keras
 
 pytestmark = pytest.mark.slow

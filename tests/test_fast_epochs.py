@@ -9,11 +9,11 @@ import keras
 import numpy as np
 import pytest
 
-import models
-from models import MLPConfig, TrainConfig, build_model, load_dataset, train
-from models import _epochs
-from models._fused import make_optimizer
-from models._recipe import learning_rate, loss_and_labels
+from digitune import models
+from digitune.models import MLPConfig, TrainConfig, build_model, load_dataset, train
+from digitune.models import _epochs
+from digitune.models._fused import make_optimizer
+from digitune.models._recipe import learning_rate, loss_and_labels
 
 pytestmark = pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="the fast epochs are TensorFlow's")
 
@@ -146,7 +146,7 @@ def test_a_cnn_without_batch_norm_trains_an_epoch_of_several_calls(digits):
     oneDNN's fused Conv2D+BiasAdd fails on one ("input depth must be evenly divisible by
     filter depth"), which failed every CNN trial without batch norm on Fashion-MNIST.
     """
-    from models import CNNConfig, ConvBlock
+    from digitune.models import CNNConfig, ConvBlock
 
     assert math.ceil(len(digits.x_train) / 2) > _epochs.FIRST_CALL_STEPS  # more than one call an epoch
     model = CNNConfig(blocks=(ConvBlock(filters=8, kernel_size=3, padding="same"),) * 2, dense_units=16)

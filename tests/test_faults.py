@@ -12,7 +12,7 @@ import pytest
 from optuna.trial import TrialState
 
 from conftest import digitune_exe, run_cli, write_study
-from search import FINISHED
+from digitune.search import FINISHED
 
 pytestmark = pytest.mark.slow
 
@@ -143,8 +143,8 @@ def test_a_study_deleted_while_it_is_created_stops_its_run_in_one_line(storage_u
 
 def test_a_study_deleted_right_after_its_creation_is_a_deleted_study(storage_url, small_digits, tmp_path):
     # The moment between the creator releasing the study's lock and writing the study's manifest.
-    from search import delete_study, load_spec, open_storage, open_study
-    from search._runner import StudyDeletedError
+    from digitune.search import delete_study, load_spec, open_storage, open_study
+    from digitune.search._runner import StudyDeletedError
 
     storage = open_storage(storage_url)
     spec = load_spec(write_study(tmp_path, "gone", family='"mlp"'))
@@ -169,8 +169,8 @@ def _waits_for_the_study_lock(proc: subprocess.Popen, url: str) -> bool:
 
 
 def test_delete_waits_while_a_study_is_being_created(storage_url, tmp_path):
-    from search import open_storage
-    from search._claim import study_lock
+    from digitune.search import open_storage
+    from digitune.search._claim import study_lock
 
     storage = open_storage(storage_url)
     optuna.create_study(study_name="making", storage=storage)

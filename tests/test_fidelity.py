@@ -10,9 +10,9 @@ import pytest
 from optuna.trial import TrialState, create_trial
 
 from conftest import run_cli
-from search import SpecError, load_spec, open_storage, open_study, run_study, spec_from_dict
-from search._fidelity import COST_ATTR, MIN_FINISHED, STEPS_ATTR, EpochCost, epoch_cost, next_step
-from search._runner import make_pruner
+from digitune.search import SpecError, load_spec, open_storage, open_study, run_study, spec_from_dict
+from digitune.search._fidelity import COST_ATTR, MIN_FINISHED, STEPS_ATTR, EpochCost, epoch_cost, next_step
+from digitune.search._runner import make_pruner
 
 FIDELITY_STUDY = """
 [study]
@@ -140,7 +140,7 @@ def _expensive_trial(tmp_path: Path, fidelity: str, digits) -> optuna.trial.Froz
 
 @pytest.fixture(scope="module")
 def digits600():
-    from models import load_dataset
+    from digitune.models import load_dataset
 
     return load_dataset("digits", limit=600)
 

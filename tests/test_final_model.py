@@ -12,7 +12,7 @@ from optuna.trial import TrialState
 from typer.testing import CliRunner
 
 from conftest import run_cli, write_study
-from search.cli import app
+from digitune.search.cli import app
 from test_data import make_identify, make_idx_dir, make_kaggle_dir, make_npz
 
 runner = CliRunner()

@@ -7,7 +7,6 @@ only do that for a change of output that is meant, and say so in the commit.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil

@@ -18,7 +18,7 @@ def _check(root: Path) -> subprocess.CompletedProcess:
 @pytest.fixture
 def copy(tmp_path):
     """The product packages and the allowlist, copied to a folder a case may break."""
-    for folder in ("search", "models", "dashboard", ".ci"):
+    for folder in ("digitune", "search", "models", "dashboard", ".ci"):
         shutil.copytree(REPO / folder, tmp_path / folder, ignore=shutil.ignore_patterns("__pycache__"))
     return tmp_path
 
@@ -61,3 +61,18 @@ def test_an_allowlisted_offender_may_not_grow_and_a_mended_one_must_leave_the_li
     stderr = _check(copy).stderr
     assert "modules: search/_runner.py grew to" in stderr
     assert "modules: search/_spec.py no longer offends; delete its entry" in stderr
+
+
+def test_an_import_without_the_digitune_root_is_caught_in_tests_too(copy):
+    (copy / "tests").mkdir()
+    (copy / "tests" / "test_x.py").write_text("import models\nfrom search._spec import load_spec\n")
+    stderr = _check(copy).stderr
+    assert "bare imports: tests/test_x.py: models (name the root" in stderr
+    assert "bare imports: tests/test_x.py: search._spec" in stderr
+
+
+def test_a_package_folder_pyproject_does_not_install_is_caught(copy):
+    shutil.copy(REPO / "pyproject.toml", copy / "pyproject.toml")
+    (copy / "search" / "loop").mkdir()
+    (copy / "search" / "loop" / "__init__.py").write_text("")
+    assert "packages: digitune.search.loop (add it to [tool.setuptools] packages" in _check(copy).stderr

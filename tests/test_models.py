@@ -14,8 +14,8 @@ import keras
 import numpy as np
 import pytest
 
-import models
-from models import (
+from digitune import models
+from digitune.models import (
     ACTIVATIONS,
     INITIALIZERS,
     OPTIMIZERS,
@@ -655,7 +655,7 @@ def test_fused_optimizers_train_exactly_as_keras_own(name, kwargs):
     # One TensorFlow kernel per variable instead of Keras' ~20 operations, with the same arithmetic.
     if keras.backend.backend() != "tensorflow":
         pytest.skip("the fused updates are TensorFlow kernels")
-    from models import _fused
+    from digitune.models import _fused
 
     plain, fused = getattr(keras.optimizers, name), getattr(_fused, f"Fused{name}")
     expected = _weights_after_training(plain(learning_rate=0.01, **kwargs))
@@ -674,7 +674,7 @@ def test_fused_optimizers_trace_one_kernel_per_variable(name, kernel):
         pytest.skip("the fused updates are TensorFlow kernels")
     import tensorflow as tf
 
-    from models import _fused
+    from digitune.models import _fused
 
     def traced_ops(cls) -> list[str]:
         optimizer = cls(learning_rate=0.01, **({"momentum": 0.9} if name == "SGD" else {}))
@@ -735,10 +735,10 @@ def test_importing_models_keeps_tensorflows_start_up_notices_off_stderr():
     plain = _import_keras_stderr("pass", "3")
     if "oneDNN custom operations are on" not in plain:
         pytest.skip("this TensorFlow build prints no oneDNN notice here (oneDNN is off on this CPU)")
-    quiet = _import_keras_stderr("import models", "3")
+    quiet = _import_keras_stderr("import digitune.models", "3")
     assert quiet.strip() == "imported tensorflow", quiet
     # Asked for every log line, it filters nothing.
-    assert "oneDNN custom operations are on" in _import_keras_stderr("import models", "0")
+    assert "oneDNN custom operations are on" in _import_keras_stderr("import digitune.models", "0")
 
 
 def test_filtered_stderr_passes_on_every_other_line():
@@ -746,7 +746,7 @@ def test_filtered_stderr_passes_on_every_other_line():
     import subprocess
     import sys
 
-    code = ("import os; from models._quiet import filtered_stderr\n"
+    code = ("import os; from digitune.models._quiet import filtered_stderr\n"
             "with filtered_stderr():\n"
             "    os.write(2, b'I0000 port.cc:153] oneDNN custom operations are on. You may see\\n')\n"
             "    os.write(2, b'a real warning\\n')\n"

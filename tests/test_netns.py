@@ -22,7 +22,7 @@ from optuna.trial import TrialState
 
 from _pgserver import PgServer
 from conftest import digitune_exe, run_cli, wait_for, write_study
-from search import FINISHED
+from digitune.search import FINISHED
 
 pytestmark = pytest.mark.slow
 

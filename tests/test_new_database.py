@@ -26,7 +26,7 @@ pytestmark = pytest.mark.slow
 PROCESSES = 6
 OPEN_STORAGE = """
 import sys, time
-from search import open_storage
+from digitune.search import open_storage
 start = float(sys.argv[2])
 time.sleep(max(0.0, start - time.time()))
 open_storage(sys.argv[1])
@@ -34,8 +34,8 @@ print("opened")
 """
 OPEN_STUDY = """
 import sys, time
-from models import load_dataset
-from search import load_spec, open_storage, open_study
+from digitune.models import load_dataset
+from digitune.search import load_spec, open_storage, open_study
 spec = load_spec(sys.argv[3])
 data = load_dataset(spec.data.source, **spec.data.load_kwargs())
 start = float(sys.argv[2])

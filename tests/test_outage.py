@@ -22,7 +22,7 @@ import pytest
 from optuna.trial import TrialState
 
 from conftest import digitune_exe, run_cli, wait_for, write_study
-from search import FINISHED
+from digitune.search import FINISHED
 
 pytestmark = pytest.mark.slow
 
@@ -189,9 +189,9 @@ def test_a_trial_no_worker_holds_is_adopted_then_failed_after_the_grace_period(p
     # What a claim whose reply was lost leaves behind: a running trial that never sent a heartbeat.
     import warnings
 
-    from search import open_storage
-    from search._claim import fail_stale_trials
-    from search._reconnect import adopt_orphans
+    from digitune.search import open_storage
+    from digitune.search._claim import fail_stale_trials
+    from digitune.search._reconnect import adopt_orphans
 
     monkeypatch.setenv("DIGITUNE_HEARTBEAT_INTERVAL", "1")
     monkeypatch.setenv("DIGITUNE_GRACE_PERIOD", "1")

@@ -15,8 +15,8 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import digitune_exe, write_study
-from models import MLPConfig, TrainConfig, load_model, predict_proba, save_model, train
-from search.cli import app
+from digitune.models import MLPConfig, TrainConfig, load_model, predict_proba, save_model, train
+from digitune.search.cli import app
 
 pytestmark = pytest.mark.slow
 runner = CliRunner()
@@ -44,7 +44,7 @@ sys.meta_path[:] = [f for f in sys.meta_path if not editable(f)]
 sys.path_hooks[:] = [h for h in sys.path_hooks if not editable(h)]
 sys.path[:] = [p for p in sys.path if not in_repo(p)]
 sys.path_importer_cache.clear()
-for name in ("search", "models", "dashboard"):
+for name in ("digitune", "search", "models", "dashboard"):
     assert importlib.util.find_spec(name) is None, f"{name} is still importable"
     try:
         importlib.import_module(name)
@@ -140,7 +140,7 @@ def test_exports_kept_models_and_dashboard_downloads_load_in_plain_keras(tmp_pat
     number, artifact_id = next(iter(study.user_attrs["saved_models"].items()))
     kept = tmp_path / "studies-artifacts" / artifact_id
 
-    from dashboard._model import load_saved_model
+    from digitune.dashboard._model import load_saved_model
 
     download = tmp_path / "download.keras"
     download.write_bytes(load_saved_model(url, study._storage, "portable", int(number)).keras_bytes)
@@ -181,7 +181,7 @@ def test_workers_print_no_tensorflow_notices(tmp_path):
 
 def test_the_notice_check_sees_tensorflow_notices_when_they_are_asked_for(tmp_path):
     # TF_CPP_MIN_LOG_LEVEL=0 asks for everything: the same check must then find TensorFlow's notices.
-    result = subprocess.run([sys.executable, "-c", "import models, tensorflow"], cwd=tmp_path,
+    result = subprocess.run([sys.executable, "-c", "import digitune.models, tensorflow"], cwd=tmp_path,
                             env=_console_env(TF_CPP_MIN_LOG_LEVEL="0"), capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert any(NOTICE.search(line) for line in result.stderr.splitlines()), result.stderr
@@ -193,7 +193,7 @@ def test_held_stderr_drops_tensorflow_records_below_the_log_level(tmp_path):
              b"E0000 00:00:1796110623.950000    7470 cuda_dnn.cc:8579] Unable to register cuDNN factory\n",
              b"W0000 00:00:1796110624.000000    7470 gpu_device.cc:2344] Cannot dlopen some GPU libraries.\n",
              b"a real warning\n"]
-    code = ("import os\nfrom models._quiet import filtered_stderr\nwith filtered_stderr():\n"
+    code = ("import os\nfrom digitune.models._quiet import filtered_stderr\nwith filtered_stderr():\n"
             + "".join(f"    os.write(2, {line!r})\n" for line in lines))
     shown = {}
     for level in ("2", "3"):

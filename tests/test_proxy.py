@@ -13,10 +13,10 @@ import optuna
 import pytest
 from typer.testing import CliRunner
 
-import search._storage
+import digitune.search._storage
 from conftest import digitune_exe, run_cli, write_study
-from search import StorageError, open_storage, resolve_storage_url
-from search.cli import app
+from digitune.search import StorageError, open_storage, resolve_storage_url
+from digitune.search.cli import app
 from test_postgres import check_shared_study, start_workers, wait_workers
 
 pytestmark = pytest.mark.slow
@@ -50,13 +50,13 @@ def test_grpc_urls_resolve_and_open(monkeypatch):
     assert resolve_storage_url("grpc://127.0.0.1:13000") == "grpc://127.0.0.1:13000"
     monkeypatch.setenv("DIGITUNE_STORAGE", "grpc://10.0.0.5:13001")
     assert resolve_storage_url(None) == "grpc://10.0.0.5:13001"
-    assert search._storage.grpc_address("grpc://proxy") == ("proxy", 13000)
-    assert search._storage.grpc_address("grpc://[::1]:99") == ("[::1]", 99)
-    assert search._storage.grpc_address("sqlite:///x.db") is None
+    assert digitune.search._storage.grpc_address("grpc://proxy") == ("proxy", 13000)
+    assert digitune.search._storage.grpc_address("grpc://[::1]:99") == ("[::1]", 99)
+    assert digitune.search._storage.grpc_address("sqlite:///x.db") is None
     with pytest.raises(StorageError, match=r"storage URL 'grpc://h:port' has a bad port 'port'; use grpc://HOST:PORT"):
         open_storage("grpc://h:port")
 
-    monkeypatch.setattr(search._storage, "CONNECT_TIMEOUT", 1)
+    monkeypatch.setattr(digitune.search._storage, "CONNECT_TIMEOUT", 1)
     port = _free_port()  # nothing listens there
     started = time.monotonic()
     result = runner.invoke(app, ["studies", "--storage", f"grpc://127.0.0.1:{port}"])

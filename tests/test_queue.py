@@ -21,7 +21,7 @@ import pytest
 from optuna.trial import TrialState
 
 from conftest import digitune_exe, run_cli, wait_for, write_study
-from search import FINISHED
+from digitune.search import FINISHED
 
 pytestmark = pytest.mark.slow
 

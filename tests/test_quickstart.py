@@ -8,7 +8,7 @@ import optuna
 import pytest
 
 from conftest import run_cli
-from search import FINISHED
+from digitune.search import FINISHED
 
 pytestmark = pytest.mark.slow
 QUICKSTART = Path(__file__).resolve().parent.parent / "studies" / "quickstart.toml"

@@ -8,8 +8,8 @@ import keras
 import numpy as np
 import pytest
 
-from models import CNNConfig, ConvBlock, MLPConfig, TrainConfig, build_model, load_dataset, train
-from models._recipe import REFERENCE_BATCH, augmentation, learning_rate, peak_learning_rate
+from digitune.models import CNNConfig, ConvBlock, MLPConfig, TrainConfig, build_model, load_dataset, train
+from digitune.models._recipe import REFERENCE_BATCH, augmentation, learning_rate, peak_learning_rate
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +84,7 @@ def test_fused_weight_decay_under_a_schedule_matches_keras(name):
         pytest.skip("the fused optimizers are TensorFlow's")
     import tensorflow as tf
 
-    from models import _fused
+    from digitune.models import _fused
 
     def run(cls):
         schedule = keras.optimizers.schedules.CosineDecay(0.1, decay_steps=10, warmup_target=0.2, warmup_steps=3)

@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from conftest import digitune_exe, run_cli, write_study
-from search import FINISHED, redact
+from digitune.search import FINISHED, redact
 
 pytestmark = pytest.mark.slow
 PASSWORD = "S3cr@t:p/w#x"  # '@', ':', '/' and '#': percent-encoded in the URL, raw in what a parser gives back
@@ -154,7 +154,7 @@ def test_agent_processes_get_the_storage_in_their_environment(tmp_path, secret_u
 
 
 def test_an_agent_the_dashboard_starts_keeps_the_storage_off_command_lines(tmp_path, secret_url):
-    from dashboard._launch import start_agent
+    from digitune.dashboard._launch import start_agent
 
     agent = start_agent(secret_url, workers=2, folder=tmp_path)
     try:

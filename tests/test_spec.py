@@ -7,8 +7,8 @@ from pathlib import Path
 import optuna
 import pytest
 
-from models import CNNConfig, MLPConfig
-from search import (
+from digitune.models import CNNConfig, MLPConfig
+from digitune.search import (
     DEFAULT_STORAGE,
     SpecError,
     load_spec,
@@ -17,7 +17,7 @@ from search import (
     sample_configs,
     spec_from_dict,
 )
-from search._spec import Choice, Range
+from digitune.search._spec import Choice, Range
 
 STUDIES = Path(__file__).resolve().parent.parent / "studies"
 
@@ -36,7 +36,7 @@ def test_shipped_study_files_parse(name):
 @pytest.mark.parametrize(("name", "shape"), [("quickstart.toml", (8, 8)), ("digits.toml", (8, 8)),
                                              ("fashion.toml", (28, 28)), ("small-digits.toml", (8, 8))])
 def test_every_shipped_study_starts_from_configs_that_build(name, shape):
-    from search._space import default_params, sample_configs
+    from digitune.search._space import default_params, sample_configs
 
     spec = load_spec(STUDIES / name)
     starts = default_params(spec, shape)
@@ -183,10 +183,10 @@ def test_redact_hides_passwords():
 
 def test_the_space_is_derived_from_the_config_knobs():
     """Each config field declared with ``knob`` is a study-file key, with its bounds and its start."""
-    from models import MODEL_CONFIGS, TrainConfig
+    from digitune.models import MODEL_CONFIGS, TrainConfig
 
-    from search._runner import grid_search_space
-    from search._space import default_params
+    from digitune.search._runner import grid_search_space
+    from digitune.search._space import default_params
 
     spec = spec_from_dict({"study": {"name": "k"}})
     assert set(spec.space) == {"family", *TrainConfig.search_knobs()}

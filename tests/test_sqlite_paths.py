@@ -15,7 +15,7 @@ import pytest
 from optuna.trial import TrialState
 
 from conftest import digitune_exe, write_study
-from search import FINISHED
+from digitune.search import FINISHED
 
 pytestmark = pytest.mark.slow
 

@@ -15,9 +15,9 @@ import time
 import optuna
 from optuna.trial import TrialState
 
-from search._claim import fail_stale_trials, is_stale_failure
-from search._runner import _tell
-from search._storage import open_storage
+from digitune.search._claim import fail_stale_trials, is_stale_failure
+from digitune.search._runner import _tell
+from digitune.search._storage import open_storage
 
 
 def test_a_result_told_after_another_worker_failed_the_trial_is_dropped(tmp_path, monkeypatch):

@@ -10,9 +10,9 @@ import pytest
 from optuna.trial import TrialState
 
 from conftest import write_study
-from models import build_model, model_config_from_dict
-from search._runner import MAX_CONSECUTIVE_FAILURES
-from search import FINISHED, SpecError, load_spec, open_storage, run_study, spec_from_dict, stored_spec
+from digitune.models import build_model, model_config_from_dict
+from digitune.search._runner import MAX_CONSECUTIVE_FAILURES
+from digitune.search import FINISHED, SpecError, load_spec, open_storage, run_study, spec_from_dict, stored_spec
 
 CURVES = ("loss", "accuracy", "val_loss", "val_accuracy", "epoch_seconds")
 
@@ -79,7 +79,7 @@ def test_study_file_that_disagrees_with_stored_study_is_refused(tmp_path, storag
 
 
 def test_other_data_is_refused(tmp_path, storage, small_digits):
-    from models import load_dataset
+    from digitune.models import load_dataset
 
     spec = load_spec(write_study(tmp_path, trials=1, family='"mlp"'))
     run_study(spec, storage, dataset=small_digits)

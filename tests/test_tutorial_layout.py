@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from conftest import run_cli, write_study
-from models import DataError, load_dataset, read_images
+from digitune.models import DataError, load_dataset, read_images
 from test_data import check_dataset, make_images, save_png
 
 SIDE = 28

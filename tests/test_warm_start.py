@@ -6,9 +6,9 @@ import optuna
 import pytest
 
 from conftest import run_cli, write_study
-from models import CNNConfig, ConvBlock, MLPConfig, TrainConfig
-from search import spec_from_dict
-from search._space import move_into_space
+from digitune.models import CNNConfig, ConvBlock, MLPConfig, TrainConfig
+from digitune.search import spec_from_dict
+from digitune.search._space import move_into_space
 
 SPACE = {"study": {"name": "b"}, "space": {
     "family": ["mlp", "cnn"], "epochs": {"low": 3, "high": 12}, "batch_size": [32, 64, 128],

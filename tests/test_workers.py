@@ -14,8 +14,8 @@ import optuna
 import pytest
 
 from conftest import digitune_exe, run_cli, write_study
-from search import FINISHED
-from search._workers import WorkerLayoutError, available_cpus, plan_workers
+from digitune.search import FINISHED
+from digitune.search._workers import WorkerLayoutError, available_cpus, plan_workers
 
 
 def test_cpu_workers_share_the_cores():
