@@ -76,3 +76,18 @@ def test_a_package_folder_pyproject_does_not_install_is_caught(copy):
     (copy / "search" / "loop").mkdir()
     (copy / "search" / "loop" / "__init__.py").write_text("")
     assert "packages: digitune.search.loop (add it to [tool.setuptools] packages" in _check(copy).stderr
+
+
+@pytest.mark.slow
+def test_the_wheel_installs_one_top_level_package_digitune(tmp_path):
+    pytest.importorskip("setuptools", reason="building the wheel here needs setuptools in this Python")
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", str(REPO), "--no-deps", "--no-build-isolation",
+                            "-q", "-w", str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert built.returncode == 0, built.stderr
+    import zipfile
+
+    (wheel,) = tmp_path.glob("digitune-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert {name.split("/")[0] for name in names} == {"digitune", wheel.name.split("-py")[0] + ".dist-info"}
+    for room in ("search/cli.py", "models/_train.py", "dashboard/app.py", "__main__.py"):
+        assert f"digitune/{room}" in names
