@@ -11,7 +11,10 @@ from ._lazy import lazy_getattr
 
 __version__ = "0.1.0"
 
-_LAZY: dict[str, str] = {}
+_LAZY: dict[str, str] = {name: ".api" for name in (
+    "run", "load_spec", "spec_from_dict", "load_dataset", "open_storage", "load_study", "trials", "trials_frame",
+    "export_model", "DataError", "Dataset", "ExportResult", "RunSummary", "SpecError", "StorageError", "StudyNotFoundError",
+    "StudySpec")}
 
 __all__ = ["__version__", *_LAZY]
 

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Optional
 import typer
 from rich.table import Table
 
-from ._cli_common import ArtifactsOption, StorageOption, app, out, user_errors
+from ._cli_common import ArtifactsOption, StorageOption, app, out, storage_from, user_errors
 
 
 @app.command("export-model")
@@ -31,9 +31,9 @@ def export_model(
     kept); --retrain always retrains; --ensemble K averages the K best saved models.
     """
     from . import ModelKeeper, artifact_dir, export_model as export, resolve_storage_url
-    from .cli import _study_with_data
+    from ._study_data import study_with_data
 
-    study, spec, data = _study_with_data(name, storage)
+    study, spec, data = study_with_data(name, storage_from(storage))
     keeper = ModelKeeper(artifact_dir(resolve_storage_url(storage), artifacts), spec.save_models)
     result = export(study, data, output, keeper, ensemble=ensemble, retrain=retrain)
     what = f"trial {result.trial}" if ensemble is None else result.kind

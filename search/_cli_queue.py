@@ -47,17 +47,13 @@ def submit(
                           "exists on the agents' machines.")] = None,
 ) -> None:
     """Store a study and its spec in the database for agents to run; returns at once, trains nothing here."""
-    from . import load_spec, redact, resolve_storage_url, spec_from_dict
+    from . import load_spec, redact, resolve_storage_url
+    from ._overrides import with_overrides
     from ._queue import submit as submit_study
 
     setup_logging()
-    spec = load_spec(study_file)
-    if trials or timeout or dataset:
-        data = spec.to_dict()
-        data["study"].update({k: v for k, v in {"trials": trials, "timeout": timeout}.items() if v})
-        if dataset:
-            data["data"]["source"] = dataset
-        spec = spec_from_dict(data, source=f"{study_file} (with command-line options)")
+    spec = with_overrides(load_spec(study_file), source=str(study_file), dataset=dataset, trials=trials,
+                          timeout=timeout)
     url = resolve_storage_url(storage)
     entry = submit_study(spec, storage_from(url), priority=priority)
     budget = f"{entry.trials} trials" + (f" or {entry.timeout:g} s" if entry.timeout else "")

@@ -61,19 +61,13 @@ def run(
     On a CPU machine it runs one single-thread worker per core by default: this process and
     worker processes beside it, all on the same study.
     """
-    from . import load_spec, spec_from_dict
+    from . import load_spec
+    from ._overrides import with_overrides
 
     setup_logging()
     storage = results_storage_url(storage)
-    spec = load_spec(study_file)
-    overrides = {"sampler": sampler, "pruner": pruner, "baselines": baselines, "start": start,
-                 "warm_start": warm_start}
-    if any(overrides.values()) or dataset:
-        data = spec.to_dict()
-        data["study"].update({k: v for k, v in overrides.items() if v})
-        if dataset:
-            data["data"]["source"] = dataset
-        spec = spec_from_dict(data, source=f"{study_file} (with command-line options)")
+    spec = with_overrides(load_spec(study_file), source=str(study_file), dataset=dataset, sampler=sampler,
+                          pruner=pruner, baselines=baselines, start=start, warm_start=warm_start)
     deadline = deadline_after(timeout or spec.timeout)  # one for every worker, from now
     from ._workers import plan_workers
 
@@ -306,18 +300,9 @@ def predict(
 
 def _study_with_data(name: str, storage: str | None, *, read_only: bool = False):
     """The study, its stored spec and the data it was run on (refused if the data changed)."""
-    from digitune.models import load_dataset
-    from . import SpecError, load_study, stored_spec
-    from ._schema import stored_dataset
+    from ._study_data import study_with_data
 
-    study = load_study(name, storage_from(storage, read_only=read_only))
-    spec = stored_spec(study)
-    data = load_dataset(spec.data.source, **spec.data.load_kwargs())
-    recorded = stored_dataset(study.user_attrs).get("fingerprint")
-    if recorded and recorded != data.info.fingerprint:
-        raise SpecError(f"study {name!r} was run on data with fingerprint {recorded}, but {data.info.source} now "
-                        f"has {data.info.fingerprint}; restore the study's data to export or predict")
-    return study, spec, data
+    return study_with_data(name, storage_from(storage, read_only=read_only))
 
 
 def _best_text(study) -> str:
