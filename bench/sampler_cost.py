@@ -28,7 +28,7 @@ _checkout.install()
 
 import optuna  # noqa: E402
 
-from digitune.search._runner import make_pruner, make_sampler  # noqa: E402
+from digitune.search._factories import make_pruner, make_sampler  # noqa: E402
 from digitune.search._space import sample_configs  # noqa: E402
 from digitune.search._spec import load_spec, spec_from_dict  # noqa: E402
 

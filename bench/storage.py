@@ -58,7 +58,8 @@ def worker(url: str, name: str, target: int, epochs: int) -> None:
     import optuna
 
     from digitune.search import open_storage
-    from digitune.search._runner import _run_one, _SlotLock
+    from digitune.search._claim import SlotLock
+    from digitune.search.loop._trials import _run_one
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     storage = open_storage(url)
@@ -66,7 +67,7 @@ def worker(url: str, name: str, target: int, epochs: int) -> None:
                               sampler=optuna.samplers.TPESampler(seed=os.getpid(), n_startup_trials=10),
                               pruner=optuna.pruners.HyperbandPruner(min_resource=1, max_resource=epochs))
     objective = TrivialObjective(epochs)
-    with _SlotLock(storage, name) as slots:
+    with SlotLock(storage, name) as slots:
         while (trial := slots.claim(study, target)) is not None:
             _run_one(study, storage, trial, objective)
 

@@ -18,7 +18,8 @@ from ._objective import Objective
 from ._queue import AGENTS_STUDY, QueueEntry, QueueError, list_agents, queue_entries, queue_entry, resume, stop, submit
 from ._report import list_studies, study_detail, trial_record
 from ._schema import DATASET_ATTR, MANIFEST_ATTR, SPEC_ATTR, stored_record
-from ._runner import FINISHED, RunSummary, count_finished, StudyNotFoundError, load_study, open_study, run_study, stored_spec
+from .loop import RunSummary, run_study
+from .study import FINISHED, StudyNotFoundError, count_finished, load_study, open_study, stored_spec
 from ._space import sample_configs
 from ._spec import PRUNERS, SAMPLERS, DataSpec, SpecError, StudySpec, load_spec, spec_from_dict
 from ._storage import DEFAULT_STORAGE, NoStudyDatabaseError, StorageError, open_storage, redact, resolve_storage_url

@@ -23,7 +23,7 @@ import optuna
 from optuna.trial import FrozenTrial
 
 from ._claim import study_lock
-from ._runner import load_study
+from .study import load_study
 from ._schema import SPEC_ATTR, stored_dataset, stored_record
 
 EXPORT_FORMATS = ("csv", "json")

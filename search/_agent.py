@@ -29,7 +29,8 @@ from digitune.models import DataError, Dataset, load_dataset
 from ._artifacts import ModelKeeper
 from ._queue import AgentRecord, QueueEntry, mark_ended, mark_started, queue_entries, queue_entry, state_of
 from ._reconnect import keep_reconnecting
-from ._runner import StudyNotFoundError, load_study, open_study, run_study, stored_spec
+from .loop import run_study
+from .study import StudyNotFoundError, load_study, open_study, stored_spec
 from ._schema import stored_dataset
 from ._signals import Interrupt
 from ._spec import SpecError, StudySpec

@@ -31,7 +31,9 @@ from optuna.trial import TrialState
 
 from ._artifacts import is_feasible
 from ._reconnect import passthrough
-from ._runner import AGENTS_STUDY, FINISHED, load_study, open_submitted, study_lock
+from ._claim import study_lock
+from ._schema import AGENTS_STUDY
+from .study import FINISHED, load_study, open_submitted
 from ._spec import SpecError, StudySpec
 from ._storage import GRACE_ENV, GRACE_SECONDS, HEARTBEAT_ENV, HEARTBEAT_SECONDS
 

@@ -10,7 +10,8 @@ from optuna.trial import FrozenTrial, TrialState
 
 from ._artifacts import is_feasible
 from ._final_records import final_summary
-from ._runner import AGENTS_STUDY, load_study
+from ._schema import AGENTS_STUDY
+from .study import load_study
 from ._schema import SPEC_ATTR, stored_dataset, stored_record
 
 

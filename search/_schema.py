@@ -13,6 +13,7 @@ from typing import Any
 SPEC_ATTR = "digitune_spec"
 DATASET_ATTR = "dataset"
 MANIFEST_ATTR = "manifest"
+AGENTS_STUDY = "digitune-agents"  # the agent registry (see _queue): a reserved study, not listed
 
 
 def stored_record(attrs: Mapping[str, Any], key: str) -> dict[str, Any]:

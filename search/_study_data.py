@@ -6,7 +6,7 @@ import optuna
 
 from digitune.models import Dataset, load_dataset
 
-from ._runner import load_study, stored_spec
+from .study import load_study, stored_spec
 from ._schema import stored_dataset
 from ._spec import SpecError, StudySpec
 

@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 
 from conftest import digitune_exe, run_cli, write_study
 from digitune.models import atomic_open, atomic_path, is_temporary, load_model, predict_proba
-from digitune.search._runner import MAX_CONSECUTIVE_FAILURES
+from digitune.search.loop import MAX_CONSECUTIVE_FAILURES
 from digitune.search.cli import app
 
 pytestmark = pytest.mark.slow

@@ -144,7 +144,7 @@ def test_a_study_deleted_while_it_is_created_stops_its_run_in_one_line(storage_u
 def test_a_study_deleted_right_after_its_creation_is_a_deleted_study(storage_url, small_digits, tmp_path):
     # The moment between the creator releasing the study's lock and writing the study's manifest.
     from digitune.search import delete_study, load_spec, open_storage, open_study
-    from digitune.search._runner import StudyDeletedError
+    from digitune.search.study import StudyDeletedError
 
     storage = open_storage(storage_url)
     spec = load_spec(write_study(tmp_path, "gone", family='"mlp"'))

@@ -44,7 +44,7 @@ def test_every_sampler_and_pruner_runs_through_the_cli(tmp_path, sampler, pruner
 @pytest.mark.parametrize("pruner_name", ["hyperband", "successive-halving"])
 @pytest.mark.parametrize(("high", "expected"), [(3, 1), (8, 2), (10, 3), (50, 3)])
 def test_hyperband_first_judges_trials_of_longer_studies_after_four_epochs(pruner_name, high, expected):
-    from digitune.search._runner import make_pruner
+    from digitune.search._factories import make_pruner
 
     spec = spec_from_dict({"study": {"name": "h", "pruner": pruner_name}, "data": {"source": "digits"},
                            "space": {"family": "mlp", "epochs": {"low": 1, "high": high}}})
@@ -60,7 +60,7 @@ def test_hyperband_first_judges_trials_of_longer_studies_after_four_epochs(prune
 @pytest.mark.parametrize(("train_images", "high", "expected"),
                          [(1257, 10, 3), (2000, 10, 2), (42000, 10, 1), (42000, 50, 1), (1257, 8, 2), (None, 10, 3)])
 def test_an_epoch_of_many_images_is_enough_to_judge_a_trial(train_images, high, expected):
-    from digitune.search._runner import make_pruner
+    from digitune.search._factories import make_pruner
 
     spec = spec_from_dict({"study": {"name": "h"}, "data": {"source": "digits"},
                            "space": {"family": "mlp", "epochs": {"low": 1, "high": high}}})
@@ -76,7 +76,7 @@ def test_a_study_on_larger_data_judges_its_trials_after_fewer_epochs(tmp_path, s
 
     import numpy as np
 
-    from digitune.search._runner import open_study
+    from digitune.search.study import open_study
 
     spec = spec_from_dict({"study": {"name": "many"}, "data": {"source": "digits", "limit": 300},
                            "space": {"family": "mlp", "epochs": {"low": 3, "high": 10}}})
@@ -101,7 +101,7 @@ def _count_trial_reads(storage: optuna.storages.BaseStorage) -> list[int]:
 
 def test_hyperband_reads_the_trials_fewer_times_while_tpe_draws_and_draws_the_same(tmp_path):
     """Under Optuna's Hyperband every parameter TPE draws reads all trials back more than once; digitune's less."""
-    from digitune.search._runner import make_pruner, make_sampler
+    from digitune.search._factories import make_pruner, make_sampler
     from digitune.search._space import sample_configs
 
     spec = spec_from_dict({"study": {"name": "h", "seed": 3, "sampler_options": {"n_startup_trials": 4}},

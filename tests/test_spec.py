@@ -185,7 +185,7 @@ def test_the_space_is_derived_from_the_config_knobs():
     """Each config field declared with ``knob`` is a study-file key, with its bounds and its start."""
     from digitune.models import MODEL_CONFIGS, TrainConfig
 
-    from digitune.search._runner import grid_search_space
+    from digitune.search._factories import grid_search_space
     from digitune.search._space import default_params
 
     spec = spec_from_dict({"study": {"name": "k"}})

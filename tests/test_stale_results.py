@@ -16,7 +16,7 @@ import optuna
 from optuna.trial import TrialState
 
 from digitune.search._claim import fail_stale_trials, is_stale_failure
-from digitune.search._runner import _tell
+from digitune.search.loop._trials import _tell
 from digitune.search._storage import open_storage
 
 

@@ -11,7 +11,7 @@ from optuna.trial import TrialState
 
 from conftest import write_study
 from digitune.models import build_model, model_config_from_dict
-from digitune.search._runner import MAX_CONSECUTIVE_FAILURES
+from digitune.search.loop import MAX_CONSECUTIVE_FAILURES
 from digitune.search import FINISHED, SpecError, load_spec, open_storage, run_study, spec_from_dict, stored_spec
 
 CURVES = ("loss", "accuracy", "val_loss", "val_accuracy", "epoch_seconds")
