@@ -26,7 +26,7 @@ import streamlit as st  # noqa: E402
 
 import tomllib  # noqa: E402
 
-from digitune.search import PRUNERS, SAMPLERS, SpecError, StorageError, list_agents, open_storage, queue_entries, resume, spec_from_dict, stop  # noqa: E402,E501
+from digitune.search import PRUNERS, SAMPLERS, SAVED_ATTR, SpecError, StorageError, list_agents, open_storage, queue_entries, resume, spec_from_dict, stop  # noqa: E402,E501
 
 from digitune.dashboard._data import (  # noqa: E402
     Reader,
@@ -445,7 +445,7 @@ def _submission(artifact: str, _saved: SavedModel) -> str:
 def _saved_model_section(reader: Reader, data: StudyData, record: dict[str, Any]) -> None:
     st.subheader("Saved model")
     number = record["number"]
-    artifact = (data.user_attrs.get("saved_models") or {}).get(str(number))
+    artifact = (data.user_attrs.get(SAVED_ATTR) or {}).get(str(number))
     if artifact is None:
         st.info("No saved model for this trial: digitune keeps the models of a study's best `save_models` "
                 "trials (export any trial's config with `digitune export-model`).")

@@ -17,7 +17,7 @@ from ._final import (
 from ._objective import Objective
 from ._queue import AGENTS_STUDY, QueueEntry, QueueError, list_agents, queue_entries, queue_entry, resume, stop, submit
 from ._report import list_studies, study_detail, trial_record
-from ._schema import DATASET_ATTR, MANIFEST_ATTR, SPEC_ATTR, stored_record
+from ._schema import DATASET_ATTR, MANIFEST_ATTR, SAVED_ATTR, SPEC_ATTR, stored_record
 from .loop import RunSummary, run_study
 from .study import FINISHED, StudyNotFoundError, count_finished, load_study, open_study, stored_spec
 from ._space import sample_configs
@@ -27,6 +27,7 @@ from ._storage import DEFAULT_STORAGE, NoStudyDatabaseError, StorageError, open_
 __all__ = [
     "DATASET_ATTR",
     "MANIFEST_ATTR",
+    "SAVED_ATTR",
     "SPEC_ATTR",
     "stored_record",
     "AGENTS_STUDY",

@@ -24,7 +24,7 @@ from optuna.trial import FrozenTrial
 
 from ._claim import study_lock
 from .study import load_study
-from ._schema import SPEC_ATTR, stored_dataset, stored_record
+from ._schema import FAIL_ATTR, SPEC_ATTR, stored_dataset, stored_record
 
 EXPORT_FORMATS = ("csv", "json")
 OK, WARN, FAIL = "ok", "warn", "fail"
@@ -65,7 +65,7 @@ def export_record(trial: FrozenTrial) -> dict[str, Any]:
         "params_count": attrs.get("params_count"),
         "train_seconds": attrs.get("train_seconds"),
         "epochs_run": attrs.get("epochs_run"),
-        "fail_reason": attrs.get("fail_reason"),
+        "fail_reason": attrs.get(FAIL_ATTR),
         "intermediate_values": {str(step): v for step, v in sorted(trial.intermediate_values.items())},
         "curves": stored_record(attrs, "curves"),
     })

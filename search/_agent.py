@@ -31,7 +31,7 @@ from ._queue import AgentRecord, QueueEntry, mark_ended, mark_started, queue_ent
 from ._reconnect import keep_reconnecting
 from .loop import run_study
 from .study import StudyNotFoundError, load_study, open_study, stored_spec
-from ._schema import stored_dataset
+from ._schema import data_changed
 from ._signals import Interrupt
 from ._spec import SpecError, StudySpec
 
@@ -193,12 +193,9 @@ class Agent:
         loaded = self._data[key]
         if isinstance(loaded, DataError):
             return self._refuse(name, f"cannot load its data {spec.data.source!r} on this machine: {loaded}")
-        recorded = stored_dataset(study.user_attrs).get("fingerprint")
-        if recorded and recorded != loaded.info.fingerprint:
-            return self._refuse(
-                name, f"its data {spec.data.source!r} here has fingerprint {loaded.info.fingerprint}, but the study "
-                      f"was run on {recorded}; give this machine the same data")
-        return loaded
+        changed = data_changed(study.user_attrs, loaded.info.fingerprint, study=name, source=spec.data.source,
+                               context="agent")
+        return self._refuse(name, changed) if changed else loaded
 
     def _refuse(self, name: str, reason: str) -> None:
         self.refused[name] = reason

@@ -29,9 +29,9 @@ from sqlalchemy.engine import make_url
 
 from digitune.models import atomic_open, is_temporary
 
+from ._schema import MODEL_ATTR, SAVED_ATTR
+
 ARTIFACTS_ENV = "DIGITUNE_ARTIFACTS"
-SAVED_ATTR = "saved_models"
-MODEL_ATTR = "model_artifact"
 OWNERS_FILE = ".digitune-storages"
 UNKNOWN_OWNER = "(a storage digitune cannot name)"
 STALE_SECONDS = 3600  # a temporary file this old belongs to no write still running

@@ -22,6 +22,7 @@ import optuna
 import sqlalchemy
 from optuna.trial import TrialState
 
+from ._schema import FAIL_ATTR
 from ._reconnect import adopt_orphans, is_connection_error, passthrough, retries, with_retry
 
 _logger = logging.getLogger("digitune")
@@ -80,7 +81,7 @@ def fail_stale_trials(study: optuna.Study) -> None:
     failed = []
     for trial_id in storage._get_stale_trial_ids(study._study_id):
         try:
-            storage.set_trial_user_attr(trial_id, "fail_reason", reason)
+            storage.set_trial_user_attr(trial_id, FAIL_ATTR, reason)
             if storage.set_trial_state_values(trial_id, state=TrialState.FAIL):
                 failed.append(trial_id)
         except optuna.exceptions.UpdateFinishedTrialError:
@@ -90,7 +91,7 @@ def fail_stale_trials(study: optuna.Study) -> None:
         trial = storage.get_trial(trial_id)
         _logger.warning("%s: trial %d failed: %s", study.study_name, trial.number, reason)
         # The retry copies the failed trial's user attributes: not its fail reason, which is not the retry's.
-        trial.user_attrs = {k: v for k, v in trial.user_attrs.items() if k != "fail_reason"}
+        trial.user_attrs = {k: v for k, v in trial.user_attrs.items() if k != FAIL_ATTR}
         if callback is not None:
             with warnings.catch_warnings():  # Optuna marks the retry callback experimental
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -100,7 +101,7 @@ def fail_stale_trials(study: optuna.Study) -> None:
 def is_stale_failure(trial: optuna.trial.FrozenTrial) -> bool:
     """Whether ``trial`` was failed by ``fail_stale_trials`` (its worker sent no heartbeat)."""
     reason = STALE_REASON.split("{")[0]
-    return trial.state == TrialState.FAIL and str(trial.user_attrs.get("fail_reason", "")).startswith(reason)
+    return trial.state == TrialState.FAIL and str(trial.user_attrs.get(FAIL_ATTR, "")).startswith(reason)
 
 
 @contextlib.contextmanager

@@ -12,7 +12,6 @@ from __future__ import annotations
 import time
 from typing import Any
 
-STOPPED_ATTR = "stopped_at_deadline"  # a trial the deadline stopped: the epochs it ran
 
 
 def deadline_after(seconds: float | None, *, given: float | None = None) -> float | None:

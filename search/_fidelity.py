@@ -27,10 +27,8 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from ._schema import stored_record
+from ._schema import COST_ATTR, STEPS_ATTR, stored_record
 
-STEPS_ATTR = "pruning_steps"  # "epochs" or "time": what a trial's reported steps count
-COST_ATTR = "epoch_cost"  # under "time": the study's typical epoch times the steps were measured against
 MIN_FINISHED = 3  # finished trials with timed epochs before a study's typical epoch is trusted
 _FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 

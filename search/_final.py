@@ -15,8 +15,9 @@ from optuna.trial import FrozenTrial, TrialState
 
 from digitune.models import DataError, Dataset, TrainConfig, atomic_open, model_config_from_dict, read_images
 
-from ._artifacts import SAVED_ATTR, ModelKeeper, is_feasible
-from ._final_records import NO_VALIDATION, RETRAINED, SINGLE, TEST_ATTR, ensemble_kind, record_final  # noqa: F401  (TEST_ATTR re-exported)
+from ._artifacts import ModelKeeper, is_feasible
+from ._final_records import NO_VALIDATION, RETRAINED, SINGLE, ensemble_kind, record_final
+from ._schema import SAVED_ATTR
 from ._schema import stored_record
 
 RETRAINED_SOURCE = "retrained on train + validation"

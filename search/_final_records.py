@@ -13,9 +13,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ._schema import stored_record
+from ._schema import TEST_ATTR, stored_record
 
-TEST_ATTR = "test_accuracy"
 SINGLE = "single"
 RETRAINED = "retrained"
 NO_VALIDATION = "trained on train + validation: no held-out validation score"

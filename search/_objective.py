@@ -14,16 +14,15 @@ import optuna
 from digitune.models import Dataset, ModelConfig, TrainConfig
 
 from ._artifacts import ModelKeeper
-from ._deadline import STOPPED_ATTR, stop_at_deadline
+from ._deadline import stop_at_deadline
 from ._fidelity import fidelity_attrs, pruning_callback
+from ._schema import BASELINE_ATTR, FAIL_ATTR, STOPPED_ATTR
 from ._signals import Interrupt
 from ._space import sample_configs, trial_seed
 from ._spec import StudySpec
 
 _logger = logging.getLogger("digitune")
 
-BASELINE_ATTR = "baseline"
-START_ATTR = "start"  # a trial queued with the space's known-good defaults
 
 
 class Objective:
@@ -80,7 +79,7 @@ class Objective:
                            after_batch=self.interrupt.check)
         except KeyboardInterrupt:
             _record(trial, log)
-            trial.set_user_attr("fail_reason", f"interrupted by {self.interrupt.requested or 'SIGINT'}")
+            trial.set_user_attr(FAIL_ATTR, f"interrupted by {self.interrupt.requested or 'SIGINT'}")
             raise
         except optuna.TrialPruned:
             _record(trial, log)
@@ -200,5 +199,5 @@ def set_user_attrs(trial: optuna.Trial, attrs: dict[str, Any]) -> None:
 
 def _fail(trial: optuna.Trial, exc: BaseException) -> None:
     reason = f"{type(exc).__name__}: {exc}".strip().splitlines()[0][:500]
-    trial.set_user_attr("fail_reason", reason)
+    trial.set_user_attr(FAIL_ATTR, reason)
     _logger.warning("trial %d failed: %s", trial.number, reason)

@@ -32,12 +32,11 @@ from optuna.trial import TrialState
 from ._artifacts import is_feasible
 from ._reconnect import passthrough
 from ._claim import study_lock
-from ._schema import AGENTS_STUDY
+from ._schema import AGENTS_STUDY, QUEUE_ATTR
 from .study import FINISHED, load_study, open_submitted
 from ._spec import SpecError, StudySpec
 from ._storage import GRACE_ENV, GRACE_SECONDS, HEARTBEAT_ENV, HEARTBEAT_SECONDS
 
-QUEUE_ATTR = "digitune_queue"
 STATES = ("queued", "running", "done", "stopped", "failed")
 ACTIVE = ("queued", "running")  # states in which agents take trials
 HIDE_AGENTS_AFTER = dt.timedelta(days=1)  # agents that exited or were lost longer ago are not listed

@@ -10,9 +10,9 @@ from optuna.trial import FrozenTrial, TrialState
 
 from ._artifacts import is_feasible
 from ._final_records import final_summary
-from ._schema import AGENTS_STUDY
+from ._schema import (AGENTS_STUDY, BASELINE_ATTR, FAIL_ATTR, MANIFEST_ATTR, SPEC_ATTR, START_ATTR, STOPPED_ATTR,
+                      WARM_ATTR, stored_dataset, stored_record)
 from .study import load_study
-from ._schema import SPEC_ATTR, stored_dataset, stored_record
 
 
 def _state_counts(trials: list[FrozenTrial]) -> dict[str, int]:
@@ -60,11 +60,11 @@ def trial_record(trial: FrozenTrial) -> dict[str, Any]:
         "train_seconds": attrs.get("train_seconds"),
         "epochs_run": attrs.get("epochs_run"),
         "intermediate_values": {int(k): v for k, v in trial.intermediate_values.items()},
-        "fail_reason": attrs.get("fail_reason"),
-        "baseline": attrs.get("baseline"),
-        "start": attrs.get("start"),  # "defaults": the known-good start
-        "warm_start": attrs.get("warm_start"),  # "STUDY:NUMBER": queued from an earlier study
-        "stopped_at_deadline": attrs.get("stopped_at_deadline"),  # epochs run when the time budget ran out
+        "fail_reason": attrs.get(FAIL_ATTR),
+        "baseline": attrs.get(BASELINE_ATTR),
+        "start": attrs.get(START_ATTR),  # "defaults": the known-good start
+        "warm_start": attrs.get(WARM_ATTR),  # "STUDY:NUMBER": queued from an earlier study
+        "stopped_at_deadline": attrs.get(STOPPED_ATTR),  # epochs run when the time budget ran out
         "constraints": dict(trial.constraints) if trial.constraints else None,
         "feasible": is_feasible(trial),
     }
@@ -83,7 +83,7 @@ def study_detail(name: str, storage: optuna.storages.BaseStorage, *, top: int = 
         "objectives": objectives,
         "directions": directions,
         "dataset": stored_dataset(study.user_attrs) or None,
-        "manifest": study.user_attrs.get("manifest"),
+        "manifest": study.user_attrs.get(MANIFEST_ATTR),
         "trials": _state_counts(trials),
         "final_models": final_summary(study.user_attrs),  # what export-model recorded, by kind
     }

@@ -7,7 +7,7 @@ import optuna
 from digitune.models import Dataset, load_dataset
 
 from .study import load_study, stored_spec
-from ._schema import stored_dataset
+from ._schema import data_changed
 from ._spec import SpecError, StudySpec
 
 
@@ -16,8 +16,8 @@ def study_with_data(name: str, storage: optuna.storages.BaseStorage) -> tuple[op
     study = load_study(name, storage)
     spec = stored_spec(study)
     data = load_dataset(spec.data.source, **spec.data.load_kwargs())
-    recorded = stored_dataset(study.user_attrs).get("fingerprint")
-    if recorded and recorded != data.info.fingerprint:
-        raise SpecError(f"study {name!r} was run on data with fingerprint {recorded}, but {data.info.source} now "
-                        f"has {data.info.fingerprint}; restore the study's data to export or predict")
+    changed = data_changed(study.user_attrs, data.info.fingerprint, study=name, source=data.info.source,
+                           context="export")
+    if changed:
+        raise SpecError(changed)
     return study, spec, data

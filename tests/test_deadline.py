@@ -11,7 +11,7 @@ from optuna.trial import TrialState
 
 from conftest import run_cli
 from digitune.search import Objective, load_spec, open_storage
-from digitune.search._deadline import STOPPED_ATTR
+from digitune.search._schema import STOPPED_ATTR
 from digitune.search._factories import make_pruner
 
 LONG_STUDY = """

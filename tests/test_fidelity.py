@@ -11,7 +11,8 @@ from optuna.trial import TrialState, create_trial
 
 from conftest import run_cli
 from digitune.search import SpecError, load_spec, open_storage, open_study, run_study, spec_from_dict
-from digitune.search._fidelity import COST_ATTR, MIN_FINISHED, STEPS_ATTR, EpochCost, epoch_cost, next_step
+from digitune.search._fidelity import MIN_FINISHED, EpochCost, epoch_cost, next_step
+from digitune.search._schema import COST_ATTR, STEPS_ATTR
 from digitune.search._factories import make_pruner
 
 FIDELITY_STUDY = """

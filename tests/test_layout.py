@@ -91,3 +91,18 @@ def test_the_wheel_installs_one_top_level_package_digitune(tmp_path):
     assert {name.split("/")[0] for name in names} == {"digitune", wheel.name.split("-py")[0] + ".dist-info"}
     for room in ("search/cli.py", "models/_train.py", "dashboard/app.py", "__main__.py"):
         assert f"digitune/{room}" in names
+
+
+def test_every_stored_key_in_the_old_database_has_its_owner():
+    """Each user attribute a digitune database holds is named in search/_schema.py (the stored schema's owner)."""
+    import sqlite3
+
+    from digitune.search import _schema
+
+    declared = {value for name, value in vars(_schema).items() if name.endswith("_ATTR")} | set(_schema.TRIAL_ATTRS)
+    fixture = REPO / "tests" / "fixtures" / "old-db" / "studies.db"
+    with sqlite3.connect(f"file:{fixture}?mode=ro&immutable=1", uri=True) as db:
+        keys = {k for (k,) in db.execute("SELECT key FROM trial_user_attributes UNION SELECT key FROM "
+                                          "study_user_attributes WHERE study_id NOT IN (SELECT study_id FROM "
+                                          "studies WHERE study_name = ?)", (_schema.AGENTS_STUDY,))}
+    assert keys and keys <= declared, sorted(keys - declared)

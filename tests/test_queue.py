@@ -227,7 +227,7 @@ def test_agent_processes_share_the_queue_and_a_time_budget_ends_a_study(tmp_path
 
 
 def test_an_agent_leaves_a_study_deleted_under_it_and_goes_on(storage_url, tmp_path):
-    doomed = write_study(tmp_path, "doomed", trials=20, family='"mlp"', pruner="none")
+    doomed = write_study(tmp_path, "doomed", trials=1000, family='"mlp"', pruner="none")
     doomed.write_text(doomed.read_text().replace("epochs = {low = 1, high = 3}", "epochs = 15"))
     kept = write_study(tmp_path, "kept", trials=2, family='"mlp"')
     assert run_cli("submit", str(doomed), "--storage", storage_url, "--priority", "5", cwd=tmp_path).returncode == 0

@@ -6,9 +6,7 @@ from typing import Any
 
 from optuna.trial import FrozenTrial, TrialState
 
-from .._deadline import STOPPED_ATTR
-from .._objective import BASELINE_ATTR, START_ATTR
-from ..study import WARM_ATTR
+from .._schema import BASELINE_ATTR, FAIL_ATTR, START_ATTR, STOPPED_ATTR, WARM_ATTR
 
 
 def describe_trial(trial: FrozenTrial) -> str:
@@ -32,6 +30,6 @@ def describe_trial(trial: FrozenTrial) -> str:
     if "family" in attrs:
         parts.append(f"{attrs['family']}, {attrs.get('params_count', 0):,} params, "
                      f"{attrs.get('train_seconds', 0):.1f} s")
-    if "fail_reason" in attrs:
-        parts.append(attrs["fail_reason"])
+    if FAIL_ATTR in attrs:
+        parts.append(attrs[FAIL_ATTR])
     return " ".join(parts[:2]) + ("" if len(parts) <= 2 else " (" + "; ".join(parts[2:]) + ")")

@@ -9,12 +9,10 @@ import optuna
 from digitune.models import PRESET_NAMES, ConfigError, TrainConfig, model_config_from_dict
 
 from .._final import ranked_trials
-from .._objective import BASELINE_ATTR, START_ATTR
+from .._schema import BASELINE_ATTR, START_ATTR, WARM_ATTR
 from .._space import default_params, move_into_space
 from .._spec import StudySpec
 from ._load import load_study
-
-WARM_ATTR = "warm_start"  # on a queued trial: "STUDY:NUMBER", the earlier trial it came from
 
 
 def warm_start_params(spec: StudySpec, storage: optuna.storages.BaseStorage,

@@ -12,7 +12,7 @@ from .._claim import study_lock
 from .._factories import make_pruner, make_sampler
 from .._manifest import manifest
 from .._reconnect import keep_reconnecting
-from .._schema import DATASET_ATTR, MANIFEST_ATTR, SPEC_ATTR, stored_dataset
+from .._schema import DATASET_ATTR, MANIFEST_ATTR, SPEC_ATTR, data_changed, stored_dataset
 from .._space import check_space_fits
 from .._spec import SpecError, StudySpec
 from ._first_trials import enqueue_first_trials, warm_start_params
@@ -59,13 +59,12 @@ def _open_stored(study: optuna.Study, spec: StudySpec, storage: optuna.storages.
     """Check a stored study against ``spec`` and ``dataset``, and record the data if it was submitted."""
     study.sampler = make_sampler(spec, stream=(len(study.get_trials(deepcopy=False)), seed_offset))
     _check_definition(study, spec)
-    fingerprint = stored_dataset(study.user_attrs).get("fingerprint")
-    if fingerprint and fingerprint != dataset.info.fingerprint:
-        raise SpecError(
-            f"study {spec.name!r} was run on data with fingerprint {fingerprint}, but {dataset.info.source} "
-            f"has fingerprint {dataset.info.fingerprint}; use the same data or a new study name")
+    changed = data_changed(study.user_attrs, dataset.info.fingerprint, study=spec.name, source=dataset.info.source,
+                           context="resume")
+    if changed:
+        raise SpecError(changed)
     new = False
-    if not fingerprint:  # a submitted study: the first agent to run it records the data it runs on
+    if not stored_dataset(study.user_attrs).get("fingerprint"):  # a submitted study: the first agent to run it records the data it runs on
         with study_lock(storage, spec.name):
             if not study.user_attrs.get(DATASET_ATTR):
                 study.set_user_attr(DATASET_ATTR, dataset.info.to_dict())
