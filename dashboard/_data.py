@@ -24,6 +24,7 @@ import sqlalchemy
 from optuna.storages import BaseStorage, RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
+from digitune.search._optuna_private import pareto_front, rdb_models, trials_after, trial_id as id_of
 from digitune.search import AGENTS_STUDY, DATASET_ATTR, MANIFEST_ATTR, SPEC_ATTR, NoStudyDatabaseError, stored_record, open_storage, redact, resolve_storage_url, trial_record
 
 # A running trial counts as alive while its heartbeat is this recent, or, without a
@@ -125,15 +126,11 @@ class StudyData:
         trials, without the in-memory copy and the deep copy of every trial that ``best_trials`` makes."""
         if not self.is_multi_objective:
             return []
+        directions = [optuna.study.StudyDirection[d.upper()] for d in self.directions]
         try:
-            from optuna.study._constrained_optimization import _is_constrained_optimization
-            from optuna.study._multi_objective import _get_pareto_front_trials_by_trials
+            return sorted(t.number for t in pareto_front(self.trials, directions))
         except ImportError:  # a future Optuna moved them
             return sorted(t.number for t in self.optuna_study.best_trials)
-        directions = [optuna.study.StudyDirection[d.upper()] for d in self.directions]
-        front = _get_pareto_front_trials_by_trials(self.trials, directions,
-                                                   consider_constraint=_is_constrained_optimization(self.trials))
-        return sorted(t.number for t in front)
 
     @cached_property
     def best(self) -> dict[str, Any] | None:
@@ -213,7 +210,7 @@ def _light(trial: FrozenTrial) -> FrozenTrial:
         number=trial.number, state=trial.state, value=None, values=trial.values,
         datetime_start=trial.datetime_start, datetime_complete=trial.datetime_complete, params=trial.params,
         distributions=trial.distributions, user_attrs={}, system_attrs=trial.system_attrs,
-        intermediate_values=trial.intermediate_values, trial_id=trial._trial_id,
+        intermediate_values=trial.intermediate_values, trial_id=id_of(trial),
     )
 
 
@@ -224,7 +221,7 @@ def record_of(trial: FrozenTrial, metrics: list[str]) -> dict[str, Any]:
     curves = stored_record(attrs, "curves")
     start, end = trial.datetime_start, trial.datetime_complete
     record.update(
-        trial_id=trial._trial_id,
+        trial_id=id_of(trial),
         datetime_start=start,
         datetime_complete=end,
         duration_s=(end - start).total_seconds() if start and end else None,
@@ -369,7 +366,7 @@ class Reader:
 
     def _read_changes(self, cache: _Cache) -> list[int]:
         """Read new and unfinished trials into ``cache``; the numbers of those that changed."""
-        unfinished = {t._trial_id for t in cache.trials.values() if not t.state.is_finished()}
+        unfinished = {id_of(t) for t in cache.trials.values() if not t.state.is_finished()}
         fresh = read_trials(self.storage, cache.study_id, unfinished_ids=unfinished, after_trial_id=cache.max_trial_id,
                             sql=self.sql)
         self.reads += len(fresh)
@@ -379,16 +376,16 @@ class Reader:
             if old is None or old != trial:
                 cache.trials[trial.number] = trial
                 changed.append(trial.number)
-            cache.max_trial_id = max(cache.max_trial_id, trial._trial_id)
+            cache.max_trial_id = max(cache.max_trial_id, id_of(trial))
         return changed
 
     def _alive(self, data: StudyData) -> dict[int, bool]:
         running = [t for t in data.trials if t.state == TrialState.RUNNING]
         if not running:
             return {}
-        beats, db_now = heartbeats(self.storage, [t._trial_id for t in running])
+        beats, db_now = heartbeats(self.storage, [id_of(t) for t in running])
         now = dt.datetime.now()
-        return {t.number: trial_alive(t.datetime_start, beats.get(t._trial_id), now=now, db_now=db_now)
+        return {t.number: trial_alive(t.datetime_start, beats.get(id_of(t)), now=now, db_now=db_now)
                 for t in running}
 
 
@@ -409,16 +406,17 @@ def read_trials(storage: BaseStorage, study_id: int, *, unfinished_ids: Iterable
                                        after_trial_id=after_trial_id)
             except _SCHEMA_CHANGED:  # a future Optuna renamed a table or column: take its own API
                 pass
-        if after_trial_id >= 0 and hasattr(storage, "_get_trials"):
-            try:
-                return storage._get_trials(study_id, None, set(unfinished_ids), after_trial_id)
-            except TypeError:  # a future Optuna changed the private signature: read everything
-                pass
+        try:
+            after = trials_after(storage, study_id, set(unfinished_ids), after_trial_id)
+            if after is not None:
+                return after
+        except TypeError:  # a future Optuna changed the private signature: read everything
+            pass
     trials = storage.get_all_trials(study_id, deepcopy=False)
     if after_trial_id < 0:
         return trials
     wanted = set(unfinished_ids)
-    return [t for t in trials if t._trial_id > after_trial_id or t._trial_id in wanted]
+    return [t for t in trials if id_of(t) > after_trial_id or id_of(t) in wanted]
 
 
 # Beyond this many unfinished trials, a refresh asks for every trial from the oldest of them on
@@ -438,8 +436,7 @@ def read_trials_sql(engine: Any, study_id: int, *, unfinished_ids: Iterable[int]
     as Optuna's ``RDBStorage`` decodes it: distributions with ``json_to_distribution``, values
     with the models' own ``stored_repr_to_*``, datetimes from naive UTC to naive local time.
     """
-    from optuna.storages._rdb import models
-
+    models = rdb_models()
     trials_t = models.TrialModel.__table__
     wanted = sorted({int(i) for i in unfinished_ids if i <= after_trial_id})
     where = trials_t.c.study_id == study_id
@@ -556,9 +553,7 @@ def heartbeats(storage: BaseStorage | None, trial_ids: list[int]) -> tuple[dict[
     if not trial_ids or not isinstance(storage, RDBStorage):
         return {}, None
     try:
-        from optuna.storages._rdb.models import TrialHeartbeatModel
-
-        table = TrialHeartbeatModel.__table__
+        table = rdb_models().TrialHeartbeatModel.__table__
         with storage.engine.connect() as conn:
             db_now = conn.execute(sqlalchemy.select(sqlalchemy.func.now())).scalar()
             rows = conn.execute(sqlalchemy.select(table.c.trial_id, table.c.heartbeat)

@@ -31,6 +31,7 @@ from ._queue import AgentRecord, QueueEntry, mark_ended, mark_started, queue_ent
 from ._reconnect import keep_reconnecting
 from .loop import run_study
 from .study import StudyNotFoundError, load_study, open_study, stored_spec
+from ._optuna_private import study_id as optuna_study_id
 from ._schema import data_changed
 from ._signals import Interrupt
 from ._spec import SpecError, StudySpec
@@ -131,7 +132,7 @@ class Agent:
         if not current.has_work:
             self._finish_if_spent(current)
             return False
-        study_id = study._study_id
+        study_id = optuna_study_id(study)
         self.record.update(state="working", study=entry.name, trial=None)
         ran_here = [0]
 

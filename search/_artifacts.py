@@ -29,6 +29,7 @@ from sqlalchemy.engine import make_url
 
 from digitune.models import atomic_open, is_temporary
 
+from ._optuna_private import backend_of
 from ._schema import MODEL_ATTR, SAVED_ATTR
 
 ARTIFACTS_ENV = "DIGITUNE_ARTIFACTS"
@@ -63,7 +64,7 @@ def is_feasible(trial: FrozenTrial) -> bool:
 
 def storage_label(storage: optuna.storages.BaseStorage) -> str:
     """The storage as its owners file names it: the URL without its password (a SQLite file's absolute path)."""
-    backend = getattr(storage, "_backend", storage)  # Optuna's cache wraps the RDB storage; no public name for it
+    backend = backend_of(storage)
     url = getattr(backend, "url", None)
     if not isinstance(url, str):
         return UNKNOWN_OWNER

@@ -22,6 +22,7 @@ import optuna
 import sqlalchemy
 from optuna.trial import TrialState
 
+from ._optuna_private import backend_of, stale_trial_ids, storage_of, study_id
 from ._schema import FAIL_ATTR
 from ._reconnect import adopt_orphans, is_connection_error, passthrough, retries, with_retry
 
@@ -76,10 +77,10 @@ def fail_stale_trials(study: optuna.Study) -> None:
     Written out (on Optuna's ``_get_stale_trial_ids``, its heartbeat API's own listing)
     because a failed trial can no longer take a user attribute: the reason goes on first.
     """
-    storage = study._storage
-    reason = STALE_REASON.format(grace=getattr(getattr(storage, "_backend", storage), "grace_period", None))
+    storage = storage_of(study)
+    reason = STALE_REASON.format(grace=getattr(backend_of(storage), "grace_period", None))
     failed = []
-    for trial_id in storage._get_stale_trial_ids(study._study_id):
+    for trial_id in stale_trial_ids(storage, study):
         try:
             storage.set_trial_user_attr(trial_id, FAIL_ATTR, reason)
             if storage.set_trial_state_values(trial_id, state=TrialState.FAIL):
@@ -224,5 +225,5 @@ class SlotLock:
         before = retries(self.storage)
         trial = with_retry(self.storage, once)
         if retries(self.storage) != before and self.heartbeats:
-            adopt_orphans(self.storage, study._study_id)
+            adopt_orphans(self.storage, study_id(study))
         return trial

@@ -9,6 +9,7 @@ from typing import Any, Callable
 import numpy as np
 import optuna
 
+from ._optuna_private import SharedCacheHyperband
 from ._spec import Choice, Param, Range, SpecError, StudySpec
 
 
@@ -84,7 +85,7 @@ def make_pruner(spec: StudySpec, train_images: int | None = None) -> optuna.prun
         "threshold": {"lower": 0.2, "n_warmup_steps": 1} if spec.directions[0] == "maximize" else {"upper": 10.0},
     }
     factory = {
-        "hyperband": _Hyperband,
+        "hyperband": SharedCacheHyperband,
         "median": optuna.pruners.MedianPruner,
         "successive-halving": optuna.pruners.SuccessiveHalvingPruner,
         "percentile": optuna.pruners.PercentilePruner,
@@ -95,25 +96,6 @@ def make_pruner(spec: StudySpec, train_images: int | None = None) -> optuna.prun
     except (TypeError, ValueError) as exc:
         raise SpecError(f"{spec.path or 'study'}: study.pruner_options do not fit the {spec.pruner} pruner: "
                         f"{exc}") from exc
-
-
-class _Hyperband(optuna.pruners.HyperbandPruner):
-    """Optuna's Hyperband, with TPE's draws for a trial sharing one read of the study's trials.
-
-    Under Hyperband, Optuna hands the sampler a view of the study for the trial's bracket,
-    made anew for every parameter it samples (``optuna.pruners._filter_study``), and each new
-    view starts with an empty trial cache, so every draw read all trials back from storage
-    once more than it needs to (16 reads a trial on the digits' space, against 9 without a
-    pruner). Here the views share the study's own cache, which Optuna empties at every
-    ``ask`` and ``tell``, as it does for a study without Hyperband: the same draws, about
-    0.85x the sampling time (``bench/sampler_cost.py``). Pruning decisions still read fresh
-    trials (the view's ``get_trials``).
-    """
-
-    def _create_bracket_study(self, study: optuna.Study, bracket_id: int) -> optuna.Study:
-        bracket = super()._create_bracket_study(study, bracket_id)
-        object.__setattr__(bracket, "_thread_local", study._thread_local)
-        return bracket
 
 
 # Images a model should have trained on before a pruner judges it (three epochs of the 8x8 digits).

@@ -176,25 +176,17 @@ def set_user_attrs(trial: optuna.Trial, attrs: dict[str, Any]) -> None:
     through the storage's own upsert; any other storage, or an Optuna whose internals
     differ, gets one ``set_user_attr`` call per item.
     """
-    storage = getattr(trial, "storage", None)
-    backend = getattr(storage, "_backend", storage)
-    write = getattr(backend, "_set_trial_attr_without_commit", None)
-    if write is None or not isinstance(backend, optuna.storages.RDBStorage):
+    from ._optuna_private import cache_user_attrs, one_transaction_writer
+    from ._reconnect import with_retry
+
+    writer = one_transaction_writer(trial)
+    if writer is None:
         for key, value in attrs.items():
             trial.set_user_attr(key, value)
         return
-    from optuna.storages._rdb import models as rdb_models
-    from optuna.storages._rdb.storage import _create_scoped_session
-
-    from ._reconnect import with_retry
-
-    def write_all() -> None:  # an upsert: the same again after a lost connection (see _reconnect)
-        with _create_scoped_session(backend.scoped_session, True) as session:
-            for key, value in attrs.items():
-                write(session, rdb_models.TrialUserAttributeModel, trial._trial_id, key, value)
-
-    with_retry(backend, write_all)
-    trial._cached_frozen_trial.user_attrs.update(attrs)  # as Trial.set_user_attr keeps its copy current
+    backend, write_all = writer
+    with_retry(backend, lambda: write_all(attrs))  # an upsert: the same again after a lost connection
+    cache_user_attrs(trial, attrs)
 
 
 def _fail(trial: optuna.Trial, exc: BaseException) -> None:

@@ -32,6 +32,7 @@ from optuna.trial import TrialState
 from ._artifacts import is_feasible
 from ._reconnect import passthrough
 from ._claim import study_lock
+from ._optuna_private import study_id
 from ._schema import AGENTS_STUDY, QUEUE_ATTR
 from .study import FINISHED, load_study, open_submitted
 from ._spec import SpecError, StudySpec
@@ -135,7 +136,7 @@ def queue_entries(storage: optuna.storages.BaseStorage, *, min_priority: int | N
         if QUEUE_ATTR in s.user_attrs and (min_priority is None
                                            or int(s.user_attrs[QUEUE_ATTR].get("priority", 0)) >= min_priority):
             try:
-                entries.append(_entry(storage, s._study_id, s.study_name, s.user_attrs, s.directions))
+                entries.append(_entry(storage, study_id(s), s.study_name, s.user_attrs, s.directions))
             except KeyError:  # deleted since it was listed
                 continue
     return sorted(entries, key=lambda e: (-e.priority, e.submitted_at, e.name))
@@ -153,7 +154,7 @@ def _submitted(storage: optuna.storages.BaseStorage, name: str) -> optuna.Study:
 def queue_entry(storage: optuna.storages.BaseStorage, name: str) -> QueueEntry:
     """The queue entry of study ``name``; ``QueueError`` if it was never submitted."""
     study = _submitted(storage, name)
-    return _entry(storage, study._study_id, name, study.user_attrs, study.directions)
+    return _entry(storage, study_id(study), name, study.user_attrs, study.directions)
 
 
 def submit(spec: StudySpec, storage: optuna.storages.BaseStorage, *, priority: int = 0) -> QueueEntry:

@@ -36,6 +36,7 @@ import sqlalchemy
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import RDBStorage
 
+from ._optuna_private import backend_of
 from ._signals import active_interrupt
 from ._storage import StorageError, _reason, open_storage, redact
 
@@ -214,7 +215,7 @@ for _name in _RETRIED:
 
 
 def _backend(storage: optuna.storages.BaseStorage) -> Any:
-    return getattr(storage, "_backend", storage)  # a study's storage is Optuna's cache around ours
+    return backend_of(storage)  # a study's storage is Optuna's cache around ours
 
 
 def keep_reconnecting(storage: T) -> T:

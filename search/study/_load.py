@@ -8,6 +8,7 @@ from typing import Iterator
 import optuna
 from optuna.trial import TrialState
 
+from .._optuna_private import storage_of
 from .._schema import SPEC_ATTR, stored_record
 from .._spec import SpecError, StudySpec, spec_from_dict
 
@@ -28,7 +29,7 @@ class StudyDeletedError(StudyNotFoundError):
 def is_gone(study: optuna.Study) -> bool:
     """Whether the study was deleted from its storage."""
     try:
-        study._storage.get_study_id_from_name(study.study_name)
+        storage_of(study).get_study_id_from_name(study.study_name)
     except KeyError:
         return True
     return False
