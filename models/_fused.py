@@ -20,6 +20,11 @@ from __future__ import annotations
 
 import keras
 
+# The boundary with Keras' optimizer internals: every private name the subclasses below use.
+REQUIRED = tuple(("keras.optimizers", f"{cls}.{name}") for cls in ("Adam", "SGD", "RMSprop")
+                 for name in ("_backend_update_step", "_apply_weight_decay", "_use_weight_decay",
+                              "_get_variable_index"))
+
 
 def _tf():
     import tensorflow as tf

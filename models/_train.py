@@ -20,6 +20,7 @@ from ._data import Dataset
 from ._epochs import fast_epochs, fit_epochs, steps_per_execution
 from ._fused import make_optimizer
 from ._recipe import augmentation, learning_rate, loss_and_labels
+from ._tf_private import forget_traced_gradients
 
 
 class TrainingError(RuntimeError):
@@ -179,7 +180,7 @@ def train(
 
     start = time.perf_counter()
     try:
-        with _out_of_memory_as_training_error("training"), _forget_traced_gradients():
+        with _out_of_memory_as_training_error("training"), forget_traced_gradients():
             fit_epochs(model, x, y_fit, batch_size=train_config.batch_size, epochs=train_config.epochs,
                        callbacks=all_callbacks, seed=train_config.seed, validation=validation, verbose=verbose)
     finally:
@@ -244,41 +245,6 @@ def _all_callbacks(model: keras.Model, log: TrainLog, train_config: TrainConfig,
     if after_batch is not None:
         all_callbacks.append(AfterBatch(after_batch))
     return all_callbacks + list(callbacks)
-
-
-def _gradient_registry() -> dict | None:
-    """TensorFlow's global registry of gradient functions, or None on other backends (or if it moved)."""
-    if keras.backend.backend() != "tensorflow":
-        return None
-    try:
-        from tensorflow.python.framework import ops
-    except ImportError:
-        return None
-    registry = getattr(getattr(ops, "_gradient_registry", None), "_registry", None)
-    return registry if isinstance(registry, dict) else None
-
-
-@contextlib.contextmanager
-def _forget_traced_gradients() -> Iterator[None]:
-    """Drop the gradient functions TensorFlow registered while tracing this model's training step.
-
-    Keras' TensorFlow optimizer sums gradients across replicas with ``all_reduce``, which
-    in a traced function defines a ``tf.custom_gradient``; TensorFlow registers every one
-    under a new name (``CustomGradient-N``) in a global registry that nothing ever empties.
-    Its closure holds the traced graph, so every trained model left its whole training step
-    (~2,700 Python objects, ~1.9 MiB) alive until the process ended. Those functions are only
-    read while a gradient is being traced, so once ``fit`` returns they can go. digitune's
-    fused optimizers (``_fused``) skip that sum, so this now guards Keras' own update path
-    (taken under a ``tf.distribute`` strategy, or for settings no kernel matches).
-    """
-    registry = _gradient_registry()
-    before = set(registry) if registry is not None else set()
-    try:
-        yield
-    finally:
-        if registry is not None:
-            for name in [n for n in registry if n not in before and n.startswith("CustomGradient-")]:
-                registry.pop(name, None)
 
 
 @contextlib.contextmanager

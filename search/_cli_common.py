@@ -12,10 +12,7 @@ from rich.console import Console
 from rich.logging import RichHandler
 from typer.core import TyperGroup
 
-try:  # typer >= 0.20 carries its own click, whose exception classes it does not export (a private name)
-    from typer._click import exceptions as click_errors
-except ImportError:  # older typer runs on the click package
-    from click import exceptions as click_errors  # type: ignore[no-redef]
+from ._click_private import click_errors
 
 # Piped output gets wide lines rather than Rich's 80-column default.
 out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)

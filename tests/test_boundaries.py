@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import importlib
 
-import optuna
 import pytest
 
-from digitune.search import _optuna_private
+from digitune.models import _fused, _tf_private
+from digitune.search import _click_private, _optuna_private
 
 
 def _missing(module: str, path: str) -> str | None:
@@ -44,11 +44,25 @@ def _set_in_init(cls, name: str) -> bool:
     return False
 
 
-@pytest.mark.parametrize(("module", "path"), _optuna_private.REQUIRED, ids=lambda v: v)
-def test_optuna_still_has_what_the_boundary_uses(module, path):
+BOUNDARIES = {"search/_optuna_private.py": _optuna_private, "search/_click_private.py": _click_private,
+              "models/_fused.py": _fused, "models/_tf_private.py": _tf_private}
+CASES = [(where, module, path) for where, boundary in BOUNDARIES.items() for module, path in boundary.REQUIRED]
+
+
+@pytest.mark.parametrize(("where", "module", "path"), CASES, ids=lambda v: v)
+def test_each_library_still_has_what_its_boundary_uses(where, module, path):
     missing = _missing(module, path)
-    assert missing is None, (f"Optuna {optuna.__version__} moved {missing}; update digitune/search/_optuna_private.py "
-                             f"(search/_optuna_private.py in the repository) and its REQUIRED list")
+    library = module.split(".")[0]
+    version = getattr(importlib.import_module(library), "__version__", "?")
+    assert missing is None, f"{library} {version} moved {missing}; update {where} and its REQUIRED list"
+
+
+def test_the_layout_checker_knows_the_same_boundaries():
+    import runpy
+    from pathlib import Path
+
+    checker = runpy.run_path(str(Path(__file__).resolve().parents[1] / ".ci" / "check_layout.py"))
+    assert checker["BOUNDARIES"] == set(BOUNDARIES)
 
 
 def test_a_moved_name_is_reported_with_its_full_path():
