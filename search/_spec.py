@@ -16,13 +16,15 @@ and the key.
 from __future__ import annotations
 
 import json
-import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 from digitune.models import MODEL_CONFIGS, Knob, TrainConfig
+
+from ._spec_values import (Choice, Param, Range, SpecError, choice_value, int_value, params_of, table,
+                           unknown_keys)
 
 SAMPLERS = ("tpe", "random", "grid", "qmc", "cmaes", "gp", "nsga2")
 PRUNERS = ("hyperband", "median", "successive-halving", "percentile", "threshold", "none")
@@ -41,41 +43,6 @@ STARTS = ("defaults", "sampler")  # first trials: a known-good model per family,
 MAX_SEED = 2**32 - 1  # NumPy's and scikit-learn's random states take seeds 0 .. 2**32 - 1
 MAX_NAME_LENGTH = 512  # Optuna's studies.study_name column is VARCHAR(512)
 
-
-class SpecError(ValueError):
-    """A study definition that cannot run; the message names the file and the key."""
-
-
-@dataclass(frozen=True)
-class Range:
-    low: float
-    high: float
-    log: bool = False
-    step: float | None = None
-
-    @property
-    def is_int(self) -> bool:
-        return all(isinstance(v, int) for v in (self.low, self.high)) and (
-            self.step is None or isinstance(self.step, int))
-
-    def to_json(self) -> dict[str, Any]:
-        data: dict[str, Any] = {"low": self.low, "high": self.high}
-        if self.log:
-            data["log"] = True
-        if self.step is not None:
-            data["step"] = self.step
-        return data
-
-
-@dataclass(frozen=True)
-class Choice:
-    choices: tuple[Any, ...]
-
-    def to_json(self) -> list[Any]:
-        return list(self.choices)
-
-
-Param = Union[Range, Choice, int, float, str, bool]
 
 # Every parameter a study file's [space] names is a field of a config in models, declared once
 # there with its kind, bounds, the value an omitted key means, and its known-good start.
@@ -231,13 +198,18 @@ def load_spec(path: str | Path) -> StudySpec:
 
 def spec_from_dict(data: dict[str, Any], *, source: str = "<study>") -> StudySpec:
     """Validate a TOML-shaped dict (as ``StudySpec.to_dict`` writes it) into a ``StudySpec``."""
-    _unknown(source, "", data, {"study", "data", "space"})
-    study = _table(source, "study", data.get("study", {}))
-    _unknown(source, "study", study, _STUDY_KEYS)
-    data_table = _table(source, "data", data.get("data", {}))
-    _unknown(source, "data", data_table, _DATA_KEYS)
-    space_table = _table(source, "space", data.get("space", {}))
+    unknown_keys(source, "", data, {"study", "data", "space"})
+    study = table(source, "study", data.get("study", {}))
+    unknown_keys(source, "study", study, _STUDY_KEYS)
+    data_table = table(source, "data", data.get("data", {}))
+    unknown_keys(source, "data", data_table, _DATA_KEYS)
+    space_table = table(source, "space", data.get("space", {}))
+    name, fields, data_spec = _name(source, study), _study_fields(source, study), _data_spec(source, data_table)
+    space, family_space = _spaces(source, space_table)
+    return StudySpec(name=name, **fields, data=data_spec, space=space, family_space=family_space, path=source)
 
+
+def _name(source: str, study: dict[str, Any]) -> str:
     name = study.get("name")
     if not isinstance(name, str) or not name.strip():
         raise SpecError(f"{source}: [study] name is required and must be a non-empty string, got {name!r}")
@@ -246,33 +218,40 @@ def spec_from_dict(data: dict[str, Any], *, source: str = "<study>") -> StudySpe
                         f"of at most {MAX_NAME_LENGTH}: give a shorter one")
     if any(not ch.isprintable() for ch in name):  # NUL, newlines, terminal escapes: shown raw to every viewer
         raise SpecError(f"{source}: [study] name {name!r} holds a control character; use printable characters only")
-    objectives = _objectives(source, study)
-    sampler = _choice_value(source, "study.sampler", study.get("sampler", "tpe"), SAMPLERS)
-    pruner = _choice_value(source, "study.pruner", study.get("pruner", "hyperband"), PRUNERS)
-    sampler_options = _table(source, "study.sampler_options", study.get("sampler_options", {}))
-    if sampler == "grid" and "points" in sampler_options:  # values per range; 0 would leave no grid to run
-        _int_value(source, "study.sampler_options.points", sampler_options["points"], minimum=1)
-    pruner_options = _table(source, "study.pruner_options", study.get("pruner_options", {}))
-    fidelity = _choice_value(source, "study.fidelity", study.get("fidelity", StudySpec.fidelity), FIDELITIES)
-    baselines = _choice_value(source, "study.baselines", study.get("baselines", "none"), BASELINES)
-    start = _choice_value(source, "study.start", study.get("start", "defaults"), STARTS)
-    early_stopping = _int_value(source, "study.early_stopping", study.get("early_stopping", 0), minimum=0)
-    save_models = _int_value(source, "study.save_models", study.get("save_models", 3), minimum=0)
+    return name.strip()
+
+
+def _study_fields(source: str, study: dict[str, Any]) -> dict[str, Any]:
+    """``[study]``'s keys but the name, validated in the order the file's reader reports them, as fields."""
+    fields: dict[str, Any] = {"objectives": _objectives(source, study)}
+    fields["sampler"] = choice_value(source, "study.sampler", study.get("sampler", "tpe"), SAMPLERS)
+    fields["pruner"] = choice_value(source, "study.pruner", study.get("pruner", "hyperband"), PRUNERS)
+    fields["sampler_options"] = table(source, "study.sampler_options", study.get("sampler_options", {}))
+    if fields["sampler"] == "grid" and "points" in fields["sampler_options"]:  # 0 would leave no grid to run
+        int_value(source, "study.sampler_options.points", fields["sampler_options"]["points"], minimum=1)
+    fields["pruner_options"] = table(source, "study.pruner_options", study.get("pruner_options", {}))
+    fields["fidelity"] = choice_value(source, "study.fidelity", study.get("fidelity", StudySpec.fidelity), FIDELITIES)
+    fields["baselines"] = choice_value(source, "study.baselines", study.get("baselines", "none"), BASELINES)
+    fields["start"] = choice_value(source, "study.start", study.get("start", "defaults"), STARTS)
+    fields["early_stopping"] = int_value(source, "study.early_stopping", study.get("early_stopping", 0), minimum=0)
+    fields["save_models"] = int_value(source, "study.save_models", study.get("save_models", 3), minimum=0)
     warm_start = study.get("warm_start")
     if warm_start is not None and (not isinstance(warm_start, str) or not warm_start.strip()):
         raise SpecError(f"{source}: study.warm_start must be the name of an earlier study, got {warm_start!r}")
-    warm_start_top = _int_value(source, "study.warm_start_top", study.get("warm_start_top", 3), minimum=1)
-    max_params, workers = study.get("max_params"), study.get("workers")
-    if max_params is not None:
-        max_params = _int_value(source, "study.max_params", max_params, minimum=1)
-    if workers is not None:
-        workers = _int_value(source, "study.workers", workers, minimum=1)
-    trials = _int_value(source, "study.trials", study.get("trials", 20), minimum=1)
-    seed = _int_value(source, "study.seed", study.get("seed", 128), minimum=0, maximum=MAX_SEED)
+    fields["warm_start"] = warm_start.strip() if warm_start else None
+    fields["warm_start_top"] = int_value(source, "study.warm_start_top", study.get("warm_start_top", 3), minimum=1)
+    for key in ("max_params", "workers"):
+        fields[key] = None if study.get(key) is None else int_value(source, f"study.{key}", study[key], minimum=1)
+    fields["trials"] = int_value(source, "study.trials", study.get("trials", 20), minimum=1)
+    fields["seed"] = int_value(source, "study.seed", study.get("seed", 128), minimum=0, maximum=MAX_SEED)
     timeout = study.get("timeout")
     if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0):
         raise SpecError(f"{source}: study.timeout must be a positive number of seconds, got {timeout!r}")
+    fields["timeout"] = timeout
+    return fields
 
+
+def _data_spec(source: str, data_table: dict[str, Any]) -> DataSpec:
     split = data_table.get("validation_split", 0.3)
     if isinstance(split, bool) or not isinstance(split, (int, float)) or not 0 < split < 1:
         raise SpecError(f"{source}: data.validation_split must be a number between 0 and 1 (exclusive), got {split!r}")
@@ -284,28 +263,24 @@ def spec_from_dict(data: dict[str, Any], *, source: str = "<study>") -> StudySpe
         raise SpecError(f"{source}: data.center must be true or false, got {center!r}")
     limit = data_table.get("limit")
     if limit is not None:
-        limit = _int_value(source, "data.limit", limit, minimum=20)
-    data_spec = DataSpec(source=source_value, validation_split=float(split),
-                         seed=_int_value(source, "data.seed", data_table.get("seed", 128), minimum=0,
-                                         maximum=MAX_SEED),
-                         center=center, limit=limit)
+        limit = int_value(source, "data.limit", limit, minimum=20)
+    return DataSpec(source=source_value, validation_split=float(split),
+                    seed=int_value(source, "data.seed", data_table.get("seed", 128), minimum=0, maximum=MAX_SEED),
+                    center=center, limit=limit)
 
-    family_tables = {f: _table(source, f"space.{f}", space_table.get(f, {})) for f in FAMILIES}
+
+def _spaces(source: str, space_table: dict[str, Any]) -> tuple[dict[str, Param], dict[str, dict[str, Param]]]:
+    """``[space]`` and each searched family's ``[space.<family>]``, every knob as a parameter."""
+    family_tables = {f: table(source, f"space.{f}", space_table.get(f, {})) for f in FAMILIES}
     common_raw = {k: v for k, v in space_table.items() if k not in FAMILIES}
-    space = _params(source, "space", common_raw, common_knobs(),
-                    hint="or the tables [space.mlp] and [space.cnn]")
+    space = params_of(source, "space", common_raw, common_knobs(), hint="or the tables [space.mlp] and [space.cnn]")
     families = space["family"].choices if isinstance(space["family"], Choice) else (space["family"],)
     family_space = {}
     for family in FAMILIES:
-        params = _params(source, f"space.{family}", family_tables[family], family_knobs(family))
+        params = params_of(source, f"space.{family}", family_tables[family], family_knobs(family))
         if family in families:
             family_space[family] = params
-    return StudySpec(name=name.strip(), objectives=objectives, trials=trials, timeout=timeout, sampler=sampler,
-                     sampler_options=sampler_options, pruner=pruner, pruner_options=pruner_options, fidelity=fidelity,
-                     seed=seed, max_params=max_params, baselines=baselines, start=start, early_stopping=early_stopping,
-                     save_models=save_models, warm_start=warm_start.strip() if warm_start else None,
-                     warm_start_top=warm_start_top, workers=workers, data=data_spec,
-                     space=space, family_space=family_space, path=source)
+    return space, family_space
 
 
 def _objectives(source: str, study: dict[str, Any]) -> tuple[str, ...]:
@@ -331,91 +306,3 @@ def _objectives(source: str, study: dict[str, Any]) -> tuple[str, ...]:
     if len(set(o.split(':')[0] for o in objectives)) != len(objectives):
         raise SpecError(f"{source}: study.objectives names a metric twice: {raw!r}")
     return tuple(objectives)
-
-
-def _table(source: str, key: str, value: Any) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise SpecError(f"{source}: [{key}] must be a table, got {type(value).__name__} {value!r}")
-    return value
-
-
-def _unknown(source: str, where: str, table: dict[str, Any], known: set[str], extra_hint: str = "") -> None:
-    unknown = sorted(set(table) - known)
-    if unknown:
-        place = f"[{where}] " if where else ""
-        hint = f" {extra_hint}" if extra_hint else ""
-        raise SpecError(f"{source}: unknown key {place}{unknown[0]!r}; expected one of {', '.join(sorted(known))}{hint}")
-
-
-def _choice_value(source: str, key: str, value: Any, allowed: tuple[str, ...]) -> str:
-    if value not in allowed:
-        raise SpecError(f"{source}: {key} must be one of {', '.join(allowed)}, got {value!r}")
-    return value
-
-
-def _int_value(source: str, key: str, value: Any, *, minimum: int, maximum: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= (maximum or value):
-        bound = f">= {minimum}" if maximum is None else f"from {minimum} to {maximum}"
-        raise SpecError(f"{source}: {key} must be an integer {bound}, got {value!r}")
-    return value
-
-
-def _params(source: str, where: str, table: dict[str, Any], knobs: dict[str, Knob], hint: str = "") -> dict[str, Param]:
-    """Every knob's parameter from ``table`` (the knob's ``space`` value where the key is left out)."""
-    _unknown(source, where, table, set(knobs), extra_hint=hint)
-    return {name: _param(source, f"{where}.{name}", table.get(name, knob.space), knob) for name, knob in knobs.items()}
-
-
-def _check_scalar(source: str, key: str, value: Any, knob: Knob) -> None:
-    ok = {
-        "int": isinstance(value, int) and not isinstance(value, bool),
-        "float": isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value),
-        "str": isinstance(value, str),
-        "bool": isinstance(value, bool),
-    }[knob.kind]
-    if not ok:
-        what = "an integer" if knob.kind == "int" else "a " + knob.kind
-        raise SpecError(f"{source}: {key} expects {what} value, got {value!r}")
-    if knob.problem(value) is not None:
-        raise SpecError(f"{source}: {key} must be {knob.describe()}, got {value!r}")
-
-
-def _param(source: str, key: str, value: Any, knob: Knob) -> Param:
-    kind = knob.kind
-    if isinstance(value, Choice | Range):
-        return value
-    if isinstance(value, list):
-        if not value:
-            raise SpecError(f"{source}: {key} is an empty list of choices; give at least one value")
-        for v in value:
-            _check_scalar(source, key, v, knob)
-        if len(set(map(repr, value))) != len(value):
-            raise SpecError(f"{source}: {key} lists a choice twice: {value!r}")
-        return Choice(tuple(value))
-    if isinstance(value, dict):
-        if kind in ("str", "bool"):
-            raise SpecError(f"{source}: {key} takes a value or a list of choices, not a range: {value!r}")
-        _unknown(source, key, value, {"low", "high", "log", "step"})
-        if "low" not in value or "high" not in value:
-            raise SpecError(f"{source}: {key} range needs both low and high, got {value!r}")
-        low, high, log, step = value["low"], value["high"], value.get("log", False), value.get("step")
-        _check_scalar(source, key, low, knob)
-        _check_scalar(source, key, high, knob)
-        if low > high:
-            raise SpecError(f"{source}: {key}: `low <= high` must hold, but got (low={low}, high={high})")
-        if not isinstance(log, bool):
-            raise SpecError(f"{source}: {key}: log must be true or false, got {log!r}")
-        if log and low <= 0:
-            raise SpecError(f"{source}: {key}: a log range needs low > 0, got low={low}")
-        if step is not None and (isinstance(step, bool) or not isinstance(step, (int, float)) or step <= 0):
-            raise SpecError(f"{source}: {key}: step must be a positive number, got {step!r}")
-        if step is not None and log:
-            raise SpecError(f"{source}: {key}: step and log cannot be used together")
-        if kind == "int" and not all(isinstance(v, int) for v in (low, high, 1 if step is None else step)):
-            raise SpecError(f"{source}: {key} expects integer ends and step, got (low={low!r}, high={high!r}"
-                            f"{'' if step is None else f', step={step!r}'})")
-        if kind == "float":
-            low, high = float(low), float(high)
-        return Range(low=low, high=high, log=log, step=step)
-    _check_scalar(source, key, value, knob)
-    return value
