@@ -130,31 +130,48 @@ def _configure_tensorflow() -> None:
         tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
 
 
-def train(
-    model_config: ModelConfig,
-    train_config: TrainConfig,
-    dataset: Dataset,
-    callbacks: Sequence[keras.callbacks.Callback] = (),
-    *,
-    evaluate_test: bool = False,
-    log: TrainLog | None = None,
-    after_batch: Callable[[], None] | None = None,
-    merge_validation: bool = False,
-    verbose: int = 0,
-) -> TrainResult:
+def train(model_config: ModelConfig, train_config: TrainConfig, dataset: Dataset,
+          callbacks: Sequence[keras.callbacks.Callback] = (), *, evaluate_test: bool = False,
+          log: TrainLog | None = None, after_batch: Callable[[], None] | None = None,
+          merge_validation: bool = False, verbose: int = 0) -> TrainResult:
     """Build, compile and fit ``model_config`` on ``dataset`` with ``train_config``.
 
-    ``log``, when given, is filled in place: the parameter count once the model is built,
-    and after every epoch the curves (loss, accuracy, val_loss, val_accuracy,
-    epoch_seconds), so the caller keeps them even when a callback such as a pruner stops
-    training with an exception. ``after_batch`` is called after every call into the backend
-    (a whole epoch of a small data set, about a quarter of a second of batches of a large
-    one; ``models._epochs``) and may raise to stop training there (digitune's Ctrl-C
-    handling does). ``merge_validation`` trains the final model on train + validation with
-    no validation pass (the curves then hold no ``val_*``). A NaN or infinite loss, or
-    running out of memory, raises ``TrainingError``.
+    ``log``, when given, is filled in place (the parameter count once built, the curves after
+    every epoch), so the caller keeps them when a callback such as a pruner stops training
+    with an exception. ``after_batch`` runs after every call into the backend and may raise
+    to stop training there. ``merge_validation`` fits train + validation with no validation
+    pass. A NaN or infinite loss, or running out of memory, raises ``TrainingError``.
     """
     log = TrainLog() if log is None else log
+    model, x, y_fit = _prepare(model_config, train_config, dataset, log, merge_validation)
+    validation = None if merge_validation else (dataset.x_val, dataset.y_val)
+    all_callbacks = _all_callbacks(model, log, train_config, validation, after_batch, callbacks)
+    if not fast_epochs(model):
+        validation = None  # a Validation callback scores the epochs instead
+    start = time.perf_counter()
+    try:
+        with _out_of_memory_as_training_error("training"), forget_traced_gradients():
+            fit_epochs(model, x, y_fit, batch_size=train_config.batch_size, epochs=train_config.epochs,
+                       callbacks=all_callbacks, seed=train_config.seed, validation=validation, verbose=verbose)
+    finally:
+        log.train_seconds = time.perf_counter() - start
+        seconds = log.curves.get("epoch_seconds", [])
+        log.timings["first_epoch"] = seconds[0] if seconds else log.train_seconds
+        log.timings["later_epochs"] = float(sum(seconds[1:]))
+    curves = log.curves
+    _raise_unless_finite(curves.get("loss", []), train_config)
+    result = TrainResult(model=model, log=log, val_loss=curves["val_loss"][-1] if "val_loss" in curves else None,
+                         val_accuracy=curves["val_accuracy"][-1] if "val_accuracy" in curves else None)
+    if evaluate_test:
+        start = time.perf_counter()
+        result.test_loss, result.test_accuracy = evaluate(model, dataset.x_test, dataset.y_test)
+        log.timings["test"] = time.perf_counter() - start
+    return result
+
+
+def _prepare(model_config: ModelConfig, train_config: TrainConfig, dataset: Dataset, log: TrainLog,
+             merge_validation: bool):
+    """A fresh backend state and the compiled model, with the arrays to fit; the log gets its first fields."""
     timings = log.timings
     started = time.perf_counter()
     policy = keras.config.dtype_policy()  # clear_session resets it; a mixed-precision caller keeps its choice
@@ -172,35 +189,7 @@ def train(
     log.device = describe_device()
     log.backend = keras.backend.backend()
     log.dtype_policy = keras.config.dtype_policy().name
-    curves = log.curves
-    validation = None if merge_validation else (dataset.x_val, dataset.y_val)
-    all_callbacks = _all_callbacks(model, log, train_config, validation, after_batch, callbacks)
-    if not fast_epochs(model):
-        validation = None  # a Validation callback scores the epochs instead
-
-    start = time.perf_counter()
-    try:
-        with _out_of_memory_as_training_error("training"), forget_traced_gradients():
-            fit_epochs(model, x, y_fit, batch_size=train_config.batch_size, epochs=train_config.epochs,
-                       callbacks=all_callbacks, seed=train_config.seed, validation=validation, verbose=verbose)
-    finally:
-        log.train_seconds = time.perf_counter() - start
-        seconds = curves.get("epoch_seconds", [])
-        timings["first_epoch"] = seconds[0] if seconds else log.train_seconds
-        timings["later_epochs"] = float(sum(seconds[1:]))
-
-    _raise_unless_finite(curves.get("loss", []), train_config)
-    result = TrainResult(
-        model=model,
-        log=log,
-        val_loss=curves["val_loss"][-1] if "val_loss" in curves else None,
-        val_accuracy=curves["val_accuracy"][-1] if "val_accuracy" in curves else None,
-    )
-    if evaluate_test:
-        start = time.perf_counter()
-        result.test_loss, result.test_accuracy = evaluate(model, dataset.x_test, dataset.y_test)
-        timings["test"] = time.perf_counter() - start
-    return result
+    return model, x, y_fit
 
 
 def _raise_unless_finite(losses: list[float], train_config: TrainConfig) -> None:

@@ -81,7 +81,12 @@ def test_a_package_folder_pyproject_does_not_install_is_caught(copy):
 @pytest.mark.slow
 def test_the_wheel_installs_one_top_level_package_digitune(tmp_path):
     pytest.importorskip("setuptools", reason="building the wheel here needs setuptools in this Python")
-    built = subprocess.run([sys.executable, "-m", "pip", "wheel", str(REPO), "--no-deps", "--no-build-isolation",
+    source = tmp_path / "source"  # setuptools writes build/ beside the project: a copy keeps the checkout clean
+    for name in ("digitune", "search", "models", "dashboard"):
+        shutil.copytree(REPO / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, source / name)
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", str(source), "--no-deps", "--no-build-isolation",
                             "-q", "-w", str(tmp_path)], capture_output=True, text=True, timeout=300)
     assert built.returncode == 0, built.stderr
     import zipfile
