@@ -123,89 +123,51 @@ class Dataset:
 # --------------------------------------------------------------------------- public API
 
 
-def load_dataset(
-    source: str | os.PathLike[str] = "digits",
-    *,
-    validation_split: float = 0.3,
-    seed: int = 128,
-    center: bool = False,
-    limit: int | None = None,
-    download: bool = True,
-) -> Dataset:
+def load_dataset(source: str | os.PathLike[str] = "digits", *, validation_split: float = 0.3, seed: int = 128,
+                 center: bool = False, limit: int | None = None, download: bool = True) -> Dataset:
     """Load *source* and split it into train / validation / test sets.
 
-    Args:
-        source: ``"digits"``, ``"mnist"``, ``"fashion-mnist[:FOLDER]"`` or a path
-            (``~`` is expanded) to an IDX folder, ``.npz``, Identify-the-Digits
-            folder or Kaggle CSV.
-        validation_split: fraction of the training pool used for validation, in (0, 1).
-        seed: random state of the validation split and of the ``limit`` subsample.
-        center: subtract the per-pixel mean of ``x_train`` from all three parts.
-        limit: reduce the training pool (before the validation split) to this many
-            examples by a stratified subsample; at least ``MIN_LIMIT``.
-        download: for ``"mnist"``, whether Keras may download it when not cached.
-
-    Raises:
-        DataError: the source is missing, unsupported or malformed, or a
-            parameter is out of range.
+    ``source`` is ``"digits"``, ``"mnist"``, ``"fashion-mnist[:FOLDER]"`` or a path (``~``
+    expanded) to an IDX folder, ``.npz``, Identify-the-Digits folder or Kaggle CSV. ``seed``
+    draws the validation split and the ``limit`` subsample (a stratified training pool of at
+    least ``MIN_LIMIT``); ``center`` subtracts ``x_train``'s per-pixel mean; ``download`` lets
+    Keras fetch MNIST. ``DataError`` for a missing, unsupported or malformed source, or a bad
+    parameter.
     """
     _check_parameters(validation_split, limit)
     raw = _load_raw(source, download=download)
-    fingerprint = _fingerprint(raw.x_train, raw.y_train, raw.x_test, raw.y_test)
-
-    if raw.x_test is None or raw.y_test is None:
-        pool, test_idx = _split_indices(
-            raw.y_train, test_size=TEST_FRACTION, seed=TEST_SPLIT_SEED, source=raw.source, what="a test set"
-        )
-        x_test_raw, y_test = raw.x_train[test_idx], raw.y_train[test_idx]
-        test_from = "held-out"
-    else:
-        pool = np.arange(len(raw.y_train))
-        x_test_raw, y_test = raw.x_test, raw.y_test
-        test_from = "source"
-
+    pool, x_test_raw, y_test, test_from = _test_part(raw)
     if limit is not None and limit < len(pool):
-        keep, _ = _split_indices(
-            raw.y_train[pool], train_size=limit, seed=seed, source=raw.source, what="the limit"
-        )
+        keep, _ = _split_indices(raw.y_train[pool], train_size=limit, seed=seed, source=raw.source, what="the limit")
         pool = pool[keep]
-
     train_part, val_part = _split_indices(
         raw.y_train[pool], test_size=validation_split, seed=seed, source=raw.source, what="a validation set"
     )
     train_idx, val_idx = pool[train_part], pool[val_part]
-
-    x_train = _scale(raw.x_train[train_idx], raw.max_value)
-    x_val = _scale(raw.x_train[val_idx], raw.max_value)
-    x_test = _scale(x_test_raw, raw.max_value)
+    x_train, x_val, x_test = (_scale(x, raw.max_value) for x in (raw.x_train[train_idx], raw.x_train[val_idx],
+                                                                   x_test_raw))
     if center:
         mean = x_train.mean(axis=0, dtype=np.float64).astype(np.float32)
         x_train -= mean
         x_val -= mean
         x_test -= mean
-
     height, width = x_train.shape[1:]
-    info = DatasetInfo(
-        name=raw.name,
-        source=raw.source,
-        format=raw.format,
-        image_shape=(int(height), int(width)),
-        num_classes=NUM_CLASSES,
-        fingerprint=fingerprint,
-        n_train=len(train_idx),
-        n_val=len(val_idx),
-        n_test=len(y_test),
-        test_from=test_from,
-    )
-    return Dataset(
-        x_train=x_train,
-        y_train=raw.y_train[train_idx],
-        x_val=x_val,
-        y_val=raw.y_train[val_idx],
-        x_test=x_test,
-        y_test=np.asarray(y_test, dtype=np.int64),
-        info=info,
-    )
+    info = DatasetInfo(name=raw.name, source=raw.source, format=raw.format, image_shape=(int(height), int(width)),
+                       num_classes=NUM_CLASSES,
+                       fingerprint=_fingerprint(raw.x_train, raw.y_train, raw.x_test, raw.y_test),
+                       n_train=len(train_idx), n_val=len(val_idx), n_test=len(y_test), test_from=test_from)
+    return Dataset(x_train=x_train, y_train=raw.y_train[train_idx], x_val=x_val, y_val=raw.y_train[val_idx],
+                   x_test=x_test, y_test=np.asarray(y_test, dtype=np.int64), info=info)
+
+
+def _test_part(raw):
+    """The training pool's indices and the test images and labels: the source's own, or a held-out part."""
+    if raw.x_test is None or raw.y_test is None:
+        pool, test_idx = _split_indices(
+            raw.y_train, test_size=TEST_FRACTION, seed=TEST_SPLIT_SEED, source=raw.source, what="a test set"
+        )
+        return pool, raw.x_train[test_idx], raw.y_train[test_idx], "held-out"
+    return np.arange(len(raw.y_train)), raw.x_test, raw.y_test, "source"
 
 
 def read_images(path: str | os.PathLike[str]) -> tuple[np.ndarray, list[str] | None, str]:
