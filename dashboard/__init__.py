@@ -1,6 +1,7 @@
 """digitune's dashboard: a Streamlit app over a study storage, read-only.
 
-``_data`` reads a storage into plain records (and refreshes them incrementally),
+``_data`` reads a storage into plain records (and refreshes them incrementally; ``_sql``
+reads Optuna's tables),
 ``_figures`` turns records into Plotly figures, ``app.py`` is the thin Streamlit page.
 Run it with ``digitune dashboard`` or ``streamlit run dashboard/app.py -- --storage URL``.
 """
@@ -12,16 +13,15 @@ from ._data import (
     StudyData,
     compare_rows,
     family_of,
-    heartbeats,
     learning_curves,
     model_layers,
-    read_trials,
     running_trials,
     storage_url,
     study_row,
     study_summary,
     trial_alive,
 )
+from ._sql import heartbeats, read_trials
 from ._figures import (
     OPTUNA_PLOTS,
     compare_figure,

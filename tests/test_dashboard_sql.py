@@ -140,7 +140,7 @@ def study_id(storage, name: str) -> int:
 
 @pytest.mark.parametrize("name", ["single", "pareto", "decoy"])
 def test_sql_reads_the_same_trials_as_optuna(storage_url, name):
-    from digitune.dashboard._data import read_trials_sql
+    from digitune.dashboard._sql import read_trials_sql
 
     storage = build(storage_url)
     sid = study_id(storage, name)
@@ -177,7 +177,7 @@ def test_records_from_sql_equal_records_from_the_api(storage_url):
 
 def test_datetimes_are_local_time_as_optuna_gives_them(storage_url, monkeypatch):
     """Optuna stores naive UTC and returns naive local time: so must the SQL reader, off UTC too."""
-    from digitune.dashboard._data import read_trials_sql
+    from digitune.dashboard._sql import read_trials_sql
 
     monkeypatch.setenv("TZ", "America/St_Johns")  # UTC-3:30 (or -2:30): a whole-hour slip would show
     time.tzset()
@@ -198,7 +198,7 @@ def test_datetimes_are_local_time_as_optuna_gives_them(storage_url, monkeypatch)
 
 
 def test_refresh_reads_changes_as_optuna_sees_them(storage_url, monkeypatch):
-    import digitune.dashboard._data
+    import digitune.dashboard._sql
     from digitune.dashboard import Reader
 
     storage = build(storage_url)
@@ -223,7 +223,7 @@ def test_refresh_reads_changes_as_optuna_sees_them(storage_url, monkeypatch):
     check()
     study.tell(waiting, state=TrialState.PRUNED)
     # Beyond _MAX_ID_LIST unfinished trials the refresh reads from the oldest of them on: still exact.
-    monkeypatch.setattr(digitune.dashboard._data, "_MAX_ID_LIST", 0)
+    monkeypatch.setattr(digitune.dashboard._sql, "_MAX_ID_LIST", 0)
     for _ in range(3):
         study.enqueue_trial({"epochs": 5})
     check()
