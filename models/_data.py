@@ -34,22 +34,19 @@ download MNIST.
 
 from __future__ import annotations
 
-import csv
-import gzip
 import hashlib
 import math
 import os
-import warnings
-import zipfile
-import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 
-from ._datacore import NUM_CLASSES, DataError, RawData, check_labels, check_not_empty, hw
-from ._identify import load_identify, load_tutorial, read_identify_test, read_png, read_png_folder, \
+from ._datacore import NUM_CLASSES, DataError, RawData, check_not_empty, pixel_max
+from ._formats import (as_images, csv_header, find_idx_files, from_arrays, load_csv, load_idx_dir, load_npz, npz_array,
+                       open_npz, read_idx, read_kaggle_csv)
+from ._identify import load_tutorial, read_identify_test, read_png, read_png_folder, \
     read_tutorial_test, tutorial_root
 
 __all__ = ["DataError", "Dataset", "DatasetInfo", "load_dataset", "read_images"]
@@ -61,13 +58,7 @@ TEST_FRACTION = 0.2
 TEST_SPLIT_SEED = 0
 #: Smallest accepted ``limit`` on the training pool.
 MIN_LIMIT = 20
-#: Most bytes a compressed file (gzip IDX, a deflated .npz array) may inflate to: 20x MNIST's training
-#: images, and a bound on what a small file crafted to inflate to gigabytes can make this process take.
-MAX_INFLATED_BYTES = 1 << 30
 
-_IDX_IMAGES_MAGIC = 2051
-_IDX_LABELS_MAGIC = 2049
-_GZIP_MAGIC = b"\x1f\x8b"
 
 _ACCEPTED = (
     "accepted sources: 'digits', 'mnist', 'fashion-mnist' or 'fashion-mnist:FOLDER', "
@@ -184,7 +175,7 @@ def read_images(path: str | os.PathLike[str]) -> tuple[np.ndarray, list[str] | N
         x, ids, fmt = _read_images_file(p)
     else:
         x, ids, fmt = _read_images_dir(p)
-    return _scale(x, _max_value(x, p)), ids, fmt
+    return _scale(x, pixel_max(x, p)), ids, fmt
 
 
 # --------------------------------------------------------------------------- source dispatch
@@ -212,17 +203,17 @@ def _load_raw(source: str | os.PathLike[str], *, download: bool) -> RawData:
 
     path = _existing_path(source, _ACCEPTED)
     if path.is_dir():
-        if _find_idx_files(path):
-            return _load_idx_dir(path, name=path.name)
+        if find_idx_files(path):
+            return load_idx_dir(path, name=path.name)
         root = tutorial_root(path)
         if root is not None:
             return load_tutorial(root)
         if (path / "train.csv").is_file():
-            return _load_csv(path / "train.csv", name=path.name)
+            return load_csv(path / "train.csv", name=path.name)
     elif path.suffix.lower() == ".npz":
-        return _load_npz(path, name=path.name)
+        return load_npz(path, name=path.name)
     elif path.suffix.lower() == ".csv":
-        return _load_csv(path, name=path.name)
+        return load_csv(path, name=path.name)
     raise DataError(f"{path}: unsupported dataset format; {_ACCEPTED}")
 
 
@@ -258,7 +249,7 @@ def _load_fashion_mnist(folder: Path) -> RawData:
             f"{folder}: Fashion-MNIST folder not found; install it with `apt-get install dataset-fashion-mnist` "
             "or pass a folder with its IDX files as 'fashion-mnist:/path/to/folder'"
         )
-    raw = _load_idx_dir(folder, name="fashion-mnist")
+    raw = load_idx_dir(folder, name="fashion-mnist")
     if raw.x_test is None:
         raise DataError(
             f"{folder}: t10k-images-idx3-ubyte.gz / t10k-labels-idx1-ubyte.gz not found; "
@@ -275,7 +266,7 @@ def _keras_home() -> Path:
 def _load_mnist(*, download: bool) -> RawData:
     cache = _keras_home() / "datasets" / "mnist.npz"
     if cache.is_file():
-        return _load_npz(cache, name="mnist")
+        return load_npz(cache, name="mnist")
     hint = (
         "download mnist.npz on a machine with internet access and pass its path "
         f"(e.g. --dataset /path/to/mnist.npz) or place it at {cache}"
@@ -289,289 +280,7 @@ def _load_mnist(*, download: bool) -> RawData:
     except Exception as exc:  # network, SSL, disk or import failures all mean the same to the user
         raise DataError(f"could not download MNIST ({exc}); {hint}") from exc
     where = str(cache) if cache.is_file() else "keras.datasets.mnist.load_data"
-    return _from_arrays(x_train, y_train, x_test, y_test, name="mnist", source=where, fmt="npz")
-
-
-# --------------------------------------------------------------------------- IDX
-
-
-def _idx_candidates(prefix: str, kind: str) -> list[str]:
-    ndim = "idx3" if kind == "images" else "idx1"
-    stems = [f"{prefix}-{kind}-{ndim}-ubyte", f"{prefix}-{kind}.{ndim}-ubyte"]
-    return [name for stem in stems for name in (f"{stem}.gz", stem)]
-
-
-def _find_idx(folder: Path, prefix: str, kind: str) -> Path | None:
-    for name in _idx_candidates(prefix, kind):
-        if (folder / name).is_file():
-            return folder / name
-    return None
-
-
-def _find_idx_files(folder: Path) -> dict[tuple[str, str], Path]:
-    """All MNIST-style IDX files present in *folder*, keyed by (prefix, kind)."""
-    found = {}
-    for prefix in ("train", "t10k"):
-        for kind in ("images", "labels"):
-            path = _find_idx(folder, prefix, kind)
-            if path is not None:
-                found[prefix, kind] = path
-    return found
-
-
-def _load_idx_dir(folder: Path, *, name: str) -> RawData:
-    files = _find_idx_files(folder)
-    for prefix in ("train", "t10k"):
-        has = [kind for kind in ("images", "labels") if (prefix, kind) in files]
-        if (prefix == "train" and len(has) < 2) or (prefix == "t10k" and len(has) == 1):
-            missing = "labels" if "images" in has else "images"
-            looked_for = ", ".join(_idx_candidates(prefix, missing))
-            raise DataError(
-                f"{folder}: {prefix}-{missing} IDX file not found (looked for {looked_for}); "
-                f"an IDX folder needs both {prefix}-images and {prefix}-labels"
-            )
-
-    x_train, y_train = _read_idx_pair(files["train", "images"], files["train", "labels"])
-    x_test = y_test = None
-    if ("t10k", "images") in files:
-        x_test, y_test = _read_idx_pair(files["t10k", "images"], files["t10k", "labels"])
-        _check_same_image_shape(x_train, x_test, files["train", "images"], files["t10k", "images"])
-    return RawData(name, str(folder), "idx", x_train, y_train, x_test, y_test, max_value=255.0)
-
-
-def _read_idx_pair(images_path: Path, labels_path: Path) -> tuple[np.ndarray, np.ndarray]:
-    x = _read_idx(images_path, expect_images=True)
-    y = _read_idx(labels_path, expect_images=False)
-    if len(x) != len(y):
-        raise DataError(
-            f"{images_path}: has {len(x)} images but {labels_path.name} has {len(y)} labels; "
-            "the image and label files must come from the same release"
-        )
-    check_not_empty(len(x), images_path)
-    return x, check_labels(y, labels_path)
-
-
-def _read_idx(path: Path, *, expect_images: bool) -> np.ndarray:
-    """Read an MNIST-style IDX file, gunzipped when it is gzip (by content): uint8 images ``(N, H, W)`` or labels.
-
-    Only the bytes its header declares (and one more, to tell trailing bytes) are read or inflated.
-    """
-    magic, what = (_IDX_IMAGES_MAGIC, "an image") if expect_images else (_IDX_LABELS_MAGIC, "a label")
-    header_len = 16 if expect_images else 8
-    try:
-        with path.open("rb") as raw:
-            gzipped = raw.read(2) == _GZIP_MAGIC
-        with (gzip.open(path, "rb") if gzipped else path.open("rb")) as f:
-            head = f.read(header_len)
-            shape = _idx_shape(path, head, header_len, magic, what)
-            expected = math.prod(shape)
-            if gzipped and expected > MAX_INFLATED_BYTES:
-                raise DataError(
-                    f"{path}: IDX header says {hw(shape)} ({expected} bytes of data), more than the "
-                    f"{MAX_INFLATED_BYTES} bytes read from a gzip file; gunzip it and pass the plain IDX file"
-                )
-            data = f.read(expected + 1)
-    except (OSError, EOFError, zlib.error) as exc:
-        raise DataError(f"{path}: corrupt or unreadable gzip file ({exc}); download it again") from exc
-    if len(data) != expected:
-        problem, has = ("truncated IDX file", str(len(data))) if len(data) < expected else \
-            ("IDX file has trailing bytes", "more")
-        raise DataError(
-            f"{path}: {problem}: header says {hw(shape)} ({expected} bytes of data) but the file has {has}; "
-            "download it again"
-        )
-    return np.frombuffer(data, dtype=np.uint8).reshape(shape)
-
-
-def _idx_shape(path: Path, head: bytes, header_len: int, magic: int, what: str) -> tuple[int, ...]:
-    """The dimensions an IDX header declares, after checking its length and magic number."""
-    if len(head) < header_len:
-        raise DataError(
-            f"{path}: truncated IDX file: {len(head)} bytes, shorter than the {header_len}-byte header; "
-            "download it again"
-        )
-    header = np.frombuffer(head, dtype=">u4")
-    if header[0] != magic:
-        raise DataError(
-            f"{path}: wrong IDX magic number {header[0]} (expected {magic} for {what} file); "
-            "is this an MNIST-style IDX file?"
-        )
-    return tuple(int(d) for d in header[1:])
-
-
-# --------------------------------------------------------------------------- npz
-
-
-def _open_npz(path: Path) -> np.lib.npyio.NpzFile:
-    try:
-        archive = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-        raise DataError(f"{path}: not a readable .npz file ({exc}); save it with numpy.savez") from exc
-    if not isinstance(archive, np.lib.npyio.NpzFile):
-        raise DataError(
-            f"{path}: not an .npz archive (a single array?); save it with numpy.savez(x_train=..., ...)"
-        )
-    deflated = [i for i in archive.zip.infolist() if i.compress_type != zipfile.ZIP_STORED]
-    if sum(i.file_size for i in deflated) > MAX_INFLATED_BYTES:  # what its compressed arrays would inflate to
-        archive.close()
-        raise DataError(
-            f"{path}: its compressed arrays inflate to {sum(i.file_size for i in deflated)} bytes, more than the "
-            f"{MAX_INFLATED_BYTES} read from compressed data; save it uncompressed with numpy.savez"
-        )
-    return archive
-
-
-def _npz_array(archive: np.lib.npyio.NpzFile, key: str, path: Path) -> np.ndarray:
-    try:
-        return np.asarray(archive[key])
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, MemoryError) as exc:
-        raise DataError(
-            f"{path}: cannot read array {key!r} ({exc}); save numeric arrays with numpy.savez"
-        ) from exc
-
-
-def _load_npz(path: Path, *, name: str) -> RawData:
-    with _open_npz(path) as archive:
-        keys = set(archive.files)
-        missing = {"x_train", "y_train"} - keys
-        if len({"x_test", "y_test"} & keys) == 1:  # a test set needs both arrays
-            missing |= {"x_test", "y_test"} - keys
-        if missing:
-            found = ", ".join(sorted(keys)) or "none"
-            raise DataError(
-                f"{path}: missing array(s) {', '.join(sorted(missing))} (found: {found}); "
-                "a Keras-style .npz needs x_train, y_train and optionally x_test, y_test"
-            )
-        names = [key for key in ("x_train", "y_train", "x_test", "y_test") if key in keys]
-        arrays = {key: _npz_array(archive, key, path) for key in names}
-    return _from_arrays(
-        arrays["x_train"], arrays["y_train"], arrays.get("x_test"), arrays.get("y_test"),
-        name=name, source=str(path), fmt="npz", where=path,
-    )
-
-
-def _from_arrays(
-    x_train: np.ndarray,
-    y_train: np.ndarray,
-    x_test: np.ndarray | None,
-    y_test: np.ndarray | None,
-    *,
-    name: str,
-    source: str,
-    fmt: str,
-    where: Path | str = "",
-) -> RawData:
-    """Validate Keras-style arrays and wrap them as raw data."""
-    where = where or source
-    x_train = _as_images(x_train, f"{where}: x_train")
-    y_train = _as_labels(y_train, f"{where}: y_train", len(x_train))
-    if x_test is not None and y_test is not None:
-        x_test = _as_images(x_test, f"{where}: x_test")
-        y_test = _as_labels(y_test, f"{where}: y_test", len(x_test))
-        _check_same_image_shape(x_train, x_test, f"{where}: x_train", "x_test")
-    max_value = _max_value(x_train, f"{where}: x_train")
-    if x_test is not None and _max_value(x_test, f"{where}: x_test") != max_value:
-        raise DataError(
-            f"{where}: x_train and x_test use different pixel scales (one 0..1, the other 0..255); "
-            "save both with the same scale"
-        )
-    return RawData(name, source, fmt, x_train, y_train, x_test, y_test, max_value)
-
-
-def _as_images(x: np.ndarray, where: str) -> np.ndarray:
-    """Check an image array is numeric, non-empty ``(N, H, W)`` or ``(N, H, W, 1)``; drop the channel."""
-    if x.ndim == 4 and x.shape[-1] == 1:
-        x = x[..., 0]
-    if x.ndim != 3:
-        raise DataError(
-            f"{where} has shape {x.shape}; expected (N, H, W) or (N, H, W, 1) grayscale images"
-        )
-    if not (np.issubdtype(x.dtype, np.integer) or np.issubdtype(x.dtype, np.floating)):
-        raise DataError(f"{where} has dtype {x.dtype}; expected uint8 0..255 or float 0..1 pixel values")
-    check_not_empty(len(x), where)
-    return x
-
-
-def _as_labels(y: np.ndarray, where: str, count: int) -> np.ndarray:
-    """Check a label vector is 1-D (or ``(N, 1)``), integral and matches *count* images."""
-    if y.ndim == 2 and y.shape[1] == 1:
-        y = y[:, 0]
-    if y.ndim != 1:
-        raise DataError(f"{where} has shape {y.shape}; expected a vector of integer class labels 0..9")
-    if len(y) != count:
-        raise DataError(f"{where} has {len(y)} labels but there are {count} images; the counts must match")
-    if not np.issubdtype(y.dtype, np.integer):
-        if not np.issubdtype(y.dtype, np.floating) or not np.all(np.isfinite(y) & (y == np.round(y))):
-            raise DataError(f"{where} has non-integer labels (dtype {y.dtype}); expected class labels 0..9")
-    return check_labels(y, where)
-
-
-# --------------------------------------------------------------------------- CSV layouts
-
-
-def _csv_header(path: Path) -> list[str]:
-    try:
-        with path.open(newline="", encoding="utf-8-sig") as f:
-            header = next(csv.reader(f), [])
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise DataError(f"{path}: cannot read CSV header ({exc})") from exc
-    if not header:
-        raise DataError(f"{path}: empty CSV file (no header line); expected a header such as 'label,pixel0,...'")
-    return [column.strip().lower() for column in header]
-
-
-def _load_csv(path: Path, *, name: str) -> RawData:
-    """Load a training CSV: Identify-the-Digits (filename,label) or Kaggle (label,pixel...)."""
-    columns = _csv_header(path)
-    if "filename" in columns:
-        return load_identify(path)
-    x, y = _read_kaggle_csv(path, columns, need_labels=True)
-    y = cast(np.ndarray, y)  # need_labels=True always returns labels
-    return RawData(name, str(path), "kaggle-csv", x, y, None, None, max_value=255.0)
-
-
-def _read_kaggle_csv(path: Path, columns: list[str], *, need_labels: bool) -> tuple[np.ndarray, np.ndarray | None]:
-    """Read a Kaggle digit-recognizer CSV: uint8 images ``(N, S, S)`` and labels (or None)."""
-    pixel_cols = [i for i, column in enumerate(columns) if column.startswith("pixel")]
-    label_col = columns.index("label") if "label" in columns else None
-    if not pixel_cols:
-        raise DataError(
-            f"{path}: unrecognised CSV header ({','.join(columns[:4])}...); expected 'filename,label' "
-            "(Identify the Digits) or 'label,pixel0,...,pixel783' (Kaggle digit-recognizer)"
-        )
-    if need_labels and label_col is None:
-        raise DataError(
-            f"{path}: no 'label' column (header starts {','.join(columns[:3])}); a training CSV needs "
-            "'label,pixel0,...' - is this the unlabelled test.csv? pass train.csv instead"
-        )
-    side = math.isqrt(len(pixel_cols))
-    if side * side != len(pixel_cols):
-        raise DataError(
-            f"{path}: {len(pixel_cols)} pixel columns is not a perfect square, so the images cannot be square; "
-            "expected e.g. 784 columns pixel0..pixel783 for 28x28 images"
-        )
-    unknown = set(range(len(columns))) - set(pixel_cols) - {label_col}
-    if unknown:
-        extra = ", ".join(columns[i] for i in sorted(unknown))
-        raise DataError(f"{path}: unexpected column(s) {extra}; expected only 'label' and pixel columns")
-
-    try:
-        with path.open(newline="", encoding="utf-8-sig") as f, warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # "input contained no data": reported below
-            f.readline()
-            table = np.loadtxt(f, delimiter=",", dtype=np.int32, ndmin=2)
-    except (OSError, ValueError, OverflowError) as exc:
-        raise DataError(f"{path}: malformed CSV ({exc}; rows counted after the header)") from exc
-    check_not_empty(len(table), path)
-    if table.shape[1] != len(columns):
-        raise DataError(f"{path}: rows have {table.shape[1]} values but the header has {len(columns)} columns")
-
-    pixels = table[:, pixel_cols]
-    if pixels.min() < 0 or pixels.max() > 255:
-        raise DataError(f"{path}: pixel values must be 0..255, found {pixels.min()}..{pixels.max()}")
-    x = pixels.astype(np.uint8).reshape(len(table), side, side)
-    y = check_labels(table[:, label_col], path) if need_labels and label_col is not None else None
-    return x, y
+    return from_arrays(x_train, y_train, x_test, y_test, name="mnist", source=where, fmt="npz")
 
 
 # --------------------------------------------------------------------------- read_images helpers
@@ -582,36 +291,36 @@ def _read_images_file(path: Path) -> tuple[np.ndarray, list[str] | None, str]:
     if suffix == ".png":
         return read_png(path)[np.newaxis], [path.name], "png"
     if suffix == ".npz":
-        with _open_npz(path) as archive:
+        with open_npz(path) as archive:
             if "x_test" not in archive.files:
                 raise DataError(
                     f"{path}: no x_test array (found: {', '.join(sorted(archive.files)) or 'none'}); "
                     "images to predict are read from x_test"
                 )
-            x = _npz_array(archive, "x_test", path)
-        return _as_images(x, f"{path}: x_test"), None, "npz"
+            x = npz_array(archive, "x_test", path)
+        return as_images(x, f"{path}: x_test"), None, "npz"
     if suffix == ".csv":
-        columns = _csv_header(path)
+        columns = csv_header(path)
         if "filename" in columns:
             return read_identify_test(path)
-        x, _ = _read_kaggle_csv(path, columns, need_labels=False)
+        x, _ = read_kaggle_csv(path, columns, need_labels=False)
         return x, None, "kaggle-csv"
     if "idx3-ubyte" in path.name:
-        x = _read_idx(path, expect_images=True)
+        x = read_idx(path, expect_images=True)
         check_not_empty(len(x), path)
         return x, None, "idx"
     raise DataError(f"{path}: unsupported file for prediction; {_ACCEPTED_PREDICT}")
 
 
 def _read_images_dir(folder: Path) -> tuple[np.ndarray, list[str] | None, str]:
-    idx_files = _find_idx_files(folder)
+    idx_files = find_idx_files(folder)
     if idx_files:
         if ("t10k", "images") not in idx_files:
             raise DataError(
                 f"{folder}: no t10k-images-idx3-ubyte[.gz]; images to predict are read from the t10k IDX file"
             )
         path = idx_files["t10k", "images"]
-        x = _read_idx(path, expect_images=True)
+        x = read_idx(path, expect_images=True)
         check_not_empty(len(x), path)
         return x, None, "idx"
     root = tutorial_root(folder)
@@ -626,28 +335,6 @@ def _read_images_dir(folder: Path) -> tuple[np.ndarray, list[str] | None, str]:
 
 
 # --------------------------------------------------------------------------- checks and transforms
-
-
-def _check_same_image_shape(a: np.ndarray, b: np.ndarray, where_a: Path | str, where_b: Path | str) -> None:
-    if a.shape[1:] != b.shape[1:]:
-        raise DataError(
-            f"{where_a}: images are {hw(a.shape[1:])} but {where_b} has {hw(b.shape[1:])} images; "
-            "train and test images must have the same size"
-        )
-
-
-def _max_value(x: np.ndarray, where: Path | str) -> float:
-    """The divisor that scales raw pixels *x* into [0, 1]: 1 for floats in [0, 1], else 255."""
-    if x.size == 0:
-        return 255.0
-    low, high = x.min(), x.max()
-    if np.issubdtype(x.dtype, np.floating) and not (np.isfinite(low) and np.isfinite(high)):
-        raise DataError(f"{where}: images contain NaN or infinite values")
-    if low < 0 or high > 255:
-        raise DataError(f"{where}: pixel values must be 0..255 (or 0..1 floats), found {low}..{high}")
-    if np.issubdtype(x.dtype, np.floating) and high <= 1:
-        return 1.0
-    return 255.0
 
 
 def _scale(x: np.ndarray, max_value: float) -> np.ndarray:

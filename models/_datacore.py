@@ -52,3 +52,25 @@ def check_labels(y: np.ndarray, where: Path | str) -> np.ndarray:
 def hw(shape: tuple[int, ...]) -> str:
     """A shape as ``HxW`` (``NxHxW``...)."""
     return "x".join(str(d) for d in shape)
+
+
+def check_same_image_shape(a: np.ndarray, b: np.ndarray, where_a: Path | str, where_b: Path | str) -> None:
+    if a.shape[1:] != b.shape[1:]:
+        raise DataError(
+            f"{where_a}: images are {hw(a.shape[1:])} but {where_b} has {hw(b.shape[1:])} images; "
+            "train and test images must have the same size"
+        )
+
+
+def pixel_max(x: np.ndarray, where: Path | str) -> float:
+    """The divisor that scales raw pixels *x* into [0, 1]: 1 for floats in [0, 1], else 255."""
+    if x.size == 0:
+        return 255.0
+    low, high = x.min(), x.max()
+    if np.issubdtype(x.dtype, np.floating) and not (np.isfinite(low) and np.isfinite(high)):
+        raise DataError(f"{where}: images contain NaN or infinite values")
+    if low < 0 or high > 255:
+        raise DataError(f"{where}: pixel values must be 0..255 (or 0..1 floats), found {low}..{high}")
+    if np.issubdtype(x.dtype, np.floating) and high <= 1:
+        return 1.0
+    return 255.0

@@ -357,10 +357,11 @@ def _schema_check(url: str, shown: str, scrub: Callable[[str], str], storage: op
 
 
 def _data_checks() -> list[Check]:
-    from digitune.models._data import FASHION_MNIST_DIR, _find_idx_files, _keras_home
+    from digitune.models._data import FASHION_MNIST_DIR, _keras_home
+    from digitune.models._formats import find_idx_files
 
     checks = [Check("data: digits", OK, "bundled with scikit-learn")]
-    files = _find_idx_files(FASHION_MNIST_DIR) if FASHION_MNIST_DIR.is_dir() else {}
+    files = find_idx_files(FASHION_MNIST_DIR) if FASHION_MNIST_DIR.is_dir() else {}
     if len(files) == 4:
         checks.append(Check("data: fashion-mnist", OK, str(FASHION_MNIST_DIR)))
     else:

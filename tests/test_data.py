@@ -509,11 +509,11 @@ def test_a_named_pipe_among_the_images_is_refused(tmp_path: Path) -> None:
 
 
 def test_compressed_npz_inflating_past_the_cap_is_refused(tmp_path: Path, monkeypatch) -> None:
-    import digitune.models._data
+    import digitune.models._formats
 
     x, y = make_images()
     np.savez_compressed(tmp_path / "z.npz", x_train=x, y_train=y)
-    monkeypatch.setattr(digitune.models._data, "MAX_INFLATED_BYTES", 5000)  # the arrays hold 6000 + 60 bytes
+    monkeypatch.setattr(digitune.models._formats, "MAX_INFLATED_BYTES", 5000)  # the arrays hold 6000 + 60 bytes
     with pytest.raises(DataError, match=r"z\.npz: its compressed arrays inflate to \d+ bytes, more than the 5000"):
         load_dataset(tmp_path / "z.npz")
     np.savez(tmp_path / "plain.npz", x_train=x, y_train=y)  # uncompressed: its size is on disk already
