@@ -22,24 +22,9 @@ from ._data import (
     trial_alive,
 )
 from ._sql import heartbeats, read_trials
-from ._figures import (
-    OPTUNA_PLOTS,
-    compare_figure,
-    confusion_figure,
-    curves_figure,
-    families_figure,
-    family_importances,
-    history_figure,
-    importances_figure,
-    optuna_figure,
-    params_figure,
-    pareto_figure,
-    per_class_figure,
-    table_csv,
-    timeline_figure,
-    trial_curves_figure,
-    trials_table,
-)
+from ._details import compare_figure, confusion_figure, per_class_figure, table_csv, trial_curves_figure, trials_table
+from ._figures import curves_figure, families_figure, history_figure, params_figure, pareto_figure, timeline_figure
+from ._optuna_plots import OPTUNA_PLOTS, family_importances, importances_figure, optuna_figure
 
 __all__ = [
     "HEARTBEAT_ALIVE_SECONDS",

@@ -51,7 +51,7 @@ from digitune.dashboard._model import (  # noqa: E402
     predict_upload,
     submission_csv,
 )
-from digitune.dashboard._figures import (  # noqa: E402
+from digitune.dashboard import (  # noqa: E402
     compare_figure,
     confusion_figure,
     curves_figure,
