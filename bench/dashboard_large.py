@@ -153,11 +153,11 @@ def child_apptest(url: str, *, sql: bool, tabs: bool) -> None:
     # `digitune dashboard` has imported Streamlit before anyone visits; the first run of the page
     # imports the app's own modules (digitune, Optuna, SQLAlchemy, Plotly).
     AppTest = timed("streamlit", lambda: importlib.import_module("streamlit.testing.v1").AppTest, results)
-    timed("imports", lambda: [importlib.import_module(m) for m in ("dashboard", "dashboard._model",
-                                                                   "dashboard._launch")], results)
+    timed("imports", lambda: [importlib.import_module(m) for m in ("digitune.dashboard", "digitune.dashboard._model",
+                                                                   "digitune.dashboard._launch")], results)
     os.environ["DIGITUNE_STORAGE"] = url
     if not sql:  # the dashboard's reader through Optuna's storage API, as before the SQL reader
-        importlib.import_module("dashboard._data").Reader.open.__func__.__kwdefaults__["sql"] = False
+        importlib.import_module("digitune.dashboard._reader").Reader.open.__func__.__kwdefaults__["sql"] = False
     at = AppTest.from_file(str(ROOT / "dashboard" / "app.py"), default_timeout=3600)
     at.query_params.update(page="Study", study=STUDY)
 

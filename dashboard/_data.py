@@ -8,24 +8,18 @@ it is read once. Nothing here writes to the storage.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import copy
 import datetime as dt
 import gc
-import json
-import threading
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Callable, Iterable, Iterator
 
 import optuna
-from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
-from digitune.dashboard._sql import heartbeats, read_trials
+from digitune.search import DATASET_ATTR, SPEC_ATTR, stored_record, trial_record
 from digitune.search._optuna_private import pareto_front, trial_id as id_of
-from digitune.search import AGENTS_STUDY, DATASET_ATTR, MANIFEST_ATTR, SPEC_ATTR, NoStudyDatabaseError, stored_record, open_storage, redact, resolve_storage_url, trial_record
 
 # A running trial counts as alive while its heartbeat is this recent, or, without a
 # heartbeat, while it started this recently.
@@ -259,135 +253,6 @@ def _accuracy(trial: FrozenTrial, metrics: list[str]) -> float | None:
 # --------------------------------------------------------------------------- the reader
 
 
-@dataclass
-class _Cache:
-    study_id: int
-    trials: dict[int, FrozenTrial]  # by number
-    records: dict[int, dict[str, Any]]
-    max_trial_id: int
-    version: int
-    data: StudyData | None = None
-
-
-class Reader:
-    """Read-only access to every study in one storage, with per-study trial caches.
-
-    Safe to share between Streamlit sessions: a lock serializes refreshes. On Optuna's RDB
-    storage, trials are read with plain SELECTs over Optuna's tables (:func:`read_trials_sql`);
-    ``sql=False`` reads them through Optuna's storage API instead (the same trials, slower).
-    """
-
-    def __init__(self, storage: BaseStorage | None, *, url: str | None = None, sql: bool = True):
-        self.storage = storage
-        self.url = url
-        self.sql = sql
-        self._cache: dict[str, _Cache] = {}
-        self._lock = threading.RLock()
-        self.reads = 0  # trials read from the storage, for tests and the benchmark
-
-    @classmethod
-    def open(cls, url: str | None = None, *, sql: bool = True) -> "Reader":
-        """A reader on ``url`` (resolved like the CLI's ``--storage``), opened without heartbeats.
-
-        Nothing is created or changed: on a SQLite file that does not exist yet, or a server
-        database without Optuna's tables, the reader shows no studies until a first one is made.
-        """
-        url = resolve_storage_url(url)
-        return cls(_open_existing(url), url=url, sql=sql)
-
-    @property
-    def display_url(self) -> str:
-        return redact(self.url) if self.url else "(in memory)"
-
-    def opened(self) -> BaseStorage | None:
-        """The storage; a SQLite file that did not exist when the reader was made is opened once it does."""
-        if self.storage is None and self.url:
-            with self._lock:
-                if self.storage is None:
-                    self.storage = _open_existing(self.url)
-        return self.storage
-
-    # ---- studies
-
-    def study_names(self) -> list[str]:
-        storage = self.opened()
-        return [] if storage is None else [s.study_name for s in storage.get_all_studies()
-                                           if s.study_name != AGENTS_STUDY]
-
-    def studies(self) -> list[dict[str, Any]]:
-        """One record per study, every study refreshed: see :func:`study_row`."""
-        storage = self.opened()
-        if storage is None:
-            return []
-        rows = []
-        for frozen in storage.get_all_studies():
-            if frozen.study_name == AGENTS_STUDY:  # digitune's agent registry, not a study
-                continue
-            try:
-                data = self.study(frozen.study_name)
-            except KeyError:  # deleted while we read
-                continue
-            rows.append(study_row(data))
-        return rows
-
-    def study(self, name: str) -> StudyData:
-        """The study ``name`` with its trials, refreshed; ``KeyError`` if there is no such study."""
-        if self.opened() is None:
-            raise KeyError(name)
-        with self._lock:
-            try:
-                study_id = self.storage.get_study_id_from_name(name)
-            except KeyError:
-                self._cache.pop(name, None)  # deleted: forget its trials
-                raise
-            cache = self._cache.get(name)
-            if cache is None or cache.study_id != study_id:  # new, or deleted and made again
-                cache = _Cache(study_id=study_id, trials={}, records={}, max_trial_id=-1, version=0)
-                self._cache[name] = cache
-            directions = [d.name.lower() for d in self.storage.get_study_directions(study_id)]
-            user_attrs = self.storage.get_study_user_attrs(study_id)
-            with gc_paused():
-                changed = self._read_changes(cache)
-                old = cache.data
-                attrs_changed = old is None or old.user_attrs != user_attrs or old.directions != directions
-                if changed or attrs_changed:
-                    metrics = [o.split(":")[0] for o in objectives_of(user_attrs, directions)]
-                    for number in (cache.trials if attrs_changed else changed):
-                        cache.records[number] = record_of(cache.trials[number], metrics)
-                    cache.version += 1
-                    numbers = sorted(cache.trials)
-                    cache.data = StudyData(name=name, study_id=study_id, directions=directions,
-                                           user_attrs=user_attrs, trials=[cache.trials[n] for n in numbers],
-                                           records=[cache.records[n] for n in numbers], version=cache.version)
-            data = cache.data
-            data.alive = self._alive(data)
-            return data
-
-    def _read_changes(self, cache: _Cache) -> list[int]:
-        """Read new and unfinished trials into ``cache``; the numbers of those that changed."""
-        unfinished = {id_of(t) for t in cache.trials.values() if not t.state.is_finished()}
-        fresh = read_trials(self.storage, cache.study_id, unfinished_ids=unfinished, after_trial_id=cache.max_trial_id,
-                            sql=self.sql)
-        self.reads += len(fresh)
-        changed = []
-        for trial in fresh:
-            old = cache.trials.get(trial.number)
-            if old is None or old != trial:
-                cache.trials[trial.number] = trial
-                changed.append(trial.number)
-            cache.max_trial_id = max(cache.max_trial_id, id_of(trial))
-        return changed
-
-    def _alive(self, data: StudyData) -> dict[int, bool]:
-        running = [t for t in data.trials if t.state == TrialState.RUNNING]
-        if not running:
-            return {}
-        beats, db_now = heartbeats(self.storage, [id_of(t) for t in running])
-        now = dt.datetime.now()
-        return {t.number: trial_alive(t.datetime_start, beats.get(id_of(t)), now=now, db_now=db_now)
-                for t in running}
-
-
 def trial_alive(start: dt.datetime | None, heartbeat: dt.datetime | None, *, now: dt.datetime,
                 db_now: dt.datetime | None) -> bool:
     """Whether a running trial's worker is running now.
@@ -400,179 +265,8 @@ def trial_alive(start: dt.datetime | None, heartbeat: dt.datetime | None, *, now
     return start is not None and (now - start).total_seconds() <= RECENT_START_SECONDS
 
 
-def storage_url(argv: list[str]) -> str:
-    """The storage URL for the app: ``--storage URL`` among ``argv`` (what follows ``streamlit run app.py --``),
-    else ``$DIGITUNE_STORAGE``, else digitune's default."""
-    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
-    parser.add_argument("--storage")
-    known, _ = parser.parse_known_args(argv)
-    return resolve_storage_url(known.storage)
-
-
-def _open_existing(url: str) -> BaseStorage | None:
-    """The storage on ``url``, opened read-only; None while there is no study database there yet."""
-    try:
-        return open_storage(url, heartbeat=False, create=False)
-    except NoStudyDatabaseError:
-        return None
-
-
 # --------------------------------------------------------------------------- derived records
-
-
-def study_row(data: StudyData) -> dict[str, Any]:
-    """A study for the Studies page; the keys of :func:`search.list_studies` plus live and objective details."""
-    counts = {state: 0 for state in STATES}
-    for record in data.records:
-        counts[record["state"]] += 1
-    activity = [r["datetime_complete"] or r["datetime_start"] for r in data.records if r["datetime_start"]]
-    best = data.best
-    running = running_trials(data)
-    return {
-        "name": data.name,
-        "directions": data.directions,
-        "objectives": data.objectives,
-        "dataset": data.dataset.get("name"),
-        "digitune": SPEC_ATTR in data.user_attrs,
-        "trials": counts,
-        "n_trials": len(data.records),
-        "best_value": best["value"] if best else None,
-        "best_trial": best["number"] if best else None,
-        "pareto_size": len(data.pareto_numbers) if data.is_multi_objective else None,
-        "last_activity": max(activity).isoformat(timespec="seconds") if activity else None,
-        "running_now": any(r["alive"] for r in running),
-        "running": running,
-    }
-
-
-def running_trials(data: StudyData) -> list[dict[str, Any]]:
-    """Running trials: number, family, epochs done so far, last reported value, whether the worker is alive."""
-    rows = []
-    for record in data.records:
-        if record["state"] != "running":
-            continue
-        inter = record["intermediate_values"]
-        rows.append({
-            "number": record["number"],
-            "family": record["family"] or record["params"].get("family"),
-            "epoch": record["epoch"],
-            "last_value": inter[max(inter)] if inter else None,
-            "started": record["datetime_start"],
-            "alive": data.alive.get(record["number"], False),
-        })
-    return rows
-
-
-def study_summary(data: StudyData) -> dict[str, Any]:
-    """The Study page's header: objectives, dataset, counts, best trial or Pareto front, sampler and pruner."""
-    row = study_row(data)
-    spec = data.spec.get("study", {})
-    best = data.best
-    return {
-        **row,
-        "sampler": spec.get("sampler"),
-        "pruner": spec.get("pruner"),
-        "target_trials": spec.get("trials"),
-        "max_params": spec.get("max_params"),
-        "best": best,
-        "pareto_front": [data.record(n) for n in data.pareto_numbers],
-        "dataset_info": data.dataset,
-        "manifest": data.user_attrs.get(MANIFEST_ATTR),
-    }
-
-
-def learning_curves(data: StudyData, metric: str = "val_accuracy") -> list[dict[str, Any]]:
-    """Per trial, ``metric`` per epoch: from the stored curves, or the reported values while it runs.
-
-    Each entry: number, state, family, baseline, values (epoch 1 first), final, best.
-    Trials with no epoch yet are left out.
-    """
-    maximize = "accuracy" in metric
-    curves = []
-    for record in data.records:
-        values = list((record["curves"] or {}).get(metric) or [])
-        if not values and metric == "val_accuracy" and record["intermediate_values"]:
-            inter = record["intermediate_values"]
-            values = [inter[k] for k in sorted(inter)]
-        if not values:
-            continue
-        curves.append({
-            "number": record["number"],
-            "state": record["state"],
-            "family": record["family"],
-            "baseline": record["baseline"],
-            "values": values,
-            "final": values[-1],
-            "best": max(values) if maximize else min(values),
-        })
-    return curves
 
 
 def family_of(record: dict[str, Any]) -> str:
     return record["family"] or record["params"].get("family") or "?"
-
-
-def compare_rows(studies: list[StudyData]) -> list[dict[str, Any]]:
-    """One summary row per study for the Compare page."""
-    rows = []
-    for data in studies:
-        row = study_row(data)
-        best = data.best
-        complete = [r for r in data.records if r["state"] == "complete"]
-        accuracies = [r["accuracy"] for r in complete if r["accuracy"] is not None]
-        seconds = [r["duration_s"] for r in data.records if r["duration_s"] is not None]
-        rows.append({
-            "study": data.name,
-            "dataset": row["dataset"],
-            "objectives": ", ".join(data.objectives),
-            "trials": row["n_trials"],
-            "complete": row["trials"]["complete"],
-            "pruned": row["trials"]["pruned"],
-            "failed": row["trials"]["fail"],
-            "best value": row["best_value"],
-            "best trial": row["best_trial"],
-            "best family": best["family"] if best else None,
-            "best params": best["params_count"] if best else None,
-            "Pareto front": row["pareto_size"],
-            "best accuracy": max(accuracies) if accuracies else None,
-            "total hours": round(sum(seconds) / 3600, 3) if seconds else 0.0,
-        })
-    return rows
-
-
-def model_layers(model_config: dict[str, Any], image_shape: tuple[int, ...]) -> dict[str, Any]:
-    """The Keras model a trial trained, rebuilt from its stored config: one row per layer and the totals.
-
-    Builds (never trains) the model with :func:`models.build_model`, so Keras is imported
-    on the first call.
-    """
-    from digitune.models import build_model, model_config_from_dict
-
-    config = model_config_from_dict(copy.deepcopy(model_config))
-    model = build_model(config, tuple(image_shape))
-    layers = []
-    for layer in model.layers:
-        try:
-            shape = layer.output.shape
-        except (AttributeError, ValueError):
-            shape = None
-        layers.append({
-            "layer": layer.name,
-            "type": type(layer).__name__,
-            "output shape": "" if shape is None else "(" + ", ".join("None" if d is None else str(d)
-                                                                        for d in shape) + ")",
-            "params": int(layer.count_params()),
-        })
-    result = {"layers": layers, "total_params": int(model.count_params()),
-              "input_shape": list(image_shape), "config": json.loads(json.dumps(model_config))}
-    _clear_keras()
-    return result
-
-
-def _clear_keras() -> None:
-    try:
-        from digitune.models import clear_state
-
-        clear_state()
-    except Exception:  # noqa: BLE001 (clearing is only tidiness)
-        pass

@@ -10,7 +10,7 @@ import tomllib
 
 from digitune.search import PRUNERS, SAMPLERS, SpecError, StorageError, list_agents, open_storage, queue_entries, resume, spec_from_dict, stop  # noqa: E501
 
-from digitune.dashboard._data import Reader
+from digitune.dashboard._reader import Reader
 from digitune.dashboard._launch import DATASETS, LocalAgent, launch_folder_problem, live_agents, start_agent, study_from_fields, submit_definition  # noqa: E501
 from digitune.dashboard._queue import agent_rows, queue_figure, queue_rows
 

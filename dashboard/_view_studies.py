@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from digitune.dashboard._data import Reader, compare_rows
+from digitune.dashboard._reader import Reader
+from digitune.dashboard._records import compare_rows
 from digitune.dashboard._details import compare_figure
 
 from digitune.dashboard._views import chart, running_table

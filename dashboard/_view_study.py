@@ -6,7 +6,9 @@ from typing import Callable
 
 import streamlit as st
 
-from digitune.dashboard._data import Reader, StudyData, family_of, learning_curves, running_trials, study_summary
+from digitune.dashboard._data import StudyData, family_of
+from digitune.dashboard._reader import Reader
+from digitune.dashboard._records import learning_curves, running_trials, study_summary
 from digitune.dashboard._details import table_csv, trials_table
 from digitune.dashboard._figures import (curves_figure, families_figure, history_figure, params_figure, pareto_figure,
                                          timeline_figure)

@@ -9,7 +9,9 @@ import streamlit as st
 
 from digitune.search import SAVED_ATTR  # noqa: E501
 
-from digitune.dashboard._data import Reader, StudyData, family_of, model_layers
+from digitune.dashboard._data import StudyData, family_of
+from digitune.dashboard._reader import Reader
+from digitune.dashboard._records import model_layers
 from digitune.dashboard._model import (
     MAX_UPLOAD_BYTES,
     SavedModel,

@@ -6,7 +6,8 @@ from typing import Any
 
 import streamlit as st
 
-from digitune.dashboard._data import Reader, StudyData
+from digitune.dashboard._data import StudyData
+from digitune.dashboard._reader import Reader
 
 
 PAGES = ("Studies", "Study", "Trial", "Compare", "Queue", "Launch")

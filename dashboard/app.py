@@ -22,7 +22,7 @@ import time  # noqa: E402
 
 import streamlit as st  # noqa: E402
 
-from digitune.dashboard._data import storage_url  # noqa: E402
+from digitune.dashboard._reader import storage_url  # noqa: E402
 from digitune.dashboard._view_queue import launch_page, queue_page  # noqa: E402
 from digitune.dashboard._view_studies import compare_page, studies_page  # noqa: E402
 from digitune.dashboard._view_study import study_page  # noqa: E402
