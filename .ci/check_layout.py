@@ -86,6 +86,10 @@ def _bare_imports(tree: ast.Module) -> list[str]:
             bare += [a.name for a in node.names if a.name.split(".")[0] in PACKAGES[1:]]
         elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
             bare += [node.module] if node.module.split(".")[0] in PACKAGES[1:] else []
+        elif isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", "")) in (
+                "import_module", "find_spec") and node.args and isinstance(node.args[0], ast.Constant):
+            name = node.args[0].value  # importlib.import_module("models._data") finds a user's models.py too
+            bare += [name] if isinstance(name, str) and name.split(".")[0] in PACKAGES[1:] else []
     return bare
 
 

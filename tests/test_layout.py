@@ -64,10 +64,12 @@ def test_an_allowlisted_offender_may_not_grow_and_a_mended_one_must_leave_the_li
 
 def test_an_import_without_the_digitune_root_is_caught_in_tests_too(copy):
     (copy / "tests").mkdir()
-    (copy / "tests" / "test_x.py").write_text("import models\nfrom search._spec import load_spec\n")
+    (copy / "tests" / "test_x.py").write_text("import models\nfrom search._spec import load_spec\n"
+                                              "import importlib\nimportlib.import_module('dashboard._data')\n")
     stderr = _check(copy).stderr
     assert "bare imports: tests/test_x.py: models (name the root" in stderr
     assert "bare imports: tests/test_x.py: search._spec" in stderr
+    assert "bare imports: tests/test_x.py: dashboard._data" in stderr
 
 
 def test_a_package_folder_pyproject_does_not_install_is_caught(copy):
