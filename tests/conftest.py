@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+REPO = Path(__file__).resolve().parent.parent  # the checkout: tests/ sits at its root
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 # `digitune run` and `agent` start one worker per core by default; the tests that are not about
 # the layout run one in-process worker (their output and seeds are those of one process).

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import io
-from pathlib import Path
 
 import numpy as np
 import optuna
 import pytest
 from PIL import Image
 
-from conftest import write_study
+from conftest import REPO, write_study
 from digitune.dashboard._model import (
     MAX_UPLOAD_BYTES,
     UploadError,
@@ -24,7 +23,7 @@ from digitune.search import ModelKeeper, artifact_dir, load_spec, open_storage, 
 pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
-APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
+APP = str(REPO / "dashboard" / "app.py")
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,7 @@ import optuna
 import pytest
 from typer.testing import CliRunner
 
-from conftest import digitune_exe, run_cli, write_study
+from conftest import REPO, digitune_exe, run_cli, write_study
 from digitune.search.cli import app
 
 runner = CliRunner()
@@ -232,7 +232,7 @@ def _database_files(folder: Path) -> dict[str, str]:
 
 
 def test_the_table_lists_every_case():
-    table = (Path(__file__).resolve().parent.parent / "docs" / "bad-input.md").read_text()
+    table = (REPO / "docs" / "bad-input.md").read_text()
     for case, _, _ in CASES:
         assert f"| {case} |" in table, case
 

@@ -14,13 +14,12 @@ import optuna
 import pytest
 from typer.testing import CliRunner
 
-from conftest import digitune_exe, write_study
+from conftest import REPO, digitune_exe, write_study
 from digitune.models import MLPConfig, TrainConfig, load_model, predict_proba, save_model, train
 from digitune.search.cli import app
 
 pytestmark = pytest.mark.slow
 runner = CliRunner()
-REPO = Path(__file__).resolve().parents[1]
 
 # Run with `python -I` in a folder of its own: drops what still leads to the repository (its
 # folder on sys.path, the editable install's finders), checks digitune cannot be imported, then

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from conftest import digitune_exe
+from conftest import REPO, digitune_exe
 from digitune.search import open_storage, queue_entries
 from digitune.search._cli_dashboard import is_loopback
 
@@ -24,7 +24,7 @@ from streamlit.testing.v1 import AppTest  # noqa: E402
 from test_dashboard_launch import launch_page  # noqa: E402
 from test_dashboard_model import saved_study, saved_trial_page  # noqa: E402,F401 (a study with saved models, trained once)
 
-APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
+APP = str(REPO / "dashboard" / "app.py")
 TOKEN = "correct-horse-battery-staple"
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from conftest import digitune_exe
-from test_dashboard_data import build_dashboard_db
+from _dashboard_db import build_dashboard_db
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",

@@ -14,7 +14,7 @@ import pytest
 
 from conftest import run_cli, write_study
 from digitune.models import DataError, load_dataset, read_images
-from test_data import check_dataset, make_images, save_png
+from _datafiles import check_dataset, make_images, save_png
 
 SIDE = 28
 N_TRAIN = 60  # 6 per class

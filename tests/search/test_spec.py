@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import optuna
 import pytest
@@ -18,8 +17,9 @@ from digitune.search import (
     spec_from_dict,
 )
 from digitune.search._spec import Choice, Range
+from conftest import REPO
 
-STUDIES = Path(__file__).resolve().parent.parent / "studies"
+STUDIES = REPO / "studies"
 
 
 @pytest.mark.parametrize("name", ["quickstart.toml", "digits.toml"])

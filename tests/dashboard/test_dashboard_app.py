@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 
-from test_dashboard_data import build_dashboard_db
+from _dashboard_db import build_dashboard_db
 
 pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest  # noqa: E402
+from conftest import REPO
 
-APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
+APP = str(REPO / "dashboard" / "app.py")
 CHART_TABS = ("History", "Curves", "MLP vs CNN", "Importance", "Parallel", "Slice", "Contour", "EDF", "Timeline")
 
 

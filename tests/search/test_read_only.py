@@ -15,7 +15,7 @@ import optuna
 import pytest
 import sqlalchemy
 
-from conftest import run_cli
+from conftest import REPO, run_cli
 
 READERS = [("studies",), ("show", "tiny"), ("best", "tiny"), ("export", "tiny", "--format", "json"), ("queue",),
            ("predict", "tiny", "--data", "x.png", "-o", "out.csv")]
@@ -127,7 +127,7 @@ def test_plain_optuna_study_in_the_dashboard(plain_optuna_db, monkeypatch):
     from streamlit.testing.v1 import AppTest
 
     monkeypatch.setenv("DIGITUNE_STORAGE", plain_optuna_db)
-    app = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
+    app = str(REPO / "dashboard" / "app.py")
     for query in ({}, {"page": "Study", "study": "tiny"}, {"page": "Trial", "study": "tiny"},
                   {"page": "Compare"}):
         at = AppTest.from_file(app, default_timeout=60)

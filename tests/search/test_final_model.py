@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from conftest import run_cli, write_study
 from digitune.search.cli import app
-from test_data import make_identify, make_idx_dir, make_kaggle_dir, make_npz
+from _datafiles import make_identify, make_idx_dir, make_kaggle_dir, make_npz
 
 runner = CliRunner()
 

@@ -12,6 +12,7 @@ import pytest
 
 from digitune.models import _fused, _tf_private
 from digitune.search import _click_private, _optuna_private
+from conftest import REPO
 
 
 def _missing(module: str, path: str) -> str | None:
@@ -59,9 +60,8 @@ def test_each_library_still_has_what_its_boundary_uses(where, module, path):
 
 def test_the_layout_checker_knows_the_same_boundaries():
     import runpy
-    from pathlib import Path
 
-    checker = runpy.run_path(str(Path(__file__).resolve().parents[1] / ".ci" / "check_layout.py"))
+    checker = runpy.run_path(str(REPO / ".ci" / "check_layout.py"))
     assert checker["BOUNDARIES"] == set(BOUNDARIES)
 
 

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import optuna
 import pytest
 
-from conftest import run_cli
+from conftest import REPO, run_cli
 from digitune.search import FINISHED
 
 pytestmark = pytest.mark.slow
-QUICKSTART = Path(__file__).resolve().parent.parent / "studies" / "quickstart.toml"
+QUICKSTART = REPO / "studies" / "quickstart.toml"
 
 
 def test_quickstart_persists_ten_trials_of_both_families_with_curves(tmp_path):

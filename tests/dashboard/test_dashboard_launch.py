@@ -17,9 +17,10 @@ from digitune.search import FINISHED, SpecError, open_storage, queue_entries, qu
 
 pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest  # noqa: E402
+from conftest import REPO
 
 pytestmark = pytest.mark.slow
-APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
+APP = str(REPO / "dashboard" / "app.py")
 SMALL = {"study": {"name": "x"}, "data": {"source": "digits", "limit": 300},
          "space": {"epochs": {"low": 1, "high": 2}, "batch_size": 64}}
 

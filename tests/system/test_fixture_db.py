@@ -14,10 +14,10 @@ from pathlib import Path
 
 import optuna
 import pytest
-from conftest import run_cli
+from conftest import REPO, run_cli
 
-FIXTURE = Path(__file__).resolve().parent / "fixtures" / "old-db"
-GOLDEN = Path(__file__).resolve().parent / "fixtures" / "golden"
+FIXTURE = REPO / "tests" / "fixtures" / "old-db"
+GOLDEN = REPO / "tests" / "fixtures" / "golden"
 UPDATE = os.environ.get("DIGITUNE_UPDATE_GOLDENS") == "1"
 STUDIES = ("alpha", "beta", "broken", "late", "front", "queued", "waiting")
 COMMANDS = ("run", "worker", "predict", "studies", "show", "best", "export", "delete", "doctor", "export-model",
