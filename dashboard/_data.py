@@ -20,6 +20,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from digitune.search import DATASET_ATTR, SPEC_ATTR, stored_record, trial_record
 from digitune.search._optuna_private import pareto_front, trial_id as id_of
+from digitune.search._ranking import rank
 
 # A running trial counts as alive while its heartbeat is this recent, or, without a
 # heartbeat, while it started this recently.
@@ -130,11 +131,9 @@ class StudyData:
         """The best feasible complete trial's record (single objective), as Optuna ranks it."""
         if self.is_multi_objective:
             return None
-        maximize = self.directions[0] == "maximize"
         done = [r for r in self.records if r["state"] == "complete" and r["value"] is not None and r["feasible"]]
-        if not done:
-            return None
-        return (max if maximize else min)(done, key=lambda r: r["value"])  # the first of equals, as Optuna
+        ranked = rank(done, self.directions[0], key=lambda r: r["value"])  # the first of equals, as Optuna
+        return ranked[0] if ranked else None
 
 
 def objectives_of(user_attrs: dict[str, Any], directions: list[str]) -> list[str]:

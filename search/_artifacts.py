@@ -24,12 +24,13 @@ from typing import Any, BinaryIO
 
 import optuna
 from optuna.artifacts import FileSystemArtifactStore, download_artifact, get_all_artifact_meta, upload_artifact
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import TrialState
 from sqlalchemy.engine import make_url
 
 from digitune.models import atomic_open, is_temporary
 
 from ._optuna_private import backend_of
+from ._ranking import is_feasible
 from ._schema import MODEL_ATTR, SAVED_ATTR
 
 ARTIFACTS_ENV = "DIGITUNE_ARTIFACTS"
@@ -55,11 +56,6 @@ def artifact_dir(storage_url: str, override: str | os.PathLike | None = None) ->
         database = Path(os.path.realpath(Path(url.database).expanduser()))  # one folder for a file under two paths
         return database.parent / f"{database.stem}-artifacts"
     return Path("studies") / "artifacts"
-
-
-def is_feasible(trial: FrozenTrial) -> bool:
-    """Whether ``trial`` meets all its constraints (``trial.set_constraint`` values <= 0), as Optuna judges it."""
-    return all(v <= 0 for v in (trial.constraints or {}).values())
 
 
 def storage_label(storage: optuna.storages.BaseStorage) -> str:

@@ -15,7 +15,8 @@ from optuna.trial import FrozenTrial, TrialState
 
 from digitune.models import DataError, Dataset, TrainConfig, atomic_open, model_config_from_dict, read_images
 
-from ._artifacts import ModelKeeper, is_feasible
+from ._artifacts import ModelKeeper
+from ._ranking import counted, rank
 from ._final_records import NO_VALIDATION, RETRAINED, SINGLE, ensemble_kind, record_final
 from ._schema import SAVED_ATTR
 from ._schema import stored_record
@@ -42,10 +43,7 @@ class ExportResult:
 
 def ranked_trials(study: optuna.Study) -> list[FrozenTrial]:
     """The completed feasible trials, best first (by the first objective for multi-objective studies)."""
-    complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-                if t.values and is_feasible(t)]
-    maximize = study.directions[0] == optuna.study.StudyDirection.MAXIMIZE
-    return sorted(complete, key=lambda t: t.values[0], reverse=maximize)
+    return rank(counted(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))), study.directions[0])
 
 
 def best_trial(study: optuna.Study) -> FrozenTrial:

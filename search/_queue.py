@@ -29,7 +29,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from ._artifacts import is_feasible
+from ._ranking import best_value
 from ._reconnect import passthrough
 from ._claim import study_lock
 from ._optuna_private import study_id
@@ -117,10 +117,7 @@ def _entry(storage: optuna.storages.BaseStorage, study_id: int, name: str, user_
     directions = [d.name.lower() for d in directions]
     trials = storage.get_all_trials(study_id, deepcopy=False,
                                     states=(*FINISHED, TrialState.RUNNING, TrialState.FAIL))
-    complete = [t for t in trials if t.state == TrialState.COMPLETE and t.values is not None and is_feasible(t)]
-    best = None
-    if complete and len(directions) == 1:
-        best = (max if directions[0] == "maximize" else min)(t.values[0] for t in complete)
+    best = best_value(trials, directions)
     return QueueEntry(
         name=name, state=queue["state"], priority=int(queue.get("priority", 0)),
         trials=int(queue["trials"]), timeout=queue.get("timeout"), submitted_at=queue["submitted_at"],

@@ -8,7 +8,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from ._artifacts import is_feasible
+from ._ranking import best_value, is_feasible, rank
 from ._final_records import final_summary
 from ._schema import (AGENTS_STUDY, BASELINE_ATTR, FAIL_ATTR, MANIFEST_ATTR, SPEC_ATTR, START_ATTR, STOPPED_ATTR,
                       WARM_ATTR, stored_dataset, stored_record)
@@ -28,11 +28,7 @@ def list_studies(storage: optuna.storages.BaseStorage) -> list[dict[str, Any]]:
             continue
         study = optuna.load_study(study_name=summary.study_name, storage=storage)
         trials = study.get_trials(deepcopy=False)
-        finished = [t for t in trials if t.state == TrialState.COMPLETE and t.values is not None and is_feasible(t)]
-        best = None
-        if finished and len(summary.directions) == 1:  # a multi-objective study has a front, not a best value
-            maximize = summary.directions[0] == optuna.study.StudyDirection.MAXIMIZE
-            best = (max if maximize else min)(t.values[0] for t in finished)
+        best = best_value(trials, summary.directions)  # a multi-objective study has a front, not a best value
         activity = [t.datetime_complete or t.datetime_start for t in trials if t.datetime_start]
         rows.append({
             "name": summary.study_name,
@@ -93,8 +89,7 @@ def study_detail(name: str, storage: optuna.storages.BaseStorage, *, top: int = 
         detail["best"] = None
         detail["top"] = detail["pareto_front"][:top]
         return detail
-    maximize = directions[0] == "maximize"
-    ranked = sorted(complete, key=lambda t: t.value, reverse=maximize)
+    ranked = rank(complete, directions[0])
     feasible = [t for t in ranked if is_feasible(t)]
     detail["best"] = trial_record(feasible[0]) if feasible else None
     detail["top"] = [trial_record(t) for t in ranked[:top]]
