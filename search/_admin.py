@@ -24,6 +24,7 @@ from optuna.trial import FrozenTrial
 
 from ._claim import study_lock
 from .study import load_study
+from ._report import trial_identity, trial_size
 from ._schema import FAIL_ATTR, SPEC_ATTR, stored_dataset, stored_record
 
 EXPORT_FORMATS = ("csv", "json")
@@ -51,20 +52,12 @@ def export_record(trial: FrozenTrial) -> dict[str, Any]:
     """Everything an export holds about one trial, as plain (strict-JSON) data."""
     attrs = trial.user_attrs
     start, complete = trial.datetime_start, trial.datetime_complete
-    values = list(trial.values) if trial.values is not None else None
     return _finite({
-        "number": trial.number,
-        "state": trial.state.name.lower(),
-        "value": values[0] if values is not None and len(values) == 1 else None,
-        "values": values,
-        "params": dict(trial.params),
+        **trial_identity(trial),
         "datetime_start": start.isoformat() if start else None,
         "datetime_complete": complete.isoformat() if complete else None,
         "duration_seconds": (complete - start).total_seconds() if start and complete else None,
-        "family": attrs.get("family"),
-        "params_count": attrs.get("params_count"),
-        "train_seconds": attrs.get("train_seconds"),
-        "epochs_run": attrs.get("epochs_run"),
+        **trial_size(attrs),
         "fail_reason": attrs.get(FAIL_ATTR),
         "intermediate_values": {str(step): v for step, v in sorted(trial.intermediate_values.items())},
         "curves": stored_record(attrs, "curves"),

@@ -42,19 +42,25 @@ def list_studies(storage: optuna.storages.BaseStorage) -> list[dict[str, Any]]:
     return rows
 
 
+def trial_identity(trial: FrozenTrial) -> dict[str, Any]:
+    """The fields every trial record starts with: number, state, value (one objective), values, parameters."""
+    values = list(trial.values) if trial.values is not None else None
+    return {"number": trial.number, "state": trial.state.name.lower(),
+            "value": values[0] if values is not None and len(values) == 1 else None, "values": values,
+            "params": dict(trial.params)}
+
+
+def trial_size(attrs: dict[str, Any]) -> dict[str, Any]:
+    """What a trial's model was and cost: its family, parameter count, training seconds and epochs."""
+    return {key: attrs.get(key) for key in ("family", "params_count", "train_seconds", "epochs_run")}
+
+
 def trial_record(trial: FrozenTrial) -> dict[str, Any]:
     """A trial as plain data: number, state, value, parameters and digitune's user attributes."""
     attrs = trial.user_attrs
     return {
-        "number": trial.number,
-        "state": trial.state.name.lower(),
-        "value": trial.value if trial.values is not None and len(trial.values) == 1 else None,
-        "values": trial.values,
-        "params": trial.params,
-        "family": attrs.get("family"),
-        "params_count": attrs.get("params_count"),
-        "train_seconds": attrs.get("train_seconds"),
-        "epochs_run": attrs.get("epochs_run"),
+        **trial_identity(trial),
+        **trial_size(attrs),
         "intermediate_values": {int(k): v for k, v in trial.intermediate_values.items()},
         "fail_reason": attrs.get(FAIL_ATTR),
         "baseline": attrs.get(BASELINE_ATTR),
