@@ -171,13 +171,9 @@ def _agent_here(url: str, *, until_idle: bool, poll: float, artifacts: str | Non
     from ._agent import Agent
     from ._reconnect import open_reconnecting
     from ._signals import interrupts
-    from ._workers import RECYCLE_EXIT, apply_thread_budget
+    from ._workers import RECYCLE_EXIT, interrupted_exit, prepare_worker
 
-    apply_thread_budget()
-    if mixed_precision:
-        import keras
-
-        keras.mixed_precision.set_global_policy("mixed_float16")
+    prepare_worker(mixed_precision=mixed_precision)
     store = open_reconnecting(url) if spawned else storage_from(url)  # started by `digitune agent`: it may blink
     folder = artifact_dir(url, artifacts)
     try:
@@ -190,7 +186,7 @@ def _agent_here(url: str, *, until_idle: bool, poll: float, artifacts: str | Non
         signal_name = str(exc) or "SIGINT"
         err.print(f"agent stopped ({signal_name}); its running trial, if any, is marked failed (interrupted) "
                   f"and its slot goes to the next agent", highlight=False)
-        raise typer.Exit(143 if signal_name == "SIGTERM" else 130) from None
+        raise typer.Exit(interrupted_exit(signal_name)) from None
     refused = "".join(f"; refused {k}: {v}" for k, v in summary.refused.items())
     err.print(f"agent done: {summary.trials_run} trials run on {', '.join(summary.studies) or 'no study'}{refused}",
               highlight=False)
@@ -204,7 +200,7 @@ def _agent_processes(url: str, *, slots, until_idle: bool, poll: float, artifact
     import subprocess
 
     from ._spawn import python_command
-    from ._workers import child_env, describe_layout, exit_code, supervise
+    from ._workers import child_env, describe_layout, exit_code, interrupted_exit, supervise
 
     # The storage goes in each process's environment (child_env), not on its command line.
     cmd = python_command("agent-process", "--poll", str(poll), "--recycle-after", str(recycle_after))
@@ -220,7 +216,7 @@ def _agent_processes(url: str, *, slots, until_idle: bool, poll: float, artifact
     try:  # Ctrl-C or SIGTERM here goes on to the agent processes; each says how it stopped
         supervise(procs, restart=lambda i: start(slots[i]))
     except KeyboardInterrupt as exc:
-        raise typer.Exit(143 if str(exc) == "SIGTERM" else 130) from None
+        raise typer.Exit(interrupted_exit(str(exc))) from None
     code = exit_code(procs, url)  # agent processes that gave up on the database: one error: line, here
     if code:
         raise typer.Exit(code)

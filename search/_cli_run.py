@@ -146,6 +146,7 @@ def _interrupted(exc: KeyboardInterrupt, study, name: str) -> None:
     """Say what an interrupted run left behind, without waiting for a database that is away; exit 130 or 143."""
     from . import count_finished
     from ._reconnect import passthrough
+    from ._workers import interrupted_exit
 
     signal_name = str(exc) or "SIGINT"
     try:
@@ -156,7 +157,7 @@ def _interrupted(exc: KeyboardInterrupt, study, name: str) -> None:
                 "the finished trials are stored")
     err.print(f"interrupted ({signal_name}): {left}; run the same command again to continue study {name!r}",
               highlight=False)
-    raise typer.Exit(143 if signal_name == "SIGTERM" else 130) from None
+    raise typer.Exit(interrupted_exit(signal_name)) from None
 
 
 def _run_with_progress(spec, storage: str | None, target: int, deadline: float | None, seed_offset: int = 0,
@@ -166,15 +167,11 @@ def _run_with_progress(spec, storage: str | None, target: int, deadline: float |
     the others run in worker processes started once the study exists."""
     from digitune.models import load_dataset
     from . import ModelKeeper, artifact_dir, count_finished, open_study, redact, resolve_storage_url
-    from ._workers import apply_thread_budget, describe_layout, start_worker, stopping_workers
+    from ._workers import describe_layout, prepare_worker, start_worker, stopping_workers
 
     if len(slots) > 1:  # this worker's share of the cores (before the backend starts its thread pools)
         os.environ.update({k: v for k, v in slots[0].env().items() if k != "CUDA_VISIBLE_DEVICES"})
-    apply_thread_budget()
-    if mixed_precision:
-        import keras
-
-        keras.mixed_precision.set_global_policy("mixed_float16")
+    prepare_worker(mixed_precision=mixed_precision)
     url = resolve_storage_url(storage)
     store = store if store is not None else storage_from(url)
     data = load_dataset(spec.data.source, **spec.data.load_kwargs())

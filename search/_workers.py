@@ -296,3 +296,17 @@ def apply_thread_budget() -> None:
         import importlib
 
         importlib.import_module("torch").set_num_threads(int(threads))
+
+
+def prepare_worker(*, mixed_precision: bool) -> None:
+    """A worker's or agent's process before it trains: its thread budget, and mixed float16 if asked."""
+    apply_thread_budget()
+    if mixed_precision:
+        import keras
+
+        keras.mixed_precision.set_global_policy("mixed_float16")
+
+
+def interrupted_exit(signal_name: str) -> int:
+    """The exit code after Ctrl-C or SIGTERM: 143 for SIGTERM, else 130 (as a shell reports them)."""
+    return 143 if signal_name == "SIGTERM" else 130
