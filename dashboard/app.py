@@ -29,7 +29,7 @@ from digitune.dashboard._view_study import study_page  # noqa: E402
 from digitune.dashboard._view_trial import trial_page  # noqa: E402
 from digitune.dashboard._views import PAGES, REFRESH_CHOICES, get_reader  # noqa: E402
 from digitune.search import StorageError  # noqa: E402
-from digitune.search._cli_dashboard import TOKEN_ENV  # noqa: E402
+from digitune.search._env import TOKEN_ENV  # noqa: E402
 
 
 RENDER = {"Studies": studies_page, "Study": study_page, "Trial": trial_page, "Compare": compare_page,

@@ -29,11 +29,11 @@ from sqlalchemy.engine import make_url
 
 from digitune.models import atomic_open, is_temporary
 
+from ._env import ARTIFACTS_ENV
 from ._optuna_private import backend_of
 from ._ranking import is_feasible
 from ._schema import MODEL_ATTR, SAVED_ATTR
 
-ARTIFACTS_ENV = "DIGITUNE_ARTIFACTS"
 OWNERS_FILE = ".digitune-storages"
 UNKNOWN_OWNER = "(a storage digitune cannot name)"
 STALE_SECONDS = 3600  # a temporary file this old belongs to no write still running

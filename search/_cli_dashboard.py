@@ -13,10 +13,10 @@ from typing import Annotated
 import typer
 
 from ._cli_common import StorageOption, app, err, user_errors
+from ._env import TOKEN_ENV
 from ._spawn import python_module
 from ._storage import STORAGE_ENV
 
-TOKEN_ENV = "DIGITUNE_DASHBOARD_TOKEN"  # the dashboard's login token (read by dashboard/app.py)
 MAX_UPLOAD_MB = 2
 
 

@@ -36,6 +36,7 @@ import sqlalchemy
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import RDBStorage
 
+from ._env import RECONNECT_ENV
 from ._optuna_private import backend_of
 from ._signals import active_interrupt
 from ._storage import StorageError, _reason, open_storage, redact
@@ -43,7 +44,6 @@ from ._storage import StorageError, _reason, open_storage, redact
 _logger = logging.getLogger("digitune")
 T = TypeVar("T")
 
-RECONNECT_ENV = "DIGITUNE_RECONNECT_SECONDS"
 RECONNECT_SECONDS = 300.0
 FIRST_PAUSE, LONGEST_PAUSE = 0.5, 5.0
 

@@ -20,15 +20,12 @@ import sqlalchemy
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
+from ._env import GRACE_ENV, HEARTBEAT_ENV, STORAGE_ENV
 from ._storage_setup import NotAStudyDatabase, check_existing, create_with_retry, refuse_foreign_sqlite, schema_lock
 
 DEFAULT_STORAGE = "sqlite:///studies/digitune.db"
-STORAGE_ENV = "DIGITUNE_STORAGE"
 HEARTBEAT_SECONDS = 10
 GRACE_SECONDS = 60
-# Overrides, e.g. for tests that kill a worker and want its trial recovered in seconds.
-HEARTBEAT_ENV = "DIGITUNE_HEARTBEAT_INTERVAL"
-GRACE_ENV = "DIGITUNE_GRACE_PERIOD"
 SQLITE_BUSY_TIMEOUT = 60
 CONNECT_TIMEOUT = 10  # seconds to reach a database server (or the gRPC proxy) before giving up
 POOL_RECYCLE_SECONDS = 1800  # reopen pooled connections before firewalls or servers drop idle ones

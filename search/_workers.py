@@ -18,17 +18,15 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
+from ._env import PARENT_ENV, THREADS_ENV, WORKERS_ENV
 from ._reconnect import StorageUnreachable, reconnect_seconds
 from ._signals import interrupts
 from ._spawn import python_command
 from ._storage import STORAGE_ENV, redact
 
-THREADS_ENV = "DIGITUNE_THREADS"
-WORKERS_ENV = "DIGITUNE_WORKERS"  # the default --workers, instead of one per core
 MAX_DEFAULT_WORKERS = 8  # each worker holds its own TensorFlow (about 1 GiB); more cores get more threads each
 RECYCLE_EXIT = 75  # EX_TEMPFAIL: a worker that stopped after its --recycle-after trials, to be started again
 GAVE_UP_EXIT = 69  # EX_UNAVAILABLE: a worker that waited for the database past the deadline (its parent says so)
-PARENT_ENV = "DIGITUNE_PARENT_PID"  # set for the processes digitune starts: the pid of the process that started it
 GAVE_UP_GRACE = 15.0  # seconds a parent that gave up on the database leaves its workers to give up on their own
 PR_SET_PDEATHSIG = 1  # Linux prctl(2)
 
