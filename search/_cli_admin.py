@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from enum import Enum
 from pathlib import Path
@@ -19,6 +18,7 @@ from ._cli_common import (
     app,
     err,
     out,
+    print_json,
     storage_from,
     user_errors,
 )
@@ -103,7 +103,7 @@ def doctor(storage: StorageOption = None, as_json: JsonOption = False) -> None:
 
     checks = run_checks(resolve_storage_url(storage))
     if as_json:
-        out.print_json(json.dumps([c.to_dict() for c in checks]))
+        print_json([c.to_dict() for c in checks])
     else:
         table = Table("check", "status", "detail", box=None, header_style="bold")
         for c in checks:

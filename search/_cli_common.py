@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import json
 import sys
 from typing import Annotated, Any, Callable, Optional
 
@@ -17,6 +18,11 @@ from ._click_private import click_errors
 # Piped output gets wide lines rather than Rich's 80-column default.
 out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)
 err = Console(stderr=True, soft_wrap=True, width=None if sys.stderr.isatty() else 200)
+
+
+def print_json(data: Any, *, default: Callable[[Any], Any] | None = None) -> None:
+    """A command's ``--json`` output on stdout: ``data`` as JSON (``default`` for what JSON has no type for)."""
+    out.print_json(json.dumps(data, default=default))
 
 
 def print_error(message: str) -> None:

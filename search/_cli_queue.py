@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -21,6 +20,7 @@ from ._cli_common import (
     app,
     err,
     out,
+    print_json,
     setup_logging,
     storage_from,
     user_errors,
@@ -77,7 +77,7 @@ def show_queue(
     entries = queue_entries(store)
     agents = list_agents(store, everything=everything)
     if as_json:
-        out.print_json(json.dumps({"studies": [e.to_dict() for e in entries], "agents": agents}))
+        print_json({"studies": [e.to_dict() for e in entries], "agents": agents})
         return
     if not entries:
         out.print("no studies submitted; submit one with: digitune submit STUDY.toml", highlight=False)

@@ -14,14 +14,13 @@ import os
 # the same numbers run after run (`TF_ENABLE_ONEDNN_OPTS=0` turns it off; see models/_quiet.py).
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import json  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Annotated, Any, Optional  # noqa: E402
 
 import typer  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from ._cli_common import ArtifactsOption, JsonOption, StorageOption, app, err, out, storage_from, user_errors  # noqa: E402
+from ._cli_common import ArtifactsOption, JsonOption, StorageOption, app, err, out, print_json, storage_from, user_errors  # noqa: E402,E501
 from . import _cli_run  # noqa: E402,F401  (registers run and worker, first in --help)
 
 
@@ -80,7 +79,7 @@ def studies(storage: StorageOption = None, as_json: JsonOption = False) -> None:
 
     rows = list_studies(storage_from(storage, read_only=True))
     if as_json:
-        out.print_json(json.dumps(rows))
+        print_json(rows)
         return
     if not rows:
         out.print("no studies yet; start one with: digitune run studies/quickstart.toml")
@@ -108,7 +107,7 @@ def show(
 
     detail = study_detail(name, storage_from(storage, read_only=True), top=top)
     if as_json:
-        out.print_json(json.dumps(detail, default=str))
+        print_json(detail, default=str)
         return
     _print_header(detail)
     _print_best(detail)
@@ -132,7 +131,7 @@ def best(
     result = detail.get("pareto_front") if "pareto_front" in detail else detail["best"]
     if as_json:  # a trial's record, with the final models beside its fields (a Pareto front stays a list)
         result = {**result, "final_models": detail["final_models"]} if isinstance(result, dict) else result
-        out.print_json(json.dumps(result, default=str))
+        print_json(result, default=str)
         return
     _print_best(detail)
     print_final_models(detail["final_models"])
