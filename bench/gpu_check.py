@@ -22,6 +22,7 @@ import optuna
 
 import _checkout
 
+_checkout.install()
 REPO = Path(__file__).resolve().parent.parent
 
 

@@ -79,7 +79,7 @@ from tta_contenders import STUDY_FILES, Events, digitune_spec, grace, run_kerast
 
 CONTENDERS = ("digitune", "optuna", "kerastuner")
 SPACES = ("tutorial", "digitune")
-START_ATTRS = ("start", "warm_start")  # search._objective.START_ATTR, search.study.WARM_ATTR
+START_ATTRS = ("start", "warm_start")  # search._schema.START_ATTR, search._schema.WARM_ATTR
 
 
 # --------------------------------------------------------------------------- digitune

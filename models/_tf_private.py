@@ -1,6 +1,6 @@
 """TensorFlow's private names that digitune relies on, behind one module (the boundary with TensorFlow).
 
-``REQUIRED`` lists them; tests/test_boundaries.py fails with this module's name when a new
+``REQUIRED`` lists them; tests/search/test_boundaries.py fails with this module's name when a new
 TensorFlow moves one. Every function falls back to doing nothing where the name is gone.
 """
 

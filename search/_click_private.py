@@ -1,7 +1,7 @@
 """typer's private name digitune relies on (the boundary with typer): the click it carries inside.
 
 typer 0.20 and newer carry their own click, whose exception classes they do not export;
-older typer runs on the click package. tests/test_boundaries.py checks ``REQUIRED``.
+older typer runs on the click package. tests/search/test_boundaries.py checks ``REQUIRED``.
 """
 
 from __future__ import annotations

@@ -1,4 +1,7 @@
-"""Every environment variable digitune reads or hands to the processes it starts (one owner for their names).
+"""The environment variables the Optuna side and the service read or hand to the processes they start.
+
+(``models`` keeps its one, ``DIGITUNE_TF_GRAPPLER``, and the dashboard ``DIGITUNE_LAUNCH_DIR``:
+neither is handed on, and ``models`` imports nothing of ``search``.)
 
 A secret (a database password in the storage URL) travels only here, never on a command line.
 """

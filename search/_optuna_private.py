@@ -2,7 +2,7 @@
 
 Optuna has no public API for these: a study's storage and ids, the RDB storage's stale-trial
 listing and its one-transaction attribute writes, its table models, the Pareto front with
-constraints. ``REQUIRED`` lists each name; tests/test_boundaries.py fails with the module to
+constraints. ``REQUIRED`` lists each name; tests/search/test_boundaries.py fails with the module to
 update when a new Optuna moves one. Each function keeps a fallback where one exists.
 """
 

@@ -59,12 +59,13 @@ def _open_stored(study: optuna.Study, spec: StudySpec, storage: optuna.storages.
     """Check a stored study against ``spec`` and ``dataset``, and record the data if it was submitted."""
     study.sampler = make_sampler(spec, stream=(len(study.get_trials(deepcopy=False)), seed_offset))
     _check_definition(study, spec)
-    changed = data_changed(study.user_attrs, dataset.info.fingerprint, study=spec.name, source=dataset.info.source,
+    attrs = study.user_attrs  # one read: each is a query to the storage
+    changed = data_changed(attrs, dataset.info.fingerprint, study=spec.name, source=dataset.info.source,
                            context="resume")
     if changed:
         raise SpecError(changed)
     new = False
-    if not stored_dataset(study.user_attrs).get("fingerprint"):  # a submitted study: the first agent to run it records the data it runs on
+    if not stored_dataset(attrs).get("fingerprint"):  # a submitted study: the first agent to run it records its data
         with study_lock(storage, spec.name):
             if not study.user_attrs.get(DATASET_ATTR):
                 study.set_user_attr(DATASET_ATTR, dataset.info.to_dict())
