@@ -116,7 +116,8 @@ def start_agent(space: str, url: str, cwd: Path, log: str) -> subprocess.Popen:
 def test_an_agent_cut_off_mid_trial_is_recovered_and_rejoins(network, linked_postgres, tmp_path):
     url = linked_postgres.create_database(f"netns_{secrets.token_hex(4)}")
     path = write_study(tmp_path, "spread", trials=8, family='"mlp"', pruner="none")
-    path.write_text(path.read_text().replace("epochs = {low = 1, high = 3}", "epochs = 60"))  # seconds a trial
+    # Fast epochs train 60 in a fraction of a second, so a trial could end before the cut: 3,000 is seconds.
+    path.write_text(path.read_text().replace("epochs = {low = 1, high = 3}", "epochs = 3000"))
     assert run_cli("submit", str(path), "--storage", url, cwd=tmp_path).returncode == 0
     agents = [start_agent(space, url, tmp_path, f"agent-{i}.err") for i, space in enumerate(network.spaces)]
     try:
