@@ -94,7 +94,7 @@ def test_a_trial_that_runs_out_of_memory_fails_alone(tmp_path):
 
 
 def test_deleting_a_study_under_its_running_worker_stops_it_in_one_line(storage_url, tmp_path):
-    path = write_study(tmp_path, "doomed", trials=8, family='"mlp"', pruner="none")
+    path = write_study(tmp_path, "doomed", trials=1000, family='"mlp"', pruner="none")
     path.write_text(path.read_text().replace("epochs = {low = 1, high = 3}", "epochs = 15"))
     with (tmp_path / "run.err").open("w") as stderr:
         worker = subprocess.Popen([digitune_exe(), "run", str(path), "--storage", storage_url], cwd=tmp_path,

@@ -136,7 +136,7 @@ def test_a_worker_and_an_agent_wait_out_a_server_restart(private_postgres, blink
 
 def test_a_server_down_past_the_deadline_ends_the_run_in_one_line(private_postgres, blink_url, tmp_path):
     path = write_study(tmp_path, "abandoned", trials=6, family='"mlp"', pruner="none")
-    path.write_text(path.read_text().replace("epochs = {low = 1, high = 3}", "epochs = 40"))  # seconds a trial
+    path.write_text(path.read_text().replace("epochs = {low = 1, high = 3}", "epochs = 2000"))  # seconds a trial, with the fast epochs
     env = {"DIGITUNE_RECONNECT_SECONDS": "8", "DIGITUNE_HEARTBEAT_INTERVAL": "1"}
     worker = start(["run", str(path), "--storage", blink_url], tmp_path, "run.err", env)
     wait_while_running(lambda: any(t.state in FINISHED for t in trials_of(blink_url, "abandoned")), [worker],
@@ -229,7 +229,7 @@ def _cut_off(server, proc: subprocess.Popen, log: Path) -> None:
 def test_a_signal_stops_the_wait_for_the_database(private_postgres, blink_url, tmp_path, command, signum, code,
                                                   said):
     path = write_study(tmp_path, "waiting", trials=6, family='"mlp"', pruner="none")
-    path.write_text(path.read_text().replace("epochs = {low = 1, high = 3}", "epochs = 40"))  # seconds a trial
+    path.write_text(path.read_text().replace("epochs = {low = 1, high = 3}", "epochs = 2000"))  # seconds a trial, with the fast epochs
     if command == "run":
         args = ["run", str(path)]
     else:
