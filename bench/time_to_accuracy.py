@@ -85,11 +85,12 @@ START_ATTRS = ("start", "warm_start")  # search._schema.START_ATTR, search._sche
 # --------------------------------------------------------------------------- digitune
 
 
-def run_digitune(dataset_name: str, space: str, seed: int, budget: float, events_path: Path, start: float) -> None:
-    """``digitune run`` on the shipped study with the budget left, SIGINT at the budget plus the grace."""
+def run_digitune(dataset_name: str, space: str, seed: int, budget: float, events_path: Path, start: float,
+                 study: str | None = None) -> None:
+    """``digitune run`` on the study (shipped) with the budget left, SIGINT at the budget plus the grace."""
     import tomli_w
 
-    spec = digitune_spec(dataset_name, seed, budget)
+    spec = digitune_spec(dataset_name, seed, budget, study)
     folder = Path(tempfile.mkdtemp(prefix="digitune-tta-"))
     url = f"sqlite:///{folder / 'tta.db'}"
     file = folder / "study.toml"
@@ -189,6 +190,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--space", choices=SPACES, default="tutorial",
                         help="what optuna and kerastuner search: the tutorial's space or digitune's study file")
     parser.add_argument("--contenders", default=",".join(CONTENDERS))
+    parser.add_argument("--study", help="digitune's study file (default: the shipped one for --dataset)")
     parser.add_argument("--plot", type=Path, help="write the curves to this PNG (needs matplotlib)")
     parser.add_argument("--out", type=Path, help="keep the raw event files in this folder")
     parser.add_argument("--report", action="store_true",
@@ -203,10 +205,13 @@ def parse_args() -> argparse.Namespace:
                if args.dataset not in STUDY_FILES else
                f"--contenders takes some of {','.join(CONTENDERS)}, got {','.join(unknown) or 'none'}"
                if unknown or not args.contenders else
-               f"--budget must be a positive number of seconds, got {args.budget:g}" if args.budget <= 0 else None)
+               f"--budget must be a positive number of seconds, got {args.budget:g}" if args.budget <= 0 else
+               f"--study {args.study}: no such file; give a study file's path" if args.study
+               and not Path(args.study).is_file() else None)
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         raise SystemExit(2)
+    args.study = args.study and str(Path(args.study).resolve())  # the runs start in the checkout's root
     return args
 
 
@@ -221,6 +226,7 @@ def run_all(args, out: Path) -> list[float]:
             loads.append(os.getloadavg()[0])
             cmd = [sys.executable, __file__, "--run", name, "--dataset", args.dataset, "--space", args.space,
                    "--seed", str(seed), "--budget", str(args.budget), "--events", str(path)]
+            cmd += ["--study", args.study] if args.study else []
             proc = subprocess.Popen(cmd, cwd=ROOT, stderr=subprocess.DEVNULL, start_new_session=True)
             try:
                 proc.wait(timeout=args.budget * 2 + 300)  # a trial past the budget finishes; then the test pass
@@ -237,7 +243,7 @@ def run_all(args, out: Path) -> list[float]:
 def main() -> None:
     args = parse_args()
     if args.run:
-        RUNNERS[args.run](args.dataset, args.space, args.seed, args.budget, args.events, START)
+        RUNNERS[args.run](args.dataset, args.space, args.seed, args.budget, args.events, START, study=args.study)
         return
     out = args.out or Path(tempfile.mkdtemp(prefix="digitune-tta-events-"))
     out.mkdir(parents=True, exist_ok=True)

@@ -28,21 +28,23 @@ def grace(budget: float) -> float:
     return max(10.0, 0.05 * budget)
 
 
-def digitune_spec(dataset: str, seed: int, budget: float):
-    """digitune's shipped study for ``dataset`` as is, but for its name, seed, timeout and an unbounded trial count."""
+def digitune_spec(dataset: str, seed: int, budget: float, study: str | None = None):
+    """digitune's study for ``dataset`` (``study``, else the shipped file) as is, but for its name, seed,
+    timeout and an unbounded trial count."""
     from digitune.search import load_spec, spec_from_dict
 
-    data = load_spec(ROOT / STUDY_FILES[dataset]).to_dict()
+    file = study or STUDY_FILES[dataset]
+    data = load_spec(ROOT / file).to_dict()
     data["study"].update(name=f"tta-{dataset}-{seed}", trials=100000, seed=seed, timeout=budget)
-    return spec_from_dict(data, source=f"{STUDY_FILES[dataset]} for the bench")
+    return spec_from_dict(data, source=f"{file} for the bench")
 
 
-def contender_spec(dataset: str, space: str, seed: int, budget: float):
+def contender_spec(dataset: str, space: str, seed: int, budget: float, study: str | None = None):
     """The contenders' space: ``tutorial`` (epochs capped at MAX_EPOCHS) or ``digitune`` (its study file);
     the data section is always digitune's study file's, so every contender sees the same split."""
     from digitune.search import load_spec, spec_from_dict
 
-    spec = digitune_spec(dataset, seed, budget)
+    spec = digitune_spec(dataset, seed, budget, study)
     if space == "digitune":
         return spec
     data = load_spec(ROOT / TUTORIAL_SPACE).to_dict()
@@ -179,7 +181,8 @@ def probe(events: Events):
     return Probe()
 
 
-def run_optuna(dataset_name: str, space: str, seed: int, budget: float, events_path: Path, start: float) -> None:
+def run_optuna(dataset_name: str, space: str, seed: int, budget: float, events_path: Path, start: float,
+               study: str | None = None) -> None:
     """The usual Optuna script: TPE, a fresh model a trial fitted with ``validation_data``, no pruning."""
     import keras
     import optuna
@@ -187,7 +190,7 @@ def run_optuna(dataset_name: str, space: str, seed: int, budget: float, events_p
     from digitune.models import load_dataset
     from digitune.search._space import _suggest
 
-    spec = contender_spec(dataset_name, space, seed, budget)
+    spec = contender_spec(dataset_name, space, seed, budget, study)
     data = load_dataset(spec.data.source, **spec.data.load_kwargs())
     events = Events(events_path, budget, start)
 
@@ -229,14 +232,15 @@ def kt_param(hp, name: str, p):
     return p
 
 
-def run_kerastuner(dataset_name: str, space: str, seed: int, budget: float, events_path: Path, start: float) -> None:
+def run_kerastuner(dataset_name: str, space: str, seed: int, budget: float, events_path: Path, start: float,
+               study: str | None = None) -> None:
     """``keras_tuner.Hyperband(max_epochs=the space's highest, factor=3)``, the batch size through ``fit``."""
     import keras_tuner as kt
 
     from digitune.models import load_dataset
     from digitune.search._spec import Choice
 
-    spec = contender_spec(dataset_name, space, seed, budget)
+    spec = contender_spec(dataset_name, space, seed, budget, study)
     data = load_dataset(spec.data.source, **spec.data.load_kwargs())
     events = Events(events_path, budget, start)
     family_choice = isinstance(spec.space["family"], Choice)
