@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from digitune.search._spawn import python_command
-from digitune.search._storage import STORAGE_ENV
+from digitune.search.service._spawn import python_command
+from digitune.search.storage._open import STORAGE_ENV
 
 LAUNCH_DIR_ENV = "DIGITUNE_LAUNCH_DIR"
 DATASETS = ("digits", "fashion-mnist", "mnist")

@@ -15,14 +15,14 @@ from ._final import (
     write_predictions,
 )
 from ._objective import Objective
-from ._queue import AGENTS_STUDY, QueueEntry, QueueError, list_agents, queue_entries, queue_entry, resume, stop, submit
+from .service._queue import AGENTS_STUDY, QueueEntry, QueueError, list_agents, queue_entries, queue_entry, resume, stop, submit
 from ._report import list_studies, study_detail, trial_record
 from ._schema import DATASET_ATTR, MANIFEST_ATTR, SAVED_ATTR, SPEC_ATTR, stored_record
 from .loop import RunSummary, run_study
 from .study import FINISHED, StudyNotFoundError, count_finished, load_study, open_study, stored_spec
 from ._space import sample_configs
 from ._spec import PRUNERS, SAMPLERS, DataSpec, SpecError, StudySpec, load_spec, spec_from_dict
-from ._storage import DEFAULT_STORAGE, NoStudyDatabaseError, StorageError, open_storage, redact, resolve_storage_url
+from .storage._open import DEFAULT_STORAGE, NoStudyDatabaseError, StorageError, open_storage, redact, resolve_storage_url
 
 __all__ = [
     "DATASET_ATTR",

@@ -1,7 +1,7 @@
 """Looking after a storage: export a study's trials, delete a study, check the installation.
 
 Plain records and plain functions; the ``export``, ``delete`` and ``doctor`` commands
-(``_cli_admin.py``) only parse options and print.
+(``cli/_admin.py``) only parse options and print.
 """
 
 from __future__ import annotations
@@ -279,7 +279,7 @@ def _storage_checks(url: str) -> list[Check]:
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
 
-    from ._storage import NoStudyDatabaseError, StorageError, open_storage, redact
+    from .storage._open import NoStudyDatabaseError, StorageError, open_storage, redact
 
     shown = redact(url)
     password = None

@@ -24,7 +24,7 @@ from optuna.trial import TrialState
 
 from ._optuna_private import backend_of, stale_trial_ids, storage_of, study_id
 from ._schema import FAIL_ATTR
-from ._reconnect import adopt_orphans, is_connection_error, passthrough, retries, with_retry
+from .storage._reconnect import adopt_orphans, is_connection_error, passthrough, retries, with_retry
 
 _logger = logging.getLogger("digitune")
 _COUNTED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)

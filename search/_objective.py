@@ -177,7 +177,7 @@ def set_user_attrs(trial: optuna.Trial, attrs: dict[str, Any]) -> None:
     differ, gets one ``set_user_attr`` call per item.
     """
     from ._optuna_private import cache_user_attrs, one_transaction_writer
-    from ._reconnect import with_retry
+    from .storage._reconnect import with_retry
 
     writer = one_transaction_writer(trial)
     if writer is None:

@@ -26,7 +26,7 @@ REQUIRED = (
     ("optuna.storages._rdb.storage", "RDBStorage._get_stale_trial_ids"),
     ("optuna.storages._rdb.storage", "RDBStorage._set_trial_attr_without_commit"),
     ("optuna.storages._rdb.storage", "RDBStorage._get_trials"),
-    # search/_reconnect.py retries these too (Optuna's cache calls them instead of the public ones)
+    # search/storage/_reconnect.py retries these too (Optuna's cache calls them instead of the public ones)
     ("optuna.storages._rdb.storage", "RDBStorage._create_new_trial"),
     ("optuna.storages._rdb.storage", "RDBStorage._set_trial_param"),
     ("optuna.storages._rdb.storage", "RDBStorage._get_best_trial_id"),

@@ -16,7 +16,7 @@ from .._artifacts import ModelKeeper
 from .._claim import Heartbeat, SlotLock, is_stale_failure
 from .._deadline import monotonic_deadline
 from .._objective import Objective
-from .._reconnect import StorageUnreachable, keep_reconnecting
+from ..storage._reconnect import StorageUnreachable, keep_reconnecting
 from .._signals import interrupts
 from .._spec import StudySpec
 from ..study import StudyDeletedError, count_finished, deleted_as_error, is_gone, open_study

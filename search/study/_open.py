@@ -11,7 +11,7 @@ from digitune.models import Dataset
 from .._claim import study_lock
 from .._factories import make_pruner, make_sampler
 from .._manifest import manifest
-from .._reconnect import keep_reconnecting
+from ..storage._reconnect import keep_reconnecting
 from .._schema import DATASET_ATTR, MANIFEST_ATTR, SPEC_ATTR, data_changed, stored_dataset
 from .._space import check_space_fits
 from .._spec import SpecError, StudySpec

@@ -16,7 +16,7 @@ from PIL import Image
 
 from conftest import REPO, digitune_exe
 from digitune.search import open_storage, queue_entries
-from digitune.search._cli_dashboard import is_loopback
+from digitune.search.cli._dashboard import is_loopback
 
 pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest  # noqa: E402

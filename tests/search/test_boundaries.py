@@ -11,7 +11,8 @@ import importlib
 import pytest
 
 from digitune.models import _fused, _tf_private
-from digitune.search import _click_private, _optuna_private
+from digitune.search import _optuna_private
+from digitune.search.cli import _click_private
 from conftest import REPO
 
 
@@ -45,7 +46,7 @@ def _set_in_init(cls, name: str) -> bool:
     return False
 
 
-BOUNDARIES = {"search/_optuna_private.py": _optuna_private, "search/_click_private.py": _click_private,
+BOUNDARIES = {"search/_optuna_private.py": _optuna_private, "search/cli/_click_private.py": _click_private,
               "models/_fused.py": _fused, "models/_tf_private.py": _tf_private}
 CASES = [(where, module, path) for where, boundary in BOUNDARIES.items() for module, path in boundary.REQUIRED]
 

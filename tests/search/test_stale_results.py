@@ -17,7 +17,7 @@ from optuna.trial import TrialState
 
 from digitune.search._claim import fail_stale_trials, is_stale_failure
 from digitune.search.loop._trials import _tell
-from digitune.search._storage import open_storage
+from digitune.search.storage._open import open_storage
 
 
 def test_a_result_told_after_another_worker_failed_the_trial_is_dropped(tmp_path, monkeypatch):

@@ -151,7 +151,7 @@ def test_dashboard_help_and_defaults(tmp_path):
 
 
 def test_a_password_stays_off_the_command_line():
-    from digitune.search._cli_dashboard import streamlit_command
+    from digitune.search.cli._dashboard import streamlit_command
 
     command, env = streamlit_command("postgresql+psycopg://u:s3cret@db/x", "127.0.0.1", 8501)
     assert not any("s3cret" in part for part in command) and env["DIGITUNE_STORAGE"].endswith("@db/x")

@@ -95,7 +95,7 @@ def test_the_wheel_installs_one_top_level_package_digitune(tmp_path):
     (wheel,) = tmp_path.glob("digitune-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert {name.split("/")[0] for name in names} == {"digitune", wheel.name.split("-py")[0] + ".dist-info"}
-    for room in ("search/cli.py", "models/_train.py", "dashboard/app.py", "__main__.py"):
+    for room in ("search/cli/_read.py", "models/_train.py", "dashboard/app.py", "__main__.py"):
         assert f"digitune/{room}" in names
 
 

@@ -191,7 +191,7 @@ def test_a_trial_no_worker_holds_is_adopted_then_failed_after_the_grace_period(p
 
     from digitune.search import open_storage
     from digitune.search._claim import fail_stale_trials
-    from digitune.search._reconnect import adopt_orphans
+    from digitune.search.storage._reconnect import adopt_orphans
 
     monkeypatch.setenv("DIGITUNE_HEARTBEAT_INTERVAL", "1")
     monkeypatch.setenv("DIGITUNE_GRACE_PERIOD", "1")

@@ -24,7 +24,7 @@ import sqlalchemy
 from optuna.trial import TrialState
 from typer.testing import CliRunner
 
-import digitune.search._storage
+import digitune.search.storage._open
 from conftest import digitune_exe, run_cli, write_study
 from digitune.search import FINISHED, StorageError, load_spec, open_storage, run_study
 from digitune.search.cli import app
@@ -189,7 +189,7 @@ def test_a_schema_from_another_optuna_says_how_to_fix_it(storage_url, stamp, mes
     with storage.engine.begin() as conn:
         conn.execute(sqlalchemy.text("UPDATE alembic_version SET version_num = :v"), {"v": version})
     storage.engine.dispose()
-    shown = digitune.search._storage.redact(storage_url)
+    shown = digitune.search.storage._open.redact(storage_url)
     with pytest.raises(StorageError, match=message.format(shown=re.escape(shown))) as caught:
         open_storage(storage_url)
     assert isinstance(caught.value.__cause__, RuntimeError)  # doctor tells a schema problem by this
@@ -218,7 +218,7 @@ def test_several_workers_share_one_study(storage_url, tmp_path):
 
 
 def test_an_unreachable_server_is_one_line_exit_2_and_quick(monkeypatch):
-    monkeypatch.setattr(digitune.search._storage, "CONNECT_TIMEOUT", 1)
+    monkeypatch.setattr(digitune.search.storage._open, "CONNECT_TIMEOUT", 1)
     with socket.socket() as silent:  # accepts connections and never answers: a hung server
         silent.bind(("127.0.0.1", 0))
         silent.listen(8)

@@ -13,7 +13,7 @@ import optuna
 import pytest
 from typer.testing import CliRunner
 
-import digitune.search._storage
+import digitune.search.storage._open
 from conftest import digitune_exe, run_cli, write_study
 from digitune.search import StorageError, open_storage, resolve_storage_url
 from digitune.search.cli import app
@@ -50,13 +50,13 @@ def test_grpc_urls_resolve_and_open(monkeypatch):
     assert resolve_storage_url("grpc://127.0.0.1:13000") == "grpc://127.0.0.1:13000"
     monkeypatch.setenv("DIGITUNE_STORAGE", "grpc://10.0.0.5:13001")
     assert resolve_storage_url(None) == "grpc://10.0.0.5:13001"
-    assert digitune.search._storage.grpc_address("grpc://proxy") == ("proxy", 13000)
-    assert digitune.search._storage.grpc_address("grpc://[::1]:99") == ("[::1]", 99)
-    assert digitune.search._storage.grpc_address("sqlite:///x.db") is None
+    assert digitune.search.storage._open.grpc_address("grpc://proxy") == ("proxy", 13000)
+    assert digitune.search.storage._open.grpc_address("grpc://[::1]:99") == ("[::1]", 99)
+    assert digitune.search.storage._open.grpc_address("sqlite:///x.db") is None
     with pytest.raises(StorageError, match=r"storage URL 'grpc://h:port' has a bad port 'port'; use grpc://HOST:PORT"):
         open_storage("grpc://h:port")
 
-    monkeypatch.setattr(digitune.search._storage, "CONNECT_TIMEOUT", 1)
+    monkeypatch.setattr(digitune.search.storage._open, "CONNECT_TIMEOUT", 1)
     port = _free_port()  # nothing listens there
     started = time.monotonic()
     result = runner.invoke(app, ["studies", "--storage", f"grpc://127.0.0.1:{port}"])

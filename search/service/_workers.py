@@ -18,11 +18,11 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
-from ._env import PARENT_ENV, THREADS_ENV, WORKERS_ENV
-from ._reconnect import StorageUnreachable, reconnect_seconds
-from ._signals import interrupts
+from .._env import PARENT_ENV, THREADS_ENV, WORKERS_ENV
+from ..storage._reconnect import StorageUnreachable, reconnect_seconds
+from .._signals import interrupts
 from ._spawn import python_command
-from ._storage import STORAGE_ENV, redact
+from ..storage._open import STORAGE_ENV, redact
 
 MAX_DEFAULT_WORKERS = 8  # each worker holds its own TensorFlow (about 1 GiB); more cores get more threads each
 RECYCLE_EXIT = 75  # EX_TEMPFAIL: a worker that stopped after its --recycle-after trials, to be started again

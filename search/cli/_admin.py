@@ -11,11 +11,10 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from ._cli_common import (
+from ._common import (
     ArtifactsOption,
     JsonOption,
     StorageOption,
-    app,
     err,
     out,
     print_json,
@@ -31,7 +30,6 @@ class ExportFormat(str, Enum):
     json = "json"
 
 
-@app.command()
 @user_errors
 def export(
     name: NameArgument,
@@ -43,7 +41,7 @@ def export(
 ) -> None:
     """Export every trial of a study (all states): values, parameters, times, sizes and learning curves."""
     from digitune.models import atomic_open
-    from . import export_data, write_export
+    from .. import export_data, write_export
 
     data = export_data(name, storage_from(storage, read_only=True))
     if output is None:
@@ -59,7 +57,6 @@ def export(
     err.print(f"exported {len(data['trials'])} trials of study {name!r} to {output}", markup=False, highlight=False)
 
 
-@app.command()
 @user_errors
 def delete(
     name: NameArgument,
@@ -70,7 +67,7 @@ def delete(
     """Delete a study, all its trials and its saved models."""
     from optuna.trial import TrialState
 
-    from . import artifact_dir, delete_study, load_study, resolve_storage_url
+    from .. import artifact_dir, delete_study, load_study, resolve_storage_url
 
     store = storage_from(storage)
     trials = load_study(name, store).get_trials(deepcopy=False)
@@ -93,13 +90,12 @@ def delete(
 STATUS_STYLE = {"ok": "green", "warn": "yellow", "fail": "bold red"}
 
 
-@app.command()
 def doctor(storage: StorageOption = None, as_json: JsonOption = False) -> None:
     """Check Python, the libraries, the Keras backend and devices, the storage and the data sources.
 
     Exits 1 if any check fails (warnings do not count).
     """
-    from . import resolve_storage_url, run_checks
+    from .. import resolve_storage_url, run_checks
 
     checks = run_checks(resolve_storage_url(storage))
     if as_json:

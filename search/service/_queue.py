@@ -29,14 +29,14 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from ._ranking import best_value
-from ._reconnect import passthrough
-from ._claim import study_lock
-from ._optuna_private import study_id
-from ._schema import AGENTS_STUDY, QUEUE_ATTR
-from .study import FINISHED, load_study, open_submitted
-from ._spec import SpecError, StudySpec
-from ._storage import GRACE_ENV, GRACE_SECONDS, HEARTBEAT_ENV, HEARTBEAT_SECONDS
+from .._ranking import best_value
+from ..storage._reconnect import passthrough
+from .._claim import study_lock
+from .._optuna_private import study_id
+from .._schema import AGENTS_STUDY, QUEUE_ATTR
+from ..study import FINISHED, load_study, open_submitted
+from .._spec import SpecError, StudySpec
+from ..storage._open import GRACE_ENV, GRACE_SECONDS, HEARTBEAT_ENV, HEARTBEAT_SECONDS
 
 STATES = ("queued", "running", "done", "stopped", "failed")
 ACTIVE = ("queued", "running")  # states in which agents take trials

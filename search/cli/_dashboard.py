@@ -12,10 +12,10 @@ from typing import Annotated
 
 import typer
 
-from ._cli_common import StorageOption, app, err, user_errors
-from ._env import TOKEN_ENV
-from ._spawn import python_module
-from ._storage import STORAGE_ENV
+from ._common import StorageOption, err, user_errors
+from .._env import TOKEN_ENV
+from ..service._spawn import python_module
+from ..storage._open import STORAGE_ENV
 
 MAX_UPLOAD_MB = 2
 
@@ -72,7 +72,6 @@ def access_note(host: str, port: int) -> str | None:
             f"to require it, or serve 127.0.0.1 behind an SSH tunnel")
 
 
-@app.command()
 @user_errors
 def dashboard(
     storage: StorageOption = None,
@@ -87,7 +86,7 @@ def dashboard(
     and resume studies (Launch and Queue pages). With $DIGITUNE_DASHBOARD_TOKEN set, the page
     asks for that token before it shows anything.
     """
-    from . import redact, resolve_storage_url
+    from .. import redact, resolve_storage_url
 
     if importlib.util.find_spec("streamlit") is None:
         err.print("error: the dashboard needs Streamlit and Plotly; install them with: pip install -e .",

@@ -8,10 +8,9 @@ from typing import Annotated, Any, Optional
 import typer
 from rich.table import Table
 
-from ._cli_common import ArtifactsOption, StorageOption, app, out, storage_from, user_errors
+from ._common import ArtifactsOption, StorageOption, out, storage_from, user_errors
 
 
-@app.command("export-model")
 @user_errors
 def export_model(
     name: Annotated[str, typer.Argument(help="Study name, as `digitune studies` lists it.")],
@@ -30,8 +29,8 @@ def export_model(
     The best trial's saved model by default (retrained on train + validation if it was not
     kept); --retrain always retrains; --ensemble K averages the K best saved models.
     """
-    from . import ModelKeeper, artifact_dir, export_model as export, resolve_storage_url
-    from ._study_data import study_with_data
+    from .. import ModelKeeper, artifact_dir, export_model as export, resolve_storage_url
+    from .._study_data import study_with_data
 
     study, spec, data = study_with_data(name, storage_from(storage))
     keeper = ModelKeeper(artifact_dir(resolve_storage_url(storage), artifacts), spec.save_models)

@@ -1,30 +1,17 @@
-"""The ``digitune`` command line: thin commands over ``search`` and ``models``.
-
-Each command parses its options, calls one library function and prints. A user error
-(bad study file, bad data, unreachable storage, unknown study) is one line on stderr and
-exit code 2; anything else is a bug and exits 1.
-"""
+"""The commands that read a study: ``predict``, ``studies``, ``show`` and ``best``."""
 
 from __future__ import annotations
 
-import os
+from pathlib import Path
+from typing import Annotated, Any, Optional
 
-# Before anything imports TensorFlow: quiet its C++ logs. oneDNN stays at TensorFlow's default
-# (on, on x86): 28x28 convolutions train about 3.5x faster with it, and the same seed still gives
-# the same numbers run after run (`TF_ENABLE_ONEDNN_OPTS=0` turns it off; see models/_quiet.py).
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+import typer
+from rich.table import Table
 
-from pathlib import Path  # noqa: E402
-from typing import Annotated, Any, Optional  # noqa: E402
-
-import typer  # noqa: E402
-from rich.table import Table  # noqa: E402
-
-from ._cli_common import ArtifactsOption, JsonOption, StorageOption, app, err, out, print_json, storage_from, user_errors  # noqa: E402,E501
-from . import _cli_run  # noqa: E402,F401  (registers run and worker, first in --help)
+from ._common import ArtifactsOption, JsonOption, StorageOption, err, out, print_json, storage_from, user_errors  # noqa: E501
+from ._final import print_final_models
 
 
-@app.command()
 @user_errors
 def predict(
     name: Annotated[str, typer.Argument(help="Study name, as `digitune studies` lists it.")],
@@ -41,10 +28,10 @@ def predict(
     import tempfile
 
     from digitune.models import load_model
-    from . import ModelKeeper, artifact_dir, best_model, load_study, read_prediction_images, \
+    from .. import ModelKeeper, artifact_dir, best_model, load_study, read_prediction_images, \
         resolve_storage_url, write_predictions
 
-    from ._schema import stored_dataset
+    from .._schema import stored_dataset
 
     study = load_study(name, storage_from(storage, read_only=True))
     recorded_shape = stored_dataset(study.user_attrs).get("image_shape")
@@ -66,16 +53,15 @@ def predict(
 
 def _study_with_data(name: str, storage: str | None, *, read_only: bool = False):
     """The study, its stored spec and the data it was run on (refused if the data changed)."""
-    from ._study_data import study_with_data
+    from .._study_data import study_with_data
 
     return study_with_data(name, storage_from(storage, read_only=read_only))
 
 
-@app.command()
 @user_errors
 def studies(storage: StorageOption = None, as_json: JsonOption = False) -> None:
     """List the studies in the storage: trials by state and best value."""
-    from . import list_studies
+    from .. import list_studies
 
     rows = list_studies(storage_from(storage, read_only=True))
     if as_json:
@@ -94,7 +80,6 @@ def studies(storage: StorageOption = None, as_json: JsonOption = False) -> None:
     out.print(table)
 
 
-@app.command()
 @user_errors
 def show(
     name: Annotated[str, typer.Argument(help="Study name, as `digitune studies` lists it.")],
@@ -103,7 +88,7 @@ def show(
     as_json: JsonOption = False,
 ) -> None:
     """Show a study: its objectives, trials by state, best trial (or Pareto front) and top trials."""
-    from . import study_detail
+    from .. import study_detail
 
     detail = study_detail(name, storage_from(storage, read_only=True), top=top)
     if as_json:
@@ -117,7 +102,6 @@ def show(
     print_final_models(detail["final_models"])
 
 
-@app.command()
 @user_errors
 def best(
     name: Annotated[str, typer.Argument(help="Study name, as `digitune studies` lists it.")],
@@ -125,7 +109,7 @@ def best(
     as_json: JsonOption = False,
 ) -> None:
     """The best trial (or, for a multi-objective study, the Pareto front): parameters and scores."""
-    from . import study_detail
+    from .. import study_detail
 
     detail = study_detail(name, storage_from(storage, read_only=True), top=1)
     result = detail.get("pareto_front") if "pareto_front" in detail else detail["best"]
@@ -186,18 +170,3 @@ def _note(row: dict[str, Any]) -> str:
 
 def _fmt(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
-
-
-from . import _cli_admin  # noqa: E402,F401  (registers export, delete, doctor)
-from ._cli_final import print_final_models  # noqa: E402  (and registers export-model)
-from . import _cli_dashboard  # noqa: E402,F401  (registers dashboard)
-from . import _cli_scale  # noqa: E402,F401  (registers storage-proxy)
-from . import _cli_queue  # noqa: E402,F401  (registers submit, queue, stop, resume, agent)
-
-
-def main() -> None:
-    app()
-
-
-if __name__ == "__main__":
-    main()

@@ -8,13 +8,12 @@ from typing import Annotated, Optional
 
 import typer
 
-from ._cli_common import (ArtifactsOption, GpusOption, MixedPrecisionOption, RecycleOption, StorageOption,
-                          TrialsPerGpuOption, WorkersOption, app, err, results_storage_url, setup_logging, storage_from,
+from ._common import (ArtifactsOption, GpusOption, MixedPrecisionOption, RecycleOption, StorageOption,
+                          TrialsPerGpuOption, WorkersOption, err, results_storage_url, setup_logging, storage_from,
                           user_errors)
-from ._deadline import deadline_after
+from .._deadline import deadline_after
 
 
-@app.command()
 @user_errors
 def run(
     study_file: Annotated[Path, typer.Argument(help="Study definition (TOML), e.g. studies/quickstart.toml.")],
@@ -50,15 +49,15 @@ def run(
     On a CPU machine it runs one single-thread worker per core by default: this process and
     worker processes beside it, all on the same study.
     """
-    from . import load_spec
-    from ._overrides import with_overrides
+    from .. import load_spec
+    from .._overrides import with_overrides
 
     setup_logging()
     storage = results_storage_url(storage)
     spec = with_overrides(load_spec(study_file), source=str(study_file), dataset=dataset, sampler=sampler,
                           pruner=pruner, baselines=baselines, start=start, warm_start=warm_start)
     deadline = deadline_after(timeout or spec.timeout)  # one for every worker, from now
-    from ._workers import plan_workers
+    from ..service._workers import plan_workers
 
     slots = plan_workers(workers, gpus, trials_per_gpu, study=spec.workers)
     if (gpus and gpus != "none") or recycle_after:  # every worker in a process of its own
@@ -69,7 +68,6 @@ def run(
                            mixed_precision=mixed_precision, slots=slots)
 
 
-@app.command()
 @user_errors
 def worker(
     name: Annotated[str, typer.Argument(help="Name of an existing study to join.")],
@@ -85,9 +83,9 @@ def worker(
     deadline: Annotated[Optional[float], typer.Option("--deadline", hidden=True)] = None,  # the parent's, time.time()
 ) -> None:
     """Join an existing study from its stored spec; several workers may run on one study at once."""
-    from . import load_study, stored_spec
-    from ._reconnect import open_reconnecting
-    from ._workers import child_process
+    from .. import load_study, stored_spec
+    from ..storage._reconnect import open_reconnecting
+    from ..service._workers import child_process
 
     setup_logging()
     storage = results_storage_url(storage)
@@ -106,8 +104,8 @@ def _run_with_workers(spec, storage: str | None, target: int, deadline: float | 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from digitune.models import load_dataset
-    from . import count_finished, open_study, redact, resolve_storage_url
-    from ._workers import describe_layout, exit_code, start_worker, supervise
+    from .. import count_finished, open_study, redact, resolve_storage_url
+    from ..service._workers import describe_layout, exit_code, start_worker, supervise
 
     url = resolve_storage_url(storage)
     store = storage_from(url)
@@ -144,9 +142,9 @@ def _run_with_workers(spec, storage: str | None, target: int, deadline: float | 
 
 def _interrupted(exc: KeyboardInterrupt, study, name: str) -> None:
     """Say what an interrupted run left behind, without waiting for a database that is away; exit 130 or 143."""
-    from . import count_finished
-    from ._reconnect import passthrough
-    from ._workers import interrupted_exit
+    from .. import count_finished
+    from ..storage._reconnect import passthrough
+    from ..service._workers import interrupted_exit
 
     signal_name = str(exc) or "SIGINT"
     try:
@@ -166,8 +164,8 @@ def _run_with_progress(spec, storage: str | None, target: int, deadline: float |
     """Run the study in this process; with several ``slots``, this process is the first worker and
     the others run in worker processes started once the study exists."""
     from digitune.models import load_dataset
-    from . import ModelKeeper, artifact_dir, count_finished, open_study, redact, resolve_storage_url
-    from ._workers import describe_layout, prepare_worker, start_worker, stopping_workers
+    from .. import ModelKeeper, artifact_dir, count_finished, open_study, redact, resolve_storage_url
+    from ..service._workers import describe_layout, prepare_worker, start_worker, stopping_workers
 
     if len(slots) > 1:  # this worker's share of the cores (before the backend starts its thread pools)
         os.environ.update({k: v for k, v in slots[0].env().items() if k != "CUDA_VISIBLE_DEVICES"})
@@ -202,8 +200,8 @@ def _optimize_here(spec, store, study, data, procs: list, *, target: int, deadli
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
         TimeRemainingColumn
 
-    from . import FINISHED, count_finished, run_study
-    from ._workers import RECYCLE_EXIT, exit_code, stopping_workers, supervise
+    from .. import FINISHED, count_finished, run_study
+    from ..service._workers import RECYCLE_EXIT, exit_code, stopping_workers, supervise
 
     progress = Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),

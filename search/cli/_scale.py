@@ -17,12 +17,11 @@ from typing import Annotated
 
 import typer
 
-from ._cli_common import StorageOption, app, err, setup_logging, user_errors
+from ._common import StorageOption, err, setup_logging, user_errors
 
 PROXY_THREADS = 10  # Optuna's default; SQLAlchemy's default pool (5 + 10 overflow) covers them
 
 
-@app.command("storage-proxy")
 @user_errors
 def storage_proxy(
     storage: StorageOption = None,
@@ -38,8 +37,8 @@ def storage_proxy(
     """
     import optuna
 
-    from . import StorageError, open_storage, redact, resolve_storage_url
-    from ._storage import grpc_address
+    from .. import StorageError, open_storage, redact, resolve_storage_url
+    from ..storage._open import grpc_address
 
     setup_logging()
     url = resolve_storage_url(storage)

@@ -105,8 +105,8 @@ def user_errors(func: Callable) -> Callable:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         from digitune.models import ConfigError, DataError
 
-        from . import NoModelError, SpecError, StorageError, StudyNotFoundError
-        from ._workers import WorkerLayoutError
+        from .. import NoModelError, SpecError, StorageError, StudyNotFoundError
+        from ..service._workers import WorkerLayoutError
 
         try:
             return func(*args, **kwargs)
@@ -136,7 +136,7 @@ def storage_problem(exc: BaseException, storage: str | None) -> str | None:
     """The one-line message for a storage whose database is damaged or cannot grow; None for anything else."""
     import sqlite3
 
-    from . import redact, resolve_storage_url
+    from .. import redact, resolve_storage_url
 
     seen: set[int] = set()
     while exc is not None and id(exc) not in seen:  # the driver's error lies under SQLAlchemy's and Optuna's
@@ -163,7 +163,7 @@ def results_storage_url(storage: str | None) -> str:
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
 
-    from . import StorageError, resolve_storage_url
+    from .. import StorageError, resolve_storage_url
 
     url = resolve_storage_url(storage)
     try:
@@ -200,7 +200,7 @@ def setup_logging() -> None:
 
 def storage_from(url: str | None, *, read_only: bool = False):
     """The storage for ``--storage``; ``read_only`` for commands that must never create or change a database."""
-    from . import open_storage, resolve_storage_url
+    from .. import open_storage, resolve_storage_url
 
     if read_only:
         return open_storage(resolve_storage_url(url), heartbeat=False, create=False)

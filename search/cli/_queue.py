@@ -1,4 +1,4 @@
-"""The team workflow: ``submit``, ``queue``, ``stop``, ``resume`` and ``agent`` (over ``search._queue``)."""
+"""The team workflow: ``submit``, ``queue``, ``stop``, ``resume`` and ``agent`` (over ``search.service._queue``)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from ._cli_common import (
+from ._common import (
     ArtifactsOption,
     GpusOption,
     JsonOption,
@@ -17,7 +17,6 @@ from ._cli_common import (
     StorageOption,
     TrialsPerGpuOption,
     WorkersOption,
-    app,
     err,
     out,
     print_json,
@@ -29,7 +28,6 @@ from ._cli_common import (
 NameArgument = Annotated[str, typer.Argument(help="Study name, as `digitune queue` lists it.")]
 
 
-@app.command()
 @user_errors
 def submit(
     study_file: Annotated[Path, typer.Argument(help="Study definition (TOML), e.g. studies/digits.toml.")],
@@ -47,9 +45,9 @@ def submit(
                           "exists on the agents' machines.")] = None,
 ) -> None:
     """Store a study and its spec in the database for agents to run; returns at once, trains nothing here."""
-    from . import load_spec, redact, resolve_storage_url
-    from ._overrides import with_overrides
-    from ._queue import submit as submit_study
+    from .. import load_spec, redact, resolve_storage_url
+    from .._overrides import with_overrides
+    from ..service._queue import submit as submit_study
 
     setup_logging()
     spec = with_overrides(load_spec(study_file), source=str(study_file), dataset=dataset, trials=trials,
@@ -62,7 +60,6 @@ def submit(
               f"digitune agent --storage {redact(url)}", highlight=False)
 
 
-@app.command("queue")
 @user_errors
 def show_queue(
     storage: StorageOption = None,
@@ -71,7 +68,7 @@ def show_queue(
         "--all", help="Also list agents that exited or were lost more than a day ago.")] = False,
 ) -> None:
     """List submitted studies (state, budget used, best value, agents on them) and the agents."""
-    from ._queue import list_agents, queue_entries
+    from ..service._queue import list_agents, queue_entries
 
     store = storage_from(storage, read_only=True)
     entries = queue_entries(store)
@@ -108,11 +105,10 @@ def show_queue(
     out.print(table)
 
 
-@app.command()
 @user_errors
 def stop(name: NameArgument, storage: StorageOption = None) -> None:
     """Stop a submitted study: agents leave it after their running trial."""
-    from ._queue import stop as stop_study
+    from ..service._queue import stop as stop_study
 
     old, new = stop_study(storage_from(storage), name)
     if old == new:
@@ -122,11 +118,10 @@ def stop(name: NameArgument, storage: StorageOption = None) -> None:
                   f"Continue it with: digitune resume {name}", highlight=False)
 
 
-@app.command()
 @user_errors
 def resume(name: NameArgument, storage: StorageOption = None) -> None:
     """Queue a stopped or failed study again (a time budget starts afresh)."""
-    from ._queue import resume as resume_study
+    from ..service._queue import resume as resume_study
 
     old, new = resume_study(storage_from(storage), name)
     if old == new:
@@ -135,7 +130,6 @@ def resume(name: NameArgument, storage: StorageOption = None) -> None:
         out.print(f"study {name!r}: {old} -> queued; agents take it up by priority", highlight=False)
 
 
-@app.command()
 @user_errors
 def agent(
     storage: StorageOption = None,
@@ -151,8 +145,8 @@ def agent(
     recycle_after: RecycleOption = 0,
 ) -> None:
     """Work through the submitted studies, most urgent first, until stopped with Ctrl-C."""
-    from ._cli_common import results_storage_url
-    from ._workers import plan_workers
+    from ._common import results_storage_url
+    from ..service._workers import plan_workers
 
     setup_logging()
     url = results_storage_url(storage)
@@ -167,11 +161,11 @@ def agent(
 def _agent_here(url: str, *, until_idle: bool, poll: float, artifacts: str | None, mixed_precision: bool,
                 recycle_after: int = 0, spawned: bool = False) -> None:
     from digitune.models import describe_device
-    from . import ModelKeeper, artifact_dir
-    from ._agent import Agent
-    from ._reconnect import open_reconnecting
-    from ._signals import interrupts
-    from ._workers import RECYCLE_EXIT, interrupted_exit, prepare_worker
+    from .. import ModelKeeper, artifact_dir
+    from ..service._agent import Agent
+    from ..storage._reconnect import open_reconnecting
+    from .._signals import interrupts
+    from ..service._workers import RECYCLE_EXIT, interrupted_exit, prepare_worker
 
     prepare_worker(mixed_precision=mixed_precision)
     store = open_reconnecting(url) if spawned else storage_from(url)  # started by `digitune agent`: it may blink
@@ -199,8 +193,8 @@ def _agent_processes(url: str, *, slots, until_idle: bool, poll: float, artifact
     """Run one agent process per worker slot (threads or a GPU each) and restart recycled ones."""
     import subprocess
 
-    from ._spawn import python_command
-    from ._workers import child_env, describe_layout, exit_code, interrupted_exit, supervise
+    from ..service._spawn import python_command
+    from ..service._workers import child_env, describe_layout, exit_code, interrupted_exit, supervise
 
     # The storage goes in each process's environment (child_env), not on its command line.
     cmd = python_command("agent-process", "--poll", str(poll), "--recycle-after", str(recycle_after))
@@ -222,7 +216,6 @@ def _agent_processes(url: str, *, slots, until_idle: bool, poll: float, artifact
         raise typer.Exit(code)
 
 
-@app.command("agent-process", hidden=True)
 @user_errors
 def agent_process(
     storage: StorageOption = None,
@@ -233,8 +226,8 @@ def agent_process(
     recycle_after: RecycleOption = 0,
 ) -> None:
     """One agent process under `digitune agent --workers N` (exits 75 after --recycle-after trials)."""
-    from . import resolve_storage_url
-    from ._workers import child_process
+    from .. import resolve_storage_url
+    from ..service._workers import child_process
 
     setup_logging()
     with child_process() as spawned:

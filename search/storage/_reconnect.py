@@ -36,10 +36,10 @@ import sqlalchemy
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import RDBStorage
 
-from ._env import RECONNECT_ENV
-from ._optuna_private import backend_of
-from ._signals import active_interrupt
-from ._storage import StorageError, _reason, open_storage, redact
+from .._env import RECONNECT_ENV
+from .._optuna_private import backend_of
+from .._signals import active_interrupt
+from ._open import StorageError, _reason, open_storage, redact
 
 _logger = logging.getLogger("digitune")
 T = TypeVar("T")

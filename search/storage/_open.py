@@ -20,8 +20,8 @@ import sqlalchemy
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
-from ._env import GRACE_ENV, HEARTBEAT_ENV, STORAGE_ENV
-from ._storage_setup import NotAStudyDatabase, check_existing, create_with_retry, refuse_foreign_sqlite, schema_lock
+from .._env import GRACE_ENV, HEARTBEAT_ENV, STORAGE_ENV
+from ._setup import NotAStudyDatabase, check_existing, create_with_retry, refuse_foreign_sqlite, schema_lock
 
 DEFAULT_STORAGE = "sqlite:///studies/digitune.db"
 HEARTBEAT_SECONDS = 10
@@ -32,7 +32,7 @@ POOL_RECYCLE_SECONDS = 1800  # reopen pooled connections before firewalls or ser
 # The driver's name for its connect timeout (libpq's and MySQL's connect_timeout, pg8000's timeout).
 TIMEOUT_ARGUMENT = {"psycopg": "connect_timeout", "psycopg2": "connect_timeout", "pg8000": "timeout",
                     "pymysql": "connect_timeout", "mysqldb": "connect_timeout"}
-# libpq: unacknowledged data fails the connection after 30 s; an idle one is probed after 30 s (search/_reconnect).
+# libpq: unacknowledged data fails the connection after 30 s; an idle one is probed after 30 s (search/storage/_reconnect.py).
 LIBPQ_DEAD_LINK = {"tcp_user_timeout": 30000, "keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10,
                    "keepalives_count": 3}
 GRPC_SCHEME = "grpc"

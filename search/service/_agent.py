@@ -26,15 +26,15 @@ import sqlalchemy
 
 from digitune.models import DataError, Dataset, load_dataset
 
-from ._artifacts import ModelKeeper
+from .._artifacts import ModelKeeper
 from ._queue import AgentRecord, QueueEntry, mark_ended, mark_started, queue_entries, queue_entry, state_of
-from ._reconnect import keep_reconnecting
-from .loop import run_study
-from .study import StudyNotFoundError, load_study, open_study, stored_spec
-from ._optuna_private import study_id as optuna_study_id
-from ._schema import data_changed
-from ._signals import Interrupt
-from ._spec import SpecError, StudySpec
+from ..storage._reconnect import keep_reconnecting
+from ..loop import run_study
+from ..study import StudyNotFoundError, load_study, open_study, stored_spec
+from .._optuna_private import study_id as optuna_study_id
+from .._schema import data_changed
+from .._signals import Interrupt
+from .._spec import SpecError, StudySpec
 
 _logger = logging.getLogger("digitune")
 STORAGE_RETRY_SECONDS = 30.0

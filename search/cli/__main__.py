@@ -1,0 +1,5 @@
+"""``python -m digitune.search.cli``: how digitune starts its worker and agent processes."""
+
+from . import main
+
+main()

@@ -1,0 +1,1 @@
+"""The team service: the study queue, agents, and the worker processes (plan, spawn, supervise)."""
