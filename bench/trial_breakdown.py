@@ -47,7 +47,7 @@ def main() -> None:
 
     from digitune import models
     from digitune.search import load_spec, open_storage, run_study, spec_from_dict
-    from digitune.search.service._workers import apply_thread_budget
+    from digitune.search.service import apply_thread_budget
 
     apply_thread_budget()
     optuna.logging.set_verbosity(optuna.logging.ERROR)

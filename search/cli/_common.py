@@ -106,7 +106,7 @@ def user_errors(func: Callable) -> Callable:
         from digitune.models import ConfigError, DataError
 
         from .. import NoModelError, SpecError, StorageError, StudyNotFoundError
-        from ..service._workers import WorkerLayoutError
+        from ..service import WorkerLayoutError
 
         try:
             return func(*args, **kwargs)

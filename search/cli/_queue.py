@@ -146,7 +146,7 @@ def agent(
 ) -> None:
     """Work through the submitted studies, most urgent first, until stopped with Ctrl-C."""
     from ._common import results_storage_url
-    from ..service._workers import plan_workers
+    from ..service import plan_workers
 
     setup_logging()
     url = results_storage_url(storage)
@@ -165,7 +165,7 @@ def _agent_here(url: str, *, until_idle: bool, poll: float, artifacts: str | Non
     from ..service._agent import Agent
     from ..storage._reconnect import open_reconnecting
     from .._signals import interrupts
-    from ..service._workers import RECYCLE_EXIT, interrupted_exit, prepare_worker
+    from ..service import RECYCLE_EXIT, interrupted_exit, prepare_worker
 
     prepare_worker(mixed_precision=mixed_precision)
     store = open_reconnecting(url) if spawned else storage_from(url)  # started by `digitune agent`: it may blink
@@ -191,27 +191,17 @@ def _agent_here(url: str, *, until_idle: bool, poll: float, artifacts: str | Non
 def _agent_processes(url: str, *, slots, until_idle: bool, poll: float, artifacts: str | None,
                      mixed_precision: bool, recycle_after: int) -> None:
     """Run one agent process per worker slot (threads or a GPU each) and restart recycled ones."""
-    import subprocess
+    from ..service import Team, agent_args, describe_layout, interrupted_exit
 
-    from ..service._spawn import python_command
-    from ..service._workers import child_env, describe_layout, exit_code, interrupted_exit, supervise
-
-    # The storage goes in each process's environment (child_env), not on its command line.
-    cmd = python_command("agent-process", "--poll", str(poll), "--recycle-after", str(recycle_after))
-    cmd += ["--until-idle"] if until_idle else []
-    cmd += ["--artifacts", artifacts] if artifacts else []
-    cmd += ["--mixed-precision"] if mixed_precision else []
-
-    def start(slot):
-        return subprocess.Popen(cmd, env=child_env(slot, url))
-
+    team = Team(slots, url, agent_args(poll=poll, until_idle=until_idle, artifacts=artifacts,
+                                       mixed_precision=mixed_precision, recycle_after=recycle_after))
     err.print(f"{len(slots)} agent processes ({describe_layout(slots)})", highlight=False)
-    procs = [start(slot) for slot in slots]
+    team.start()
     try:  # Ctrl-C or SIGTERM here goes on to the agent processes; each says how it stopped
-        supervise(procs, restart=lambda i: start(slots[i]))
+        team.supervise()
     except KeyboardInterrupt as exc:
         raise typer.Exit(interrupted_exit(str(exc))) from None
-    code = exit_code(procs, url)  # agent processes that gave up on the database: one error: line, here
+    code = team.exit_code()  # agent processes that gave up on the database: one error: line, here
     if code:
         raise typer.Exit(code)
 
@@ -227,7 +217,7 @@ def agent_process(
 ) -> None:
     """One agent process under `digitune agent --workers N` (exits 75 after --recycle-after trials)."""
     from .. import resolve_storage_url
-    from ..service._workers import child_process
+    from ..service import child_process
 
     setup_logging()
     with child_process() as spawned:

@@ -57,7 +57,7 @@ def run(
     spec = with_overrides(load_spec(study_file), source=str(study_file), dataset=dataset, sampler=sampler,
                           pruner=pruner, baselines=baselines, start=start, warm_start=warm_start)
     deadline = deadline_after(timeout or spec.timeout)  # one for every worker, from now
-    from ..service._workers import plan_workers
+    from ..service import plan_workers
 
     slots = plan_workers(workers, gpus, trials_per_gpu, study=spec.workers)
     if (gpus and gpus != "none") or recycle_after:  # every worker in a process of its own
@@ -85,7 +85,7 @@ def worker(
     """Join an existing study from its stored spec; several workers may run on one study at once."""
     from .. import load_study, stored_spec
     from ..storage._reconnect import open_reconnecting
-    from ..service._workers import child_process
+    from ..service import child_process
 
     setup_logging()
     storage = results_storage_url(storage)
@@ -105,7 +105,7 @@ def _run_with_workers(spec, storage: str | None, target: int, deadline: float | 
 
     from digitune.models import load_dataset
     from .. import count_finished, open_study, redact, resolve_storage_url
-    from ..service._workers import describe_layout, exit_code, start_worker, supervise
+    from ..service import Team, describe_layout, worker_args
 
     url = resolve_storage_url(storage)
     store = storage_from(url)
@@ -114,11 +114,9 @@ def _run_with_workers(spec, storage: str | None, target: int, deadline: float | 
     already = count_finished(study)
     err.print(f"study {spec.name!r} in {redact(url)}: {already} finished trials, target {target}; "
               f"{len(slots)} workers ({describe_layout(slots)})", highlight=False)
-    def start(slot):
-        return start_worker(slot, spec.name, url, trials=target, deadline=deadline, artifacts=artifacts,
-                            mixed_precision=mixed_precision, recycle_after=recycle_after)
-
-    procs = [start(slot) for slot in slots]
+    team = Team(slots, url, worker_args(spec.name, trials=target, deadline=deadline, artifacts=artifacts,
+                                        mixed_precision=mixed_precision, recycle_after=recycle_after))
+    team.start()
     progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                         TextColumn("best {task.fields[best]}"), TimeElapsedColumn(), console=err)
     task = progress.add_task("trials", total=target, completed=min(already, target), best=best_text(study))
@@ -128,14 +126,14 @@ def _run_with_workers(spec, storage: str | None, target: int, deadline: float | 
 
     try:
         with progress:  # a worker that ran its --recycle-after trials is replaced by a fresh process
-            recycled = supervise(procs, restart=lambda i: start(slots[i]), on_poll=refresh)
+            team.supervise(on_poll=refresh)
             refresh()
     except KeyboardInterrupt as exc:
         _interrupted(exc, study, spec.name)
     err.print(f"study {spec.name!r}: {count_finished(study)} finished trials, best {best_text(study)}; "
-              f"worker exit codes {[p.returncode for p in procs]}, {recycled} recycled. "
+              f"worker exit codes {team.codes}, {team.recycled} recycled. "
               f"See: digitune show {spec.name}", highlight=False)
-    code = exit_code(procs, url)
+    code = team.exit_code()
     if code:
         raise typer.Exit(code)
 
@@ -144,7 +142,7 @@ def _interrupted(exc: KeyboardInterrupt, study, name: str) -> None:
     """Say what an interrupted run left behind, without waiting for a database that is away; exit 130 or 143."""
     from .. import count_finished
     from ..storage._reconnect import passthrough
-    from ..service._workers import interrupted_exit
+    from ..service import interrupted_exit
 
     signal_name = str(exc) or "SIGINT"
     try:
@@ -165,7 +163,7 @@ def _run_with_progress(spec, storage: str | None, target: int, deadline: float |
     the others run in worker processes started once the study exists."""
     from digitune.models import load_dataset
     from .. import ModelKeeper, artifact_dir, count_finished, open_study, redact, resolve_storage_url
-    from ..service._workers import describe_layout, prepare_worker, start_worker, stopping_workers
+    from ..service import Team, describe_layout, prepare_worker, worker_args
 
     if len(slots) > 1:  # this worker's share of the cores (before the backend starts its thread pools)
         os.environ.update({k: v for k, v in slots[0].env().items() if k != "CUDA_VISIBLE_DEVICES"})
@@ -173,14 +171,14 @@ def _run_with_progress(spec, storage: str | None, target: int, deadline: float |
     url = resolve_storage_url(storage)
     store = store if store is not None else storage_from(url)
     data = load_dataset(spec.data.source, **spec.data.load_kwargs())
-    procs: list = []
+    others = Team(slots[1:], url, worker_args(spec.name, trials=target, deadline=deadline, artifacts=artifacts,
+                                              mixed_precision=mixed_precision))
 
     def start_others(study) -> None:  # as soon as they can join: they import the backend meanwhile
         if count_finished(study) < target:
-            procs.extend(start_worker(slot, spec.name, url, trials=target, deadline=deadline, artifacts=artifacts,
-                                      mixed_precision=mixed_precision) for slot in slots[1:])
+            others.start()
 
-    with stopping_workers(procs):  # the others end with this process
+    with others.stopping():  # the others end with this process
         study = open_study(spec, store, data, seed_offset=seed_offset, on_ready=start_others)
         info = data.info
         err.print(f"data: {info.name} {info.image_shape[0]}x{info.image_shape[1]}, {info.n_train} train / "
@@ -190,18 +188,18 @@ def _run_with_progress(spec, storage: str | None, target: int, deadline: float |
         err.print(f"study {spec.name!r} in {redact(url)}: {count_finished(study)} finished trials, target "
                   f"{target}{layout}", highlight=False)
         keeper = ModelKeeper(artifact_dir(url, artifacts), spec.save_models)
-        _optimize_here(spec, store, study, data, procs, target=target, deadline=deadline, seed_offset=seed_offset,
-                       keeper=keeper, show_progress=show_progress, recycle_after=recycle_after, url=url)
+        _optimize_here(spec, store, study, data, others, target=target, deadline=deadline, seed_offset=seed_offset,
+                       keeper=keeper, show_progress=show_progress, recycle_after=recycle_after)
 
 
-def _optimize_here(spec, store, study, data, procs: list, *, target: int, deadline: float | None, seed_offset: int,
-                   keeper, show_progress: bool, recycle_after: int, url: str) -> None:
-    """``run_study`` in this process under a progress bar, then wait for the worker processes ``procs``."""
+def _optimize_here(spec, store, study, data, others, *, target: int, deadline: float | None, seed_offset: int,
+                   keeper, show_progress: bool, recycle_after: int) -> None:
+    """``run_study`` in this process under a progress bar, then wait for the other workers (a ``Team``)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
         TimeRemainingColumn
 
     from .. import FINISHED, count_finished, run_study
-    from ..service._workers import RECYCLE_EXIT, exit_code, stopping_workers, supervise
+    from ..service import RECYCLE_EXIT
 
     progress = Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -215,7 +213,7 @@ def _optimize_here(spec, store, study, data, procs: list, *, target: int, deadli
         progress.update(task, completed=min(count_finished(study), target), best=best_text(study))
 
     def on_trial(study, trial) -> None:
-        if procs:  # the other workers' trials count too
+        if others.procs:  # the other workers' trials count too
             refresh()
             return
         if trial.state in FINISHED:
@@ -223,21 +221,20 @@ def _optimize_here(spec, store, study, data, procs: list, *, target: int, deadli
         progress.update(task, best=best_text(study))
 
     try:
-        with progress, stopping_workers(procs):
+        with progress, others.stopping():
             summary = run_study(spec, store, dataset=data, n_trials=target, deadline=deadline, on_trial=on_trial,
                                 seed_offset=seed_offset, keeper=keeper, max_trials=recycle_after or None,
                                 study=study)
-            supervise(procs, on_poll=refresh)
+            others.supervise(on_poll=refresh)
     except KeyboardInterrupt as exc:
         _interrupted(exc, study, spec.name)
-    codes = [p.returncode for p in procs]
-    others = f"; {len(procs)} more worker(s), exit codes {codes}" if procs else ""
-    err.print(f"study {spec.name!r}: {count_finished(study) if procs else summary.finished} finished trials "
-              f"({summary.ran} run here, {summary.failed} failed{others}), best {best_text(summary.study)}. "
+    more = f"; {len(others.procs)} more worker(s), exit codes {others.codes}" if others.procs else ""
+    err.print(f"study {spec.name!r}: {count_finished(study) if others.procs else summary.finished} finished trials "
+              f"({summary.ran} run here, {summary.failed} failed{more}), best {best_text(summary.study)}. "
               f"See: digitune show {spec.name}", highlight=False)
     if summary.recycled:
         raise typer.Exit(RECYCLE_EXIT)
-    code = exit_code(procs, url)
+    code = others.exit_code()
     if code:
         raise typer.Exit(code)
 

@@ -15,7 +15,7 @@ import pytest
 
 from conftest import digitune_exe, run_cli, write_study
 from digitune.search import FINISHED
-from digitune.search.service._workers import WorkerLayoutError, available_cpus, plan_workers
+from digitune.search.service import WorkerLayoutError, available_cpus, plan_workers
 
 
 def test_cpu_workers_share_the_cores():
