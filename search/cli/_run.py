@@ -173,13 +173,10 @@ def _run_with_progress(spec, storage: str | None, target: int, deadline: float |
     data = load_dataset(spec.data.source, **spec.data.load_kwargs())
     others = Team(slots[1:], url, worker_args(spec.name, trials=target, deadline=deadline, artifacts=artifacts,
                                               mixed_precision=mixed_precision))
-
-    def start_others(study) -> None:  # as soon as they can join: they import the backend meanwhile
-        if count_finished(study) < target:
-            others.start()
-
     with others.stopping():  # the others end with this process
-        study = open_study(spec, store, data, seed_offset=seed_offset, on_ready=start_others)
+        study = open_study(spec, store, data, seed_offset=seed_offset)
+        if count_finished(study) < target:  # they import the backend while this process writes its first lines
+            others.start()
         info = data.info
         err.print(f"data: {info.name} {info.image_shape[0]}x{info.image_shape[1]}, {info.n_train} train / "
                   f"{info.n_val} validation / {info.n_test} test ({info.source})", highlight=False)

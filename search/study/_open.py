@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Callable
-
 import optuna
 
 from digitune.models import Dataset
@@ -20,14 +18,11 @@ from ._load import deleted_as_error, load_study, stored_spec
 
 
 def open_study(spec: StudySpec, storage: optuna.storages.BaseStorage, dataset: Dataset, *,
-               seed_offset: int = 0, on_ready: Callable[[optuna.Study], None] | None = None) -> optuna.Study:
+               seed_offset: int = 0) -> optuna.Study:
     """Create the study for ``spec``, or resume it if it exists and was made from the same definition.
 
     ``seed_offset`` goes into the sampler's seed of a resumed study (a worker passes its
     process id, so that workers joining at once do not draw the same parameters).
-    ``on_ready`` is called as soon as other workers can join the study: before the manifest
-    is written, which imports the backend (seconds that workers started then spend
-    importing it themselves).
     """
     keep_reconnecting(storage)  # a long-running process: a database that blinks is waited for
     check_space_fits(spec, dataset.info.image_shape)
@@ -38,11 +33,9 @@ def open_study(spec: StudySpec, storage: optuna.storages.BaseStorage, dataset: D
         study, created = _load_or_create(spec, storage, dataset, pruner, warm)
     with deleted_as_error(study):  # `digitune delete` may come in as soon as the lock is free
         if created:
-            if on_ready is not None:
-                on_ready(study)
             study.set_user_attr(MANIFEST_ATTR, manifest(dataset))
         else:
-            _open_stored(study, spec, storage, dataset, seed_offset=seed_offset, on_ready=on_ready, warm=warm)
+            _open_stored(study, spec, storage, dataset, seed_offset=seed_offset, warm=warm)
     return study
 
 
@@ -55,7 +48,7 @@ def _unstarted(name: str, storage: optuna.storages.BaseStorage) -> bool:
 
 
 def _open_stored(study: optuna.Study, spec: StudySpec, storage: optuna.storages.BaseStorage, dataset: Dataset, *,
-                 seed_offset: int, on_ready: Callable[[optuna.Study], None] | None, warm: list) -> None:
+                 seed_offset: int, warm: list) -> None:
     """Check a stored study against ``spec`` and ``dataset``, and record the data if it was submitted."""
     study.sampler = make_sampler(spec, stream=(len(study.get_trials(deepcopy=False)), seed_offset))
     _check_definition(study, spec)
@@ -72,8 +65,6 @@ def _open_stored(study: optuna.Study, spec: StudySpec, storage: optuna.storages.
                 study.set_user_attr(MANIFEST_ATTR, manifest(dataset))
                 new = True  # this agent queues the first trials
     enqueue_first_trials(study, spec, dataset.info.image_shape, new=new, warm=warm)
-    if on_ready is not None:
-        on_ready(study)
 
 
 def _load_or_create(spec: StudySpec, storage: optuna.storages.BaseStorage, dataset: Dataset,

@@ -141,15 +141,24 @@ def test_a_study_deleted_while_it_is_created_stops_its_run_in_one_line(storage_u
     _assert_stopped_as_deleted(run, tmp_path / "run.err", "del", storage_url)
 
 
-def test_a_study_deleted_right_after_its_creation_is_a_deleted_study(storage_url, small_digits, tmp_path):
-    # The moment between the creator releasing the study's lock and writing the study's manifest.
+def test_a_study_deleted_right_after_its_creation_is_a_deleted_study(storage_url, small_digits, tmp_path,
+                                                                      monkeypatch):
+    # The moment between the creator releasing the study's lock and writing the study's manifest:
+    # `digitune delete` comes in while the manifest is made (it imports the backend: seconds).
     from digitune.search import delete_study, load_spec, open_storage, open_study
-    from digitune.search.study import StudyDeletedError
+    from digitune.search.study import StudyDeletedError, _open
 
     storage = open_storage(storage_url)
     spec = load_spec(write_study(tmp_path, "gone", family='"mlp"'))
+    made = _open.manifest
+
+    def deleted_meanwhile(dataset):
+        delete_study("gone", storage)
+        return made(dataset)
+
+    monkeypatch.setattr(_open, "manifest", deleted_meanwhile)
     with pytest.raises(StudyDeletedError, match="'gone' was deleted while this process worked on it"):
-        open_study(spec, storage, small_digits, on_ready=lambda study: delete_study("gone", storage))
+        open_study(spec, storage, small_digits)
 
 
 def _waits_for_the_study_lock(proc: subprocess.Popen, url: str) -> bool:
