@@ -11,7 +11,7 @@ from typing import Any
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
-from digitune.search import AGENTS_STUDY, NoStudyDatabaseError, open_storage, redact, resolve_storage_url
+from digitune.search import AGENTS_STUDY, NoStudyDatabaseError, read_storage, redact, resolve_storage_url
 
 from digitune.search._optuna_private import trial_id as id_of
 
@@ -163,6 +163,6 @@ def storage_url(argv: list[str]) -> str:
 def _open_existing(url: str) -> BaseStorage | None:
     """The storage on ``url``, opened read-only; None while there is no study database there yet."""
     try:
-        return open_storage(url, heartbeat=False, create=False)
+        return read_storage(url)
     except NoStudyDatabaseError:
         return None

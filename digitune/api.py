@@ -30,6 +30,7 @@ from digitune.search import (
     export_data,
     load_spec,
     open_storage,
+    read_storage,
     resolve_storage_url,
     run_study,
     spec_from_dict,
@@ -73,12 +74,12 @@ def run(study: str | os.PathLike | StudySpec | dict, *, storage: str | None = No
 
 def load_study(name: str, *, storage: str | None = None) -> optuna.Study:
     """The stored study ``name`` as an Optuna study (read-only use: this never creates a database)."""
-    return _load_study(name, open_storage(resolve_storage_url(storage), heartbeat=False, create=False))
+    return _load_study(name, read_storage(storage))
 
 
 def trials(name: str, *, storage: str | None = None) -> list[dict[str, Any]]:
     """Every trial of study ``name`` (all states, by number) as the records ``digitune export`` writes."""
-    data = export_data(name, open_storage(resolve_storage_url(storage), heartbeat=False, create=False))
+    data = export_data(name, read_storage(storage))
     return data["trials"]
 
 

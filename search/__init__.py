@@ -22,7 +22,8 @@ from .loop import RunSummary, run_study
 from .study import FINISHED, StudyNotFoundError, count_finished, load_study, open_study, stored_spec
 from ._space import sample_configs
 from ._spec import PRUNERS, SAMPLERS, DataSpec, SpecError, StudySpec, load_spec, spec_from_dict
-from .storage._open import DEFAULT_STORAGE, NoStudyDatabaseError, StorageError, open_storage, redact, resolve_storage_url
+from .storage._open import (DEFAULT_STORAGE, NoStudyDatabaseError, StorageError, open_storage, read_storage, redact,
+                            resolve_storage_url)
 
 __all__ = [
     "DATASET_ATTR",
@@ -70,6 +71,7 @@ __all__ = [
     "load_spec",
     "load_study",
     "open_storage",
+    "read_storage",
     "open_study",
     "redact",
     "resolve_storage_url",

@@ -279,7 +279,7 @@ def _storage_checks(url: str) -> list[Check]:
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
 
-    from .storage._open import NoStudyDatabaseError, StorageError, open_storage, redact
+    from .storage._open import NoStudyDatabaseError, StorageError, read_storage, redact
 
     shown = redact(url)
     password = None
@@ -303,7 +303,7 @@ def _storage_checks(url: str) -> list[Check]:
                     Check("schema", OK, "a new database gets the current schema")]
 
     try:
-        storage = open_storage(url, heartbeat=False, create=False)
+        storage = read_storage(url)
     except StorageError as exc:
         if isinstance(exc, NoStudyDatabaseError):  # a new server database: the first run creates the tables
             return [Check("storage", WARN, scrub(str(exc))), Check("schema", WARN, "not checked: no Optuna tables")]

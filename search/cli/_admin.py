@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 from rich.text import Text
 
 from ._common import (
@@ -18,6 +17,7 @@ from ._common import (
     err,
     out,
     print_json,
+    print_table,
     storage_from,
     user_errors,
 )
@@ -101,9 +101,7 @@ def doctor(storage: StorageOption = None, as_json: JsonOption = False) -> None:
     if as_json:
         print_json([c.to_dict() for c in checks])
     else:
-        table = Table("check", "status", "detail", box=None, header_style="bold")
-        for c in checks:
-            table.add_row(Text(c.name), Text(c.status, style=STATUS_STYLE[c.status]), Text(c.detail))
-        out.print(table)
+        print_table(("check", "status", "detail"),
+                    ((Text(c.name), Text(c.status, style=STATUS_STYLE[c.status]), Text(c.detail)) for c in checks))
     if any(c.status == "fail" for c in checks):
         raise typer.Exit(1)

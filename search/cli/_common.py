@@ -6,11 +6,12 @@ import functools
 import logging
 import json
 import sys
-from typing import Annotated, Any, Callable, Optional
+from typing import Annotated, Any, Callable, Collection, Iterable, Optional, Sequence
 
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.table import Table
 from typer.core import TyperGroup
 
 from ._click_private import click_errors
@@ -23,6 +24,20 @@ err = Console(stderr=True, soft_wrap=True, width=None if sys.stderr.isatty() els
 def print_json(data: Any, *, default: Callable[[Any], Any] | None = None) -> None:
     """A command's ``--json`` output on stdout: ``data`` as JSON (``default`` for what JSON has no type for)."""
     out.print_json(json.dumps(data, default=default))
+
+
+def print_table(columns: Sequence[str], rows: Iterable[Sequence[Any]], *, title: str | None = None,
+                right: Collection[str] = ()) -> None:
+    """A command's table on stdout: plain (no box, bold header) or, with ``title``, boxed under it.
+
+    ``right`` names the columns aligned right; cells are strings or rich ``Text``.
+    """
+    table = Table(box=None, header_style="bold") if title is None else Table(title=title, title_justify="left")
+    for column in columns:
+        table.add_column(column, justify="right" if column in right else "left")
+    for row in rows:
+        table.add_row(*row)
+    out.print(table)
 
 
 def print_error(message: str) -> None:
@@ -200,8 +215,6 @@ def setup_logging() -> None:
 
 def storage_from(url: str | None, *, read_only: bool = False):
     """The storage for ``--storage``; ``read_only`` for commands that must never create or change a database."""
-    from .. import open_storage, resolve_storage_url
+    from .. import open_storage, read_storage, resolve_storage_url
 
-    if read_only:
-        return open_storage(resolve_storage_url(url), heartbeat=False, create=False)
-    return open_storage(resolve_storage_url(url))
+    return read_storage(url) if read_only else open_storage(resolve_storage_url(url))

@@ -6,9 +6,8 @@ from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
-from rich.table import Table
 
-from ._common import ArtifactsOption, StorageOption, out, storage_from, user_errors
+from ._common import ArtifactsOption, StorageOption, out, print_table, storage_from, user_errors
 
 
 @user_errors
@@ -52,15 +51,14 @@ def print_final_models(summary: dict[str, Any]) -> None:
     best = summary["best_on_validation"]
     chosen = f"{best} is best on validation" if best else "none has a validation score"
     out.print(f"final models ({chosen}; test accuracy is for reporting, not for choosing):", highlight=False)
-    table = Table("kind", "trials", "validation", "test", "exported", box=None, header_style="bold")
-    unscored: dict[str, list[str]] = {}  # why a kind has no validation score: the kinds it applies to
+    rows, unscored = [], {}  # unscored: why a kind has no validation score -> the kinds it applies to
     for kind, record in records.items():
         validation, test = record.get("validation_accuracy"), record.get("test_accuracy")
         if not isinstance(validation, (int, float)):
             unscored.setdefault(str(record.get("validation_note") or "not recorded"), []).append(kind)
-        table.add_row(f"{kind}{' *' if kind == best else ''}", ", ".join(str(n) for n in record.get("trials") or []),
-                      _score(validation), _score(test), str(record.get("at") or "-"))
-    out.print(table)
+        rows.append((f"{kind}{' *' if kind == best else ''}", ", ".join(str(n) for n in record.get("trials") or []),
+                     _score(validation), _score(test), str(record.get("at") or "-")))
+    print_table(("kind", "trials", "validation", "test", "exported"), rows)
     for note, kinds in unscored.items():
         out.print(f"  no validation score for {', '.join(kinds)}: {note}", highlight=False)
 

@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.table import Table
 
 from ._common import (
     ArtifactsOption,
@@ -20,6 +19,7 @@ from ._common import (
     err,
     out,
     print_json,
+    print_table,
     setup_logging,
     storage_from,
     user_errors,
@@ -79,30 +79,31 @@ def show_queue(
     if not entries:
         out.print("no studies submitted; submit one with: digitune submit STUDY.toml", highlight=False)
     else:
-        table = Table(title="queue", title_justify="left")
-        for column in ("priority", "study", "state", "trials", "time", "best", "agents", "note"):
-            table.add_column(column, justify="right" if column in ("priority", "trials", "time") else "left")
-        for e in entries:
-            on_it = [a["id"] for a in agents if a.get("study") == e.name and a["status"] == "working"]
-            used = e.seconds_used()
-            time_text = "-" if used is None else f"{used:.0f}" + (f"/{e.timeout:g} s" if e.timeout else " s")
-            best = "-" if e.best is None else f"{e.best:.4f}"
-            note = e.reason or (f"{e.running} running" if e.running else "")
-            table.add_row(str(e.priority), e.name, e.state, f"{e.finished}/{e.trials}", time_text, best,
-                          ", ".join(on_it) or "-", note)
-        out.print(table)
+        print_table(("priority", "study", "state", "trials", "time", "best", "agents", "note"),
+                    (_entry_cells(e, agents) for e in entries), title="queue", right=("priority", "trials", "time"))
     if not agents:
         out.print("no agents registered; start one with: digitune agent", highlight=False)
         return
-    table = Table(title="agents", title_justify="left")
-    for column in ("agent", "status", "devices", "study", "trial", "trials run", "last heartbeat", "refused"):
-        table.add_column(column)
-    for a in agents:
-        refused = "; ".join(f"{k}: {v}" for k, v in (a.get("refused") or {}).items())
-        table.add_row(a["id"], a["status"], a.get("devices") or "-", a.get("study") or "-",
-                      "-" if a.get("trial") is None else str(a["trial"]), str(a.get("trials_run", 0)),
-                      f"{a['heartbeat_age']:.0f} s ago", refused or "-")
-    out.print(table)
+    print_table(("agent", "status", "devices", "study", "trial", "trials run", "last heartbeat", "refused"),
+                (_agent_cells(a) for a in agents), title="agents")
+
+
+def _entry_cells(e, agents: list[dict]) -> tuple[str, ...]:
+    """A queue row: one submitted study, with the agents working on it."""
+    on_it = [a["id"] for a in agents if a.get("study") == e.name and a["status"] == "working"]
+    used = e.seconds_used()
+    time_text = "-" if used is None else f"{used:.0f}" + (f"/{e.timeout:g} s" if e.timeout else " s")
+    best = "-" if e.best is None else f"{e.best:.4f}"
+    note = e.reason or (f"{e.running} running" if e.running else "")
+    return (str(e.priority), e.name, e.state, f"{e.finished}/{e.trials}", time_text, best, ", ".join(on_it) or "-",
+            note)
+
+
+def _agent_cells(a: dict) -> tuple[str, ...]:
+    refused = "; ".join(f"{k}: {v}" for k, v in (a.get("refused") or {}).items())
+    return (a["id"], a["status"], a.get("devices") or "-", a.get("study") or "-",
+            "-" if a.get("trial") is None else str(a["trial"]), str(a.get("trials_run", 0)),
+            f"{a['heartbeat_age']:.0f} s ago", refused or "-")
 
 
 @user_errors

@@ -6,9 +6,8 @@ from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
-from rich.table import Table
 
-from ._common import ArtifactsOption, JsonOption, StorageOption, err, out, print_json, storage_from, user_errors  # noqa: E501
+from ._common import ArtifactsOption, JsonOption, StorageOption, err, out, print_json, print_table, storage_from, user_errors  # noqa: E501
 from ._final import print_final_models
 
 
@@ -70,14 +69,10 @@ def studies(storage: StorageOption = None, as_json: JsonOption = False) -> None:
     if not rows:
         out.print("no studies yet; start one with: digitune run studies/quickstart.toml")
         return
-    table = Table("study", "dataset", "complete", "pruned", "failed", "running", "best", "last activity",
-                  box=None, header_style="bold")
-    for row in rows:
-        t = row["trials"]
-        best = "-" if row["best_value"] is None else f"{row['best_value']:.4f}"
-        table.add_row(row["name"], row["dataset"] or "-", str(t["complete"]), str(t["pruned"]), str(t["fail"]),
-                      str(t["running"]), best, row["last_activity"] or "-")
-    out.print(table)
+    print_table(("study", "dataset", "complete", "pruned", "failed", "running", "best", "last activity"),
+                ((row["name"], row["dataset"] or "-", *(str(row["trials"][k]) for k in ("complete", "pruned", "fail",
+                  "running")), "-" if row["best_value"] is None else f"{row['best_value']:.4f}",
+                  row["last_activity"] or "-") for row in rows))
 
 
 @user_errors
@@ -98,7 +93,7 @@ def show(
     _print_best(detail)
     if detail["top"] and "pareto_front" not in detail:
         out.print(f"top {len(detail['top'])}:")
-        out.print(_trials_table(detail["top"]))
+        _print_trials(detail["top"])
     print_final_models(detail["final_models"])
 
 
@@ -132,7 +127,7 @@ def _print_header(detail: dict[str, Any]) -> None:
 def _print_best(detail: dict[str, Any]) -> None:
     if "pareto_front" in detail:
         out.print(f"Pareto front ({', '.join(detail['objectives'])}): {len(detail['pareto_front'])} trials")
-        out.print(_trials_table(detail["pareto_front"]))
+        _print_trials(detail["pareto_front"])
         return
     best = detail["best"]
     if best is None:
@@ -147,17 +142,17 @@ def _print_best(detail: dict[str, Any]) -> None:
         out.print(f"  {key} = {_fmt(value)}", highlight=False)
 
 
-def _trials_table(rows: list[dict[str, Any]]) -> Table:
-    table = Table("trial", "value", "family", "params", "epochs", "seconds", "note", "parameters", box=None,
-                  header_style="bold")
-    for row in rows:
-        params = ", ".join(f"{k.removeprefix(str(row['family']) + '_')}={_fmt(v)}" for k, v in row["params"].items()
-                           if k != "family")
-        note = _note(row)
-        values = ", ".join(f"{v:.4g}" for v in row["values"] or [])
-        table.add_row(str(row["number"]), values, row["family"] or "-", f"{row['params_count'] or 0:,}",
-                      str(row["epochs_run"]), f"{row['train_seconds'] or 0:.1f}", note, params)
-    return table
+def _print_trials(rows: list[dict[str, Any]]) -> None:
+    print_table(("trial", "value", "family", "params", "epochs", "seconds", "note", "parameters"),
+                (_trial_cells(row) for row in rows))
+
+
+def _trial_cells(row: dict[str, Any]) -> tuple[str, ...]:
+    params = ", ".join(f"{k.removeprefix(str(row['family']) + '_')}={_fmt(v)}" for k, v in row["params"].items()
+                       if k != "family")
+    values = ", ".join(f"{v:.4g}" for v in row["values"] or [])
+    return (str(row["number"]), values, row["family"] or "-", f"{row['params_count'] or 0:,}",
+            str(row["epochs_run"]), f"{row['train_seconds'] or 0:.1f}", _note(row), params)
 
 
 def _note(row: dict[str, Any]) -> str:

@@ -121,6 +121,12 @@ def grpc_address(url: str) -> tuple[str, int] | None:
     return (f"[{host}]" if ":" in host else host), port  # gRPC wants an IPv6 address in brackets
 
 
+def read_storage(storage: str | None = None) -> optuna.storages.BaseStorage:
+    """The storage of a command or call that only reads: ``storage`` (a URL or a path; None:
+    ``$DIGITUNE_STORAGE``, then the default) opened without heartbeats, creating and changing nothing."""
+    return open_storage(resolve_storage_url(storage), heartbeat=False, create=False)
+
+
 def open_storage(url: str, *, heartbeat: bool = True, create: bool = True) -> optuna.storages.BaseStorage:
     """The storage on ``url``, created if new (``create``); ``StorageError`` if it cannot be used.
 
