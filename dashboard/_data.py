@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterable, Iterator
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from digitune.search import DATASET_ATTR, SPEC_ATTR, stored_record, trial_record
+from digitune.search import DATASET_ATTR, SPEC_ATTR, TrialRecord, stored_record
 from digitune.search._optuna_private import pareto_front, trial_id as id_of
 from digitune.search._ranking import rank
 
@@ -207,17 +207,16 @@ def _light(trial: FrozenTrial) -> FrozenTrial:
 
 
 def record_of(trial: FrozenTrial, metrics: list[str]) -> dict[str, Any]:
-    """:func:`search.trial_record` plus what the dashboard shows: times, curves, configs, class report."""
-    record = trial_record(trial)
+    """A ``TrialRecord``'s listing plus what the dashboard shows: times, curves, configs, class report."""
+    stored = TrialRecord(trial)
+    record = stored.listing()
     attrs = trial.user_attrs
-    curves = stored_record(attrs, "curves")
-    start, end = trial.datetime_start, trial.datetime_complete
     record.update(
         trial_id=id_of(trial),
-        datetime_start=start,
-        datetime_complete=end,
-        duration_s=(end - start).total_seconds() if start and end else None,
-        curves=curves,
+        datetime_start=trial.datetime_start,
+        datetime_complete=trial.datetime_complete,
+        duration_s=stored.duration_seconds,
+        curves=stored.curves,
         epoch=last_epoch(trial),
         accuracy=_accuracy(trial, metrics),
         model_config=attrs.get("model_config"),
@@ -233,7 +232,7 @@ def record_of(trial: FrozenTrial, metrics: list[str]) -> dict[str, Any]:
 
 def last_epoch(trial: FrozenTrial) -> int:
     """Epochs known done: reported intermediate values while running, the stored curves after."""
-    curves = stored_record(trial.user_attrs, "curves")
+    curves = TrialRecord(trial).curves
     return max(len(trial.intermediate_values), len(curves.get("val_accuracy") or curves.get("loss") or []))
 
 
@@ -241,7 +240,7 @@ def _accuracy(trial: FrozenTrial, metrics: list[str]) -> float | None:
     """The trial's validation accuracy: its objective value if that is one, else its last epoch's."""
     if trial.state == TrialState.COMPLETE and trial.values is not None and "val_accuracy" in metrics:
         return trial.values[metrics.index("val_accuracy")]
-    curve = stored_record(trial.user_attrs, "curves").get("val_accuracy") or []
+    curve = TrialRecord(trial).curves.get("val_accuracy") or []
     if curve:
         return curve[-1]
     if trial.intermediate_values:

@@ -17,6 +17,7 @@ from ._final import (
 from ._objective import Objective
 from .service._queue import AGENTS_STUDY, QueueEntry, QueueError, list_agents, queue_entries, queue_entry, resume, stop, submit
 from ._report import list_studies, study_detail, trial_record
+from ._trial_record import TrialRecord
 from ._schema import DATASET_ATTR, MANIFEST_ATTR, SAVED_ATTR, SPEC_ATTR, stored_record
 from .loop import RunSummary, run_study
 from .study import FINISHED, StudyNotFoundError, count_finished, load_study, open_study, stored_spec
@@ -82,5 +83,6 @@ __all__ = [
     "stored_spec",
     "study_detail",
     "trial_record",
+    "TrialRecord",
     "write_export",
 ]

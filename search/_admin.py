@@ -24,8 +24,8 @@ from optuna.trial import FrozenTrial
 
 from ._claim import study_lock
 from .study import load_study
-from ._report import trial_identity, trial_size
-from ._schema import FAIL_ATTR, SPEC_ATTR, stored_dataset, stored_record
+from ._schema import SPEC_ATTR, stored_dataset, stored_record
+from ._trial_record import TrialRecord
 
 EXPORT_FORMATS = ("csv", "json")
 OK, WARN, FAIL = "ok", "warn", "fail"
@@ -50,18 +50,7 @@ def _finite(value: Any) -> Any:
 
 def export_record(trial: FrozenTrial) -> dict[str, Any]:
     """Everything an export holds about one trial, as plain (strict-JSON) data."""
-    attrs = trial.user_attrs
-    start, complete = trial.datetime_start, trial.datetime_complete
-    return _finite({
-        **trial_identity(trial),
-        "datetime_start": start.isoformat() if start else None,
-        "datetime_complete": complete.isoformat() if complete else None,
-        "duration_seconds": (complete - start).total_seconds() if start and complete else None,
-        **trial_size(attrs),
-        "fail_reason": attrs.get(FAIL_ATTR),
-        "intermediate_values": {str(step): v for step, v in sorted(trial.intermediate_values.items())},
-        "curves": stored_record(attrs, "curves"),
-    })
+    return _finite(TrialRecord(trial).export())
 
 
 def export_data(name: str, storage: optuna.storages.BaseStorage) -> dict[str, Any]:

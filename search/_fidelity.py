@@ -27,7 +27,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from ._schema import COST_ATTR, STEPS_ATTR, stored_record
+from ._schema import COST_ATTR, CURVES_ATTR, STEPS_ATTR, stored_record
 
 MIN_FINISHED = 3  # finished trials with timed epochs before a study's typical epoch is trusted
 _FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -61,7 +61,7 @@ def epoch_cost(trials: Iterable[FrozenTrial]) -> EpochCost | None:
     for trial in trials:
         if trial.state not in _FINISHED:
             continue
-        seconds = stored_record(trial.user_attrs, "curves").get("epoch_seconds") or []
+        seconds = stored_record(trial.user_attrs, CURVES_ATTR).get("epoch_seconds") or []
         if not seconds:
             continue
         firsts.append(float(seconds[0]))

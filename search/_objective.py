@@ -16,7 +16,7 @@ from digitune.models import Dataset, ModelConfig, TrainConfig
 from ._artifacts import ModelKeeper
 from ._deadline import stop_at_deadline
 from ._fidelity import fidelity_attrs, pruning_callback
-from ._schema import BASELINE_ATTR, FAIL_ATTR, STOPPED_ATTR
+from ._schema import BASELINE_ATTR, CURVES_ATTR, FAIL_ATTR, STOPPED_ATTR
 from ._signals import Interrupt
 from ._space import sample_configs, trial_seed
 from ._spec import StudySpec
@@ -151,7 +151,7 @@ _WORKER = f"{socket.gethostname()}:{os.getpid()}"  # which process ran a trial, 
 
 def _record(trial: optuna.Trial, log, extra: dict[str, Any] | None = None) -> None:
     attrs: dict[str, Any] = {
-        "curves": log.curves,
+        CURVES_ATTR: log.curves,
         "params_count": log.params,
         "train_seconds": round(log.train_seconds, 4),
         "epochs_run": log.epochs_run,

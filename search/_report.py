@@ -10,8 +10,8 @@ from optuna.trial import FrozenTrial, TrialState
 
 from ._ranking import best_value, is_feasible, rank
 from ._final_records import final_summary
-from ._schema import (AGENTS_STUDY, BASELINE_ATTR, FAIL_ATTR, MANIFEST_ATTR, SPEC_ATTR, START_ATTR, STOPPED_ATTR,
-                      WARM_ATTR, stored_dataset, stored_record)
+from ._schema import AGENTS_STUDY, MANIFEST_ATTR, SPEC_ATTR, stored_dataset, stored_record
+from ._trial_record import TrialRecord
 from .study import load_study
 
 
@@ -42,34 +42,9 @@ def list_studies(storage: optuna.storages.BaseStorage) -> list[dict[str, Any]]:
     return rows
 
 
-def trial_identity(trial: FrozenTrial) -> dict[str, Any]:
-    """The fields every trial record starts with: number, state, value (one objective), values, parameters."""
-    values = list(trial.values) if trial.values is not None else None
-    return {"number": trial.number, "state": trial.state.name.lower(),
-            "value": values[0] if values is not None and len(values) == 1 else None, "values": values,
-            "params": dict(trial.params)}
-
-
-def trial_size(attrs: dict[str, Any]) -> dict[str, Any]:
-    """What a trial's model was and cost: its family, parameter count, training seconds and epochs."""
-    return {key: attrs.get(key) for key in ("family", "params_count", "train_seconds", "epochs_run")}
-
-
 def trial_record(trial: FrozenTrial) -> dict[str, Any]:
     """A trial as plain data: number, state, value, parameters and digitune's user attributes."""
-    attrs = trial.user_attrs
-    return {
-        **trial_identity(trial),
-        **trial_size(attrs),
-        "intermediate_values": {int(k): v for k, v in trial.intermediate_values.items()},
-        "fail_reason": attrs.get(FAIL_ATTR),
-        "baseline": attrs.get(BASELINE_ATTR),
-        "start": attrs.get(START_ATTR),  # "defaults": the known-good start
-        "warm_start": attrs.get(WARM_ATTR),  # "STUDY:NUMBER": queued from an earlier study
-        "stopped_at_deadline": attrs.get(STOPPED_ATTR),  # epochs run when the time budget ran out
-        "constraints": dict(trial.constraints) if trial.constraints else None,
-        "feasible": is_feasible(trial),
-    }
+    return TrialRecord(trial).listing()
 
 
 def study_detail(name: str, storage: optuna.storages.BaseStorage, *, top: int = 10) -> dict[str, Any]:

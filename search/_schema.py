@@ -29,8 +29,9 @@ STEPS_ATTR = "pruning_steps"  # "epochs" or "time": what a trial's reported step
 COST_ATTR = "epoch_cost"  # under "time": the study's typical epoch times the steps were measured against
 MODEL_ATTR = "model_artifact"  # the artifact id of the trial's saved model
 FAIL_ATTR = "fail_reason"  # why a trial failed, one line
+CURVES_ATTR = "curves"  # the per-epoch curves: loss, accuracy, val_accuracy, epoch_seconds...
 # What every trial records besides (search/_objective.py), read by reports, exports and the dashboard.
-TRIAL_ATTRS = ("family", "model_config", "train_config", "curves", "params_count", "train_seconds", "epochs_run",
+TRIAL_ATTRS = ("family", "model_config", "train_config", CURVES_ATTR, "params_count", "train_seconds", "epochs_run",
                "latency_ms", "keras_backend", "device", "dtype_policy", "worker", "cuda_visible_devices",
                "confusion_matrix", "per_class_accuracy")
 
