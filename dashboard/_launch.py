@@ -1,15 +1,6 @@
 """Launching from the dashboard: submit a study to the queue, start a local agent if none runs.
 
-The form's study goes to the queue (``search.submit``) exactly as ``digitune submit`` would
-send it, and its file is kept in the launch folder. When no live agent is registered on the
-storage, the dashboard starts one here (``digitune agent``, in its own process group, its
-output in a log file) and says so. Stopping a study sets its queue state (agents leave it
-after the running trial); stopping the local agent sends it SIGINT. Submitting, stopping
-and resuming are the only things the dashboard writes.
-
-The launch folder is private: by default ``$TMPDIR/digitune-launches-UID`` (mode 0700); a
-folder another user owns or can write to is refused. No file in it is opened through a
-link, and none is read back by its name.
+Why it is built this way: docs/internals.md, "dashboard/_launch.py".
 """
 
 from __future__ import annotations

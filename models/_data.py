@@ -1,35 +1,8 @@
 """Load digit-image data sets for training and prediction.
 
-``load_dataset`` turns a *source* into a :class:`Dataset` of float32 image
-arrays ``(N, H, W)`` scaled to ``[0, 1]`` with int64 labels ``0..9``, split
-into train / validation / test parts.  Sources:
-
-* ``"digits"`` (default) - scikit-learn's bundled 8x8 digits;
-* ``"fashion-mnist"`` or ``"fashion-mnist:FOLDER"`` - IDX files from the Debian
-  package ``dataset-fashion-mnist`` (or from FOLDER);
-* ``"mnist"`` - the Keras cache file ``$KERAS_HOME/datasets/mnist.npz``,
-  downloaded through Keras when missing and allowed;
-* a path, whose format is detected from what is there:
-
-  - a folder of MNIST-style IDX files (``train-images-idx3-ubyte[.gz]`` ...),
-  - a Keras-style ``.npz`` (``x_train``, ``y_train``, ``x_test``, ``y_test``),
-  - an "Identify the Digits" folder (``train.csv`` + ``Images/train/*.png``), or
-    the Keras tutorial's data folder (``Train/train.csv``, ``Train/Images/train/``,
-    ``Test.csv``) or its ``Train/`` (read by ``models._identify``),
-  - a Kaggle digit-recognizer CSV (``label,pixel0,...``) or its folder.
-
-Splits: sources without a labelled test set get a fixed stratified 20 % test
-split (``random_state=0``, independent of ``seed``); the remaining training
-pool is split into train / validation with
-``train_test_split(test_size=validation_split, random_state=seed, stratify=y)``
-as in the Keras tutorial.
-
-``read_images`` reads the images to *predict* from any of these layouts.
-
-Every problem with the data raises :class:`DataError` with one message that
-names the file, says what is wrong and how to fix it.  Only numpy, gzip, csv,
-PIL and scikit-learn are used here; Keras is imported lazily, and only to
-download MNIST.
+``load_dataset`` turns a source (``digits``, ``fashion-mnist``, ``mnist`` or a path whose format
+is detected) into a train / validation / test ``Dataset``; every problem raises ``DataError``
+naming the file and the fix. The sources, formats and splits: docs/internals.md, "models/_data.py".
 """
 
 from __future__ import annotations

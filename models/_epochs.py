@@ -1,17 +1,6 @@
 """Training epochs on backend tensors: on TensorFlow a whole epoch per call, elsewhere Keras' ``fit``.
 
-For the small models searched here Keras' ``fit`` spends more time around the arithmetic
-than in it: every fit builds a ``tf.data`` pipeline from the NumPy arrays, every epoch opens
-an iterator on it, and its traced step (a ``while`` loop of ``cond`` branches over optional
-batches, then Keras' metrics objects) costs more to trace than the model does. On
-TensorFlow (no ``tf.distribute`` strategy, no XLA, not eager) ``fit_epochs`` runs Keras'
-own pieces instead: the model's call, ``compute_loss``, the optimizer's ``apply``, in one
-traced ``while`` loop over the batches of a shuffled index list, on the data converted once
-per worker (``backend_tensor``), with the loss and accuracy summed in the loop and the
-validation set's forward pass in the same call. The same arithmetic as ``fit`` on the same
-batches (``tests/test_fast_epochs.py``); only the shuffle order comes from NumPy. Other
-backends (and those settings: on a GPU Keras compiles with XLA by default) train with
-``model.fit``. Only public Keras and TensorFlow names are used.
+Why it is built this way: docs/internals.md, "models/_epochs.py".
 """
 
 from __future__ import annotations

@@ -1,13 +1,6 @@
 """Files written for the user: a temporary file beside the target, renamed into place when complete.
 
-An interruption (Ctrl-C, a full disk, SIGKILL, a power cut) leaves either the old file or
-the complete new one, never a truncated mix: the new content goes to a hidden file in the
-target's own folder (so the rename stays on one file system), is flushed to disk, and
-``os.replace`` swaps it in. On an error the temporary file is removed; only a process
-killed outright can leave one behind (``.NAME.tmp-XXXXXXXX.SUFFIX``, see ``is_temporary``).
-
-It lives in ``models`` because ``search`` and ``dashboard`` import ``models`` and never the
-other way round, so every layer can use the one helper; it needs nothing but the standard library.
+Why it is built this way: docs/internals.md, "models/_files.py".
 """
 
 from __future__ import annotations

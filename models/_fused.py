@@ -1,19 +1,6 @@
 """Keras' Adam, SGD and RMSprop with one fused TensorFlow kernel per variable update.
 
-Keras writes an optimizer's update in ``keras.ops``: Adam is about twenty graph operations
-per variable, and on TensorFlow every new model traces them again (about 1 ms of Python per
-operation), so for the small models searched here the optimizer was the largest part of
-tracing a training step. TensorFlow has each of these updates as a single kernel
-(``ResourceApplyAdam``, ``ResourceApplyKerasMomentum``, ``ResourceApplyRMSProp``) doing
-the same arithmetic, so these subclasses emit one operation per variable instead.
-
-They are used only on the TensorFlow backend, outside any ``tf.distribute`` strategy, and
-only for the settings whose arithmetic the kernel matches (Adam without AMSGrad, SGD without
-Nesterov momentum, RMSprop uncentered); anything else falls back to Keras' own update.
-Their configs are those of the Keras classes they extend. A saved model must not name them
-(a Keras without digitune cannot load it): ``standard_optimizer`` gives the Keras optimizer
-with the same settings and state to save instead. They stay registered under ``digitune>``
-so that models saved by earlier versions, which do name them, still load where digitune is.
+Why it is built this way: docs/internals.md, "models/_fused.py".
 """
 
 from __future__ import annotations

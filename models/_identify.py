@@ -1,15 +1,6 @@
 """Read the "Identify the Digits" data: PNG files that a CSV names, and folders of PNGs.
 
-Two arrangements of the same files are read:
-
-* flat: ``train.csv`` (``filename,label``) beside ``Images/train/``; to predict, ``test.csv``
-  (``filename``) beside ``Images/test/``, or ``Images/test/`` alone;
-* the Keras tutorial's data folder: ``Train/train.csv`` with ``Train/Images/train/``, and
-  ``Test.csv`` naming images in ``Train/Images/test/`` (a ``Sample_Submission.csv`` there is
-  not read). Its ``Train/`` folder, given alone, reads the same.
-
-An image that is missing, unreadable or of another size than the first is reported with the
-CSV file and line that name it.
+Why it is built this way: docs/internals.md, "models/_identify.py".
 """
 
 from __future__ import annotations

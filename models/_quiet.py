@@ -1,21 +1,6 @@
 """TensorFlow's start-up notices, kept off the console when its logs are asked to be quiet.
 
-TensorFlow 2.21 prints two lines to the process's stderr while it is imported, before its
-own log filter (``TF_CPP_MIN_LOG_LEVEL``) is in place::
-
-    WARNING: All log messages before absl::InitializeLog() is called are written to STDERR
-    I0000 ... port.cc:153] oneDNN custom operations are on. You may see slightly different ...
-
-digitune keeps oneDNN on (on 28x28 images its convolutions run about 3.5x faster; results
-stay the same run after run), so every process would print them, twice. A CUDA build says
-more before its filter is up (cuDNN, cuFFT and cuBLAS registrations; ``cuInit`` failing in a
-worker that sees no GPU). ``install()`` wraps the import of the ``tensorflow`` package and its
-first look for devices: while they run, file descriptor 2 goes to a temporary file, and
-afterwards every line of it is written back to stderr except TensorFlow's log records below
-``TF_CPP_MIN_LOG_LEVEL`` (what its own filter would have dropped) and the notice that absl's
-log is not set up yet, so nothing else printed meanwhile is lost. It filters only when
-``TF_CPP_MIN_LOG_LEVEL`` is 1 or more (digitune's commands set 3; workers inherit it);
-``TF_CPP_MIN_LOG_LEVEL=0`` shows everything.
+Why it is built this way: docs/internals.md, "models/_quiet.py".
 """
 
 from __future__ import annotations

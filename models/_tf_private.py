@@ -30,14 +30,7 @@ def _gradient_registry() -> dict | None:
 def forget_traced_gradients() -> Iterator[None]:
     """Drop the gradient functions TensorFlow registered while tracing this model's training step.
 
-    Keras' TensorFlow optimizer sums gradients across replicas with ``all_reduce``, which
-    in a traced function defines a ``tf.custom_gradient``; TensorFlow registers every one
-    under a new name (``CustomGradient-N``) in a global registry that nothing ever empties.
-    Its closure holds the traced graph, so every trained model left its whole training step
-    (~2,700 Python objects, ~1.9 MiB) alive until the process ended. Those functions are only
-    read while a gradient is being traced, so once ``fit`` returns they can go. digitune's
-    fused optimizers (``_fused``) skip that sum, so this now guards Keras' own update path
-    (taken under a ``tf.distribute`` strategy, or for settings no kernel matches).
+    Why it is built this way: docs/internals.md, "models/_tf_private.py forget_traced_gradients".
     """
     registry = _gradient_registry()
     before = set(registry) if registry is not None else set()

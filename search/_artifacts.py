@@ -1,16 +1,6 @@
 """Trained models of a study's best trials, kept as ``.keras`` files in Optuna's artifact store.
 
-The store is a folder: beside the database for SQLite (``studies/digitune.db`` keeps its
-models in ``studies/digitune-artifacts/``), or one the user names with ``--artifacts`` or
-``$DIGITUNE_ARTIFACTS`` (needed for a shared PostgreSQL study, where the folder should be
-shared too). Each saved model is uploaded while its trial runs, so Optuna (and
-optuna-dashboard) list it among the trial's artifacts; the study's user attribute
-``saved_models`` maps trial numbers to the artifact ids still kept, at most ``keep``.
-
-Every file is written through a temporary file beside it (``models.atomic_path``): a full
-disk or a killed worker leaves no partial model in the store, and saving fails the trial
-with the reason. The hidden file ``.digitune-storages`` lists the storages that saved models
-here, so that ``digitune delete`` removes models no study refers to only in a folder it alone uses.
+Why it is built this way: docs/internals.md, "search/_artifacts.py".
 """
 
 from __future__ import annotations

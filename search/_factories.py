@@ -105,15 +105,7 @@ JUDGE_AFTER_IMAGES = 3000
 def _min_resource(spec: StudySpec, train_images: int | None = None) -> int:
     """Hyperband's and successive halving's ``min_resource``, in epochs: 1 to 3.
 
-    Optuna's Keras callback reports epoch k as step k - 1, so a trial is first judged after
-    ``min_resource + 1`` epochs. On the 8x8 digits (1,257 training images) a model's first
-    epoch costs as much as its next several (TensorFlow traces its training step), so
-    stopping early saves little time, and a few epochs of 40 updates are a noisy judge of a
-    model: 3 once trials may run 9 epochs or more. An epoch of ``JUDGE_AFTER_IMAGES`` images
-    or more (Fashion-MNIST's 42,000) is seconds of arithmetic and hundreds of updates, so 1
-    is enough there: a bad draw is stopped after two epochs instead of four, and Hyperband
-    gets a third bracket, so fewer of its trials run to the end unjudged. Short studies (at
-    most 8 epochs) keep 1 or 2, so they still have brackets to prune in.
+    Why it is built this way: docs/internals.md, "search/_factories.py _min_resource".
     """
     most = max(1, min(3, spec.max_epochs // 3))
     if not train_images:

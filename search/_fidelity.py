@@ -1,20 +1,6 @@
 """Cost-aware fidelity: a trial reports to the pruner at the step its training time has reached.
 
-A single-objective trial reports its validation accuracy after every epoch, and the pruner
-(Hyperband, successive halving, ...) judges it at rungs counted in steps. With
-``fidelity = "epochs"`` the step is the epoch's index, as Optuna's Keras callback has it:
-a trial whose epochs cost ten times the study's usual ones is judged after as many epochs
-as a cheap one, so one large draw can hold a worker for much of the budget before its
-first rung. With ``fidelity = "time"`` the step is the later of the epoch's index and the
-number of typical epochs of the study its seconds would have bought, less one
-(``EpochCost.epochs_worth``): the expensive draw meets its rungs as early as its time says.
-Its first epoch is weighed against the typical first epoch and each later one against the
-typical later epoch, because a first epoch is mostly the tracing of the model's step (tens
-of later epochs on the 8x8 digits): a model that only traces slower is one step ahead, not
-tens. A trial reads the study's typical epoch times once, as it starts, from the
-finished trials' stored ``epoch_seconds``; until ``MIN_FINISHED`` trials have finished it
-counts plain epochs. Each trial records in the user attribute ``pruning_steps`` which of
-the two it used (and, for ``"time"``, the ``epoch_cost`` it measured against).
+Why it is built this way: docs/internals.md, "search/_fidelity.py".
 """
 
 from __future__ import annotations

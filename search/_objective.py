@@ -28,15 +28,8 @@ _logger = logging.getLogger("digitune")
 class Objective:
     """Trains the model a trial samples and returns its scores on the study's objectives.
 
-    Single-objective studies report the validation accuracy after every epoch, so the
-    pruner can stop a hopeless trial. Multi-objective studies cannot report to Optuna;
-    there each trial stops itself when its validation accuracy has not improved for
-    ``early_stopping`` epochs (2 when the study file leaves it at 0). Every trial, pruned
-    or failed too, stores as user attributes its learning curves, parameter count,
-    training seconds, configs, Keras backend and device; with ``max_params`` the parameter
-    budget is set as a constraint, so infeasible models are known as such. Past
-    ``deadline`` (``time.monotonic()``), a trial stops at its next epoch end and completes
-    with that epoch's scores, its epochs run in the user attribute ``stopped_at_deadline``.
+    Single-objective trials report each epoch's validation accuracy to the pruner; every trial,
+    pruned or failed too, stores its curves, size, configs and device. Why it is built this way: docs/internals.md, "search/_objective.py Objective".
     """
 
     def __init__(self, spec: StudySpec, dataset: Dataset, interrupt: Interrupt | None = None,

@@ -114,14 +114,7 @@ def pareto_front(trials: list, directions: list) -> list:
 class SharedCacheHyperband(optuna.pruners.HyperbandPruner):
     """Optuna's Hyperband, with TPE's draws for a trial sharing one read of the study's trials.
 
-    Under Hyperband, Optuna hands the sampler a view of the study for the trial's bracket,
-    made anew for every parameter it samples (``optuna.pruners._filter_study``), and each new
-    view starts with an empty trial cache, so every draw read all trials back from storage
-    once more than it needs to (16 reads a trial on the digits' space, against 9 without a
-    pruner). Here the views share the study's own cache, which Optuna empties at every
-    ``ask`` and ``tell``, as it does for a study without Hyperband: the same draws, about
-    0.85x the sampling time (``bench/sampler_cost.py``). Pruning decisions still read fresh
-    trials (the view's ``get_trials``).
+    Why it is built this way: docs/internals.md, "search/_optuna_private.py SharedCacheHyperband".
     """
 
     def _create_bracket_study(self, study: optuna.Study, bracket_id: int) -> optuna.Study:

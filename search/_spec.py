@@ -1,16 +1,6 @@
 """Study definition files: TOML parsed into a validated, frozen ``StudySpec``.
 
-A study file has four tables; every key is optional except ``study.name``::
-
-    [study]                   # name, metric, trials, timeout, sampler, pruner, seed, workers
-    [data]                    # source, validation_split, seed, center, limit
-    [space]                   # family, epochs, learning_rate, batch_size, optimizer
-    [space.mlp] [space.cnn]   # each family's own parameters
-
-A parameter of ``[space]`` is a constant (``epochs = 5``), a list of choices
-(``batch_size = [32, 64, 128]``) or a range (``units = {low = 16, high = 512, log = true}``;
-integers when both ends are integers). Every problem raises ``SpecError`` naming the file
-and the key.
+Why it is built this way: docs/internals.md, "search/_spec.py".
 """
 
 from __future__ import annotations

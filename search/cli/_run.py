@@ -185,17 +185,19 @@ def _run_with_progress(spec, storage: str | None, target: int, deadline: float |
         err.print(f"study {spec.name!r} in {redact(url)}: {count_finished(study)} finished trials, target "
                   f"{target}{layout}", highlight=False)
         keeper = ModelKeeper(artifact_dir(url, artifacts), spec.save_models)
-        _optimize_here(spec, store, study, data, others, target=target, deadline=deadline, seed_offset=seed_offset,
+        _optimize_here(spec, store, study, data, others, target=target, deadline=deadline,
                        keeper=keeper, show_progress=show_progress, recycle_after=recycle_after)
 
 
-def _optimize_here(spec, store, study, data, others, *, target: int, deadline: float | None, seed_offset: int,
+def _optimize_here(spec, store, study, data, others, *, target: int, deadline: float | None,
                    keeper, show_progress: bool, recycle_after: int) -> None:
     """``run_study`` in this process under a progress bar, then wait for the other workers (a ``Team``)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
         TimeRemainingColumn
 
-    from .. import FINISHED, count_finished, run_study
+    from .. import FINISHED, count_finished
+    from .._deadline import monotonic_deadline
+    from ..loop import run_trials
     from ..service import RECYCLE_EXIT
 
     progress = Progress(
@@ -219,9 +221,9 @@ def _optimize_here(spec, store, study, data, others, *, target: int, deadline: f
 
     try:
         with progress, others.stopping():
-            summary = run_study(spec, store, dataset=data, n_trials=target, deadline=deadline, on_trial=on_trial,
-                                seed_offset=seed_offset, keeper=keeper, max_trials=recycle_after or None,
-                                study=study)
+            ends = monotonic_deadline(spec.timeout if deadline is None else None, deadline)
+            summary = run_trials(study, spec, data, store, n_trials=target, ends=ends, on_trial=on_trial,
+                                 keeper=keeper, max_trials=recycle_after or None)
             others.supervise(on_poll=refresh)
     except KeyboardInterrupt as exc:
         _interrupted(exc, study, spec.name)

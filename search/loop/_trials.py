@@ -43,22 +43,33 @@ def run_study(spec: StudySpec, storage: optuna.storages.BaseStorage, *, dataset:
               keeper: ModelKeeper | None = None, max_trials: int | None = None, study: optuna.Study | None = None,
               should_stop: Callable[[], bool] | None = None, on_start: Callable[[optuna.Trial], None] | None = None,
               wait: bool = True) -> RunSummary:
-    """Run ``spec`` until its study holds ``n_trials`` finished (complete or pruned) trials.
+    """Open the study of ``spec`` on ``storage`` (unless ``study`` is given) and run it with ``run_trials``.
 
-    The study is opened (created or resumed) unless ``study`` is given. Failed trials keep
-    their reason and do not count; ``MAX_CONSECUTIVE_FAILURES`` in a row stop the run.
-    Several workers may run this on one study and together finish exactly ``n_trials``
-    (``SlotLock``); one with no slot left waits for others' running trials unless ``wait``
-    is false. Past ``timeout`` seconds or the wall-clock ``deadline`` no trial starts and
-    running ones stop at their next epoch end. ``max_trials`` caps the trials this call runs
-    (a recycled worker); ``should_stop`` is asked before each trial. docs/architecture.md
-    tells the rest (reconnecting storage, deleted studies).
+    The one call for a notebook or a script: the data is loaded from the spec when not given,
+    and the budget is ``n_trials`` (default the spec's) within ``timeout`` seconds or ``deadline``.
     """
     keep_reconnecting(storage)
-    n_trials = spec.trials if n_trials is None else n_trials
-    ends = monotonic_deadline(spec.timeout if timeout is None and deadline is None else timeout, deadline)
     dataset = dataset if dataset is not None else load_dataset(spec.data.source, **spec.data.load_kwargs())
     study = study if study is not None else open_study(spec, storage, dataset, seed_offset=seed_offset)
+    ends = monotonic_deadline(spec.timeout if timeout is None and deadline is None else timeout, deadline)
+    return run_trials(study, spec, dataset, storage, n_trials=spec.trials if n_trials is None else n_trials,
+                      ends=ends, keeper=keeper, on_trial=on_trial, on_start=on_start, max_trials=max_trials,
+                      should_stop=should_stop, wait=wait)
+
+
+def run_trials(study: optuna.Study, spec: StudySpec, dataset: Dataset, storage: optuna.storages.BaseStorage, *,
+               n_trials: int, ends: float | None = None, keeper: ModelKeeper | None = None,
+               on_trial: Callable[[optuna.Study, FrozenTrial], None] | None = None,
+               on_start: Callable[[optuna.Trial], None] | None = None, max_trials: int | None = None,
+               should_stop: Callable[[], bool] | None = None, wait: bool = True) -> RunSummary:
+    """Run the open ``study``'s trials until it holds ``n_trials`` finished ones; it opens nothing.
+
+    Several workers together finish exactly ``n_trials`` (``SlotLock``); failed trials keep their
+    reason and do not count. Past ``ends`` (``time.monotonic()``) no trial starts and running ones
+    stop at their next epoch end; ``max_trials`` caps this call's trials, ``should_stop`` is asked
+    before each. The long story: docs/internals.md, "search/loop/_trials.py run_study".
+    """
+    keep_reconnecting(storage)
     if (already := count_finished(study)) >= n_trials:
         _logger.info("study %r already has %d finished trials (asked for %d)", spec.name, already, n_trials)
         return RunSummary(study, already, 0, 0)

@@ -1,15 +1,6 @@
 """``digitune agent``: a long-running process that works through the study queue.
 
-An agent loops: read the queue, take the most urgent study that has budget left and a free
-trial slot, run trials on it until its budget is spent, it is stopped, or a more urgent study
-comes in (checked at every trial boundary), then read the queue again. Several agents share
-one study through the same claim lock as ``digitune worker`` (exact trial counts), and a
-trial whose agent died is failed after the grace period and tried again by whichever agent
-claims next (Optuna's heartbeat and ``RetryHeartbeatStaleTrialCallback``).
-
-Data: an agent loads each study's data from the study's own source (a name or a path on
-this machine) and refuses the study, with the reason in its registry record and its log,
-when that fails or when the data's fingerprint differs from the one the study recorded.
+Why it is built this way: docs/internals.md, "search/service/_agent.py".
 """
 
 from __future__ import annotations
@@ -29,7 +20,8 @@ from digitune.models import DataError, Dataset, load_dataset
 from .._artifacts import ModelKeeper
 from ._queue import AgentRecord, QueueEntry, mark_ended, mark_started, queue_entries, queue_entry, state_of
 from ..storage._reconnect import keep_reconnecting
-from ..loop import run_study
+from .._deadline import monotonic_deadline
+from ..loop import run_trials
 from ..study import StudyNotFoundError, load_study, open_study, stored_spec
 from .._optuna_private import study_id as optuna_study_id
 from .._schema import data_changed
@@ -152,9 +144,10 @@ class Agent:
             self.record.update(trials_run=self.trials_run + ran_here[0])
 
         left = current.seconds_left()
-        summary = run_study(spec, self.storage, dataset=dataset, n_trials=current.trials, study=study,
-                            timeout=left, keeper=self.keeper_for(spec), seed_offset=os.getpid(),
-                            should_stop=should_stop, on_start=on_start, on_trial=on_trial, wait=False)
+        ends = monotonic_deadline(spec.timeout if left is None else left, None)
+        summary = run_trials(study, spec, dataset, self.storage, n_trials=current.trials, ends=ends,
+                             keeper=self.keeper_for(spec), should_stop=should_stop, on_start=on_start,
+                             on_trial=on_trial, wait=False)
         self.trials_run += summary.ran
         if summary.ran and entry.name not in self.studies:
             self.studies.append(entry.name)

@@ -66,11 +66,8 @@ def available_cpus() -> int:
 def default_workers(cpus: int | None = None, study: int | None = None) -> int:
     """How many workers ``digitune run`` and ``digitune agent`` start when ``--workers`` is not given.
 
-    ``$DIGITUNE_WORKERS`` if set; else ``study`` (``run``: the study file's ``workers``); else
-    one process that sees every GPU when there is one (``--gpus`` spreads work over cards
-    instead); else one single-thread worker per core, at most ``MAX_DEFAULT_WORKERS``: on two
-    cores two single-thread workers train 1.6x (digits) and 1.4x (Fashion-MNIST CNNs) the
-    epochs per second of one two-thread worker (docs/benchmarks.md).
+    ``$DIGITUNE_WORKERS``; else ``study`` (the file's ``workers``); else one with a GPU; else one
+    single-thread worker per core, at most ``MAX_DEFAULT_WORKERS``. Why it is built this way: docs/internals.md, "search/service/_layout.py default_workers".
     """
     value = os.environ.get(WORKERS_ENV, "").strip()
     if value:

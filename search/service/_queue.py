@@ -1,20 +1,6 @@
 """The study queue: studies submitted to the shared database, and the agents that work them.
 
-A submitted study is a plain Optuna study, created at once with digitune's spec on it and a
-``digitune_queue`` user attribute::
-
-    {"state": "queued" | "running" | "done" | "stopped" | "failed", "priority": 0,
-     "trials": 20, "timeout": null, "submitted_at": "...", "started_at": null,
-     "finished_at": null, "reason": null}
-
-Agents (``digitune agent``) take the most urgent study that still has budget, run trials on
-it and move on. Each agent keeps a record in the reserved study ``AGENTS_STUDY``: one user
-attribute per agent with its host, devices, current study and trial and last heartbeat.
-Both live in Optuna's own tables, so any storage digitune opens (SQLite, PostgreSQL, the
-gRPC proxy) holds a queue, and the database stays one the ``optuna`` CLI can read.
-
-State changes happen under the study's claim lock (see ``study_lock``), so an agent that
-starts a study cannot undo a ``stop`` given at the same moment.
+Why it is built this way: docs/internals.md, "search/service/_queue.py".
 """
 
 from __future__ import annotations

@@ -1,24 +1,6 @@
 """Riding out a database server that goes away for a while (a restart, a network blip).
 
-Long-running processes (``digitune run`` and ``worker``, ``digitune agent``) call
-``keep_reconnecting`` on their storage. From then on every database call of that RDB
-storage that fails because the connection is gone (SQLAlchemy's ``OperationalError`` or
-``InterfaceError``, a connection invalidated under it, a pool timeout) is tried again
-with a growing pause, 0.5 s up to 5 s, until the server answers or the outage has lasted
-``$DIGITUNE_RECONNECT_SECONDS`` (300 s by default). The log says so twice: once when the
-outage starts, once when the server is back. Past the deadline the call raises
-``StorageUnreachable``, a ``StorageError``: one ``error:`` line, exit 2.
-
-Heartbeat threads call through ``passthrough``: a missed beat is not worth waiting for.
-SQLite is left alone: "database is locked" is its busy timeout's business.
-
-Writes that may have landed before the connection dropped (the reply was lost): setting a
-trial's state is checked on retry (a trial already in the state we asked for counts as our
-write); attributes, parameters and intermediate values are upserts or ignore duplicates;
-creating a trial is not idempotent, so a claim that had to reconnect gives a heartbeat to
-the study's running trials that have none (``adopt_orphans``): a trial created by a lost
-attempt then goes stale and is failed after the grace period like a dead worker's, instead
-of holding a slot for ever (Optuna never fails a trial that never sent a heartbeat).
+Why it is built this way: docs/internals.md, "search/storage/_reconnect.py".
 """
 
 from __future__ import annotations
