@@ -161,22 +161,14 @@ def agent(
 
 def _agent_here(url: str, *, until_idle: bool, poll: float, artifacts: str | None, mixed_precision: bool,
                 recycle_after: int = 0, spawned: bool = False) -> None:
-    from digitune.models import describe_device
-    from .. import ModelKeeper, artifact_dir
-    from ..service._agent import Agent
+    from .. import artifact_dir
+    from ..service import RECYCLE_EXIT, interrupted_exit, serve
     from ..storage._reconnect import open_reconnecting
-    from .._signals import interrupts
-    from ..service import RECYCLE_EXIT, interrupted_exit, prepare_worker
 
-    prepare_worker(mixed_precision=mixed_precision)
-    store = open_reconnecting(url) if spawned else storage_from(url)  # started by `digitune agent`: it may blink
-    folder = artifact_dir(url, artifacts)
-    try:
-        with interrupts() as interrupt:
-            worker = Agent(store, keeper_for=lambda spec: ModelKeeper(folder, spec.save_models),
-                           devices=describe_device(), poll=poll, until_idle=until_idle,
-                           max_trials=recycle_after or None, interrupt=interrupt)
-            summary = worker.run()
+    try:  # started by `digitune agent` (spawned): the database may blink, so it is waited for
+        store = open_reconnecting(url) if spawned else storage_from(url)
+        summary = serve(store, artifact_dir(url, artifacts), until_idle=until_idle, poll=poll,
+                        mixed_precision=mixed_precision, recycle_after=recycle_after)
     except KeyboardInterrupt as exc:
         signal_name = str(exc) or "SIGINT"
         err.print(f"agent stopped ({signal_name}); its running trial, if any, is marked failed (interrupted) "

@@ -196,3 +196,21 @@ class Agent:
         _logger.error("agent %s refuses study %r: %s", self.record.id, name, reason)
         self.record.update(refused=dict(self.refused))
         return None
+
+
+def serve(store: optuna.storages.BaseStorage, folder: str, *, until_idle: bool, poll: float,
+          mixed_precision: bool, recycle_after: int = 0) -> AgentSummary:
+    """This process as one agent on ``store`` (saved models under ``folder``) until the queue says stop.
+
+    Ctrl-C and SIGTERM raise ``KeyboardInterrupt`` after the running trial is marked failed.
+    """
+    from digitune.models import describe_device
+
+    from ._child import prepare_worker
+    from .._signals import interrupts
+
+    prepare_worker(mixed_precision=mixed_precision)
+    with interrupts() as interrupt:
+        agent = Agent(store, keeper_for=lambda spec: ModelKeeper(folder, spec.save_models), devices=describe_device(),
+                      poll=poll, until_idle=until_idle, max_trials=recycle_after or None, interrupt=interrupt)
+        return agent.run()
