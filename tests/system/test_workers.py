@@ -95,15 +95,20 @@ def test_bad_gpu_lists(gpus, message):
         plan_workers(None, gpus)
 
 
+def _run_mlp_study(tmp_path, name: str, trials: int, *options: str):
+    """``digitune run`` on a small MLP study with ``options``; its result (exit 0 asserted) and its study."""
+    path = write_study(tmp_path, name, trials=trials, family='"mlp"')
+    db = f"sqlite:///{tmp_path / (name + '.db')}"
+    result = run_cli("run", str(path), "--storage", db, *options, cwd=tmp_path, timeout=600)
+    assert result.returncode == 0, result.stderr
+    return result, optuna.load_study(study_name=name, storage=db)
+
+
 @pytest.mark.slow
 def test_workers_finish_exactly_the_requested_trials(tmp_path):
-    path = write_study(tmp_path, "par", trials=7, family='"mlp"')
-    db = f"sqlite:///{tmp_path / 'par.db'}"
-    result = run_cli("run", str(path), "--storage", db, "--workers", "3", cwd=tmp_path, timeout=600)
-    assert result.returncode == 0, result.stderr
+    result, study = _run_mlp_study(tmp_path, "par", 7, "--workers", "3")
     assert "3 workers (this process and 2 more: 1 thread(s), 1 thread(s), 1 thread(s))" in result.stderr
     assert "database is locked" not in result.stderr
-    study = optuna.load_study(study_name="par", storage=db)
     trials = study.trials
     assert len(study.get_trials(states=FINISHED)) == 7
     assert not study.get_trials(states=(optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.WAITING))
@@ -222,12 +227,8 @@ def test_gpus_all_without_a_gpu_is_a_user_error(tmp_path):
 
 @pytest.mark.slow
 def test_workers_are_recycled_after_k_trials(tmp_path):
-    path = write_study(tmp_path, "recycle", trials=5, family='"mlp"')
-    db = f"sqlite:///{tmp_path / 'r.db'}"
-    result = run_cli("run", str(path), "--storage", db, "--recycle-after", "2", cwd=tmp_path, timeout=600)
-    assert result.returncode == 0, result.stderr
+    result, study = _run_mlp_study(tmp_path, "recycle", 5, "--recycle-after", "2")
     assert "worker exit codes [0], 2 recycled" in result.stderr
-    study = optuna.load_study(study_name="recycle", storage=db)
     assert len(study.get_trials(states=FINISHED)) == 5 and len(study.trials) == 5
 
 
