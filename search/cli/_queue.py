@@ -165,8 +165,8 @@ def _agent_here(url: str, *, until_idle: bool, poll: float, artifacts: str | Non
     from ..service import RECYCLE_EXIT, interrupted_exit, serve
     from ..storage._reconnect import open_reconnecting
 
-    try:  # started by `digitune agent` (spawned): the database may blink, so it is waited for
-        store = open_reconnecting(url) if spawned else storage_from(url)
+    store = open_reconnecting(url) if spawned else storage_from(url)  # started by `digitune agent`: it may blink
+    try:
         summary = serve(store, artifact_dir(url, artifacts), until_idle=until_idle, poll=poll,
                         mixed_precision=mixed_precision, recycle_after=recycle_after)
     except KeyboardInterrupt as exc:

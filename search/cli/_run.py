@@ -9,8 +9,8 @@ from typing import Annotated, Optional
 import typer
 
 from ._common import (ArtifactsOption, GpusOption, MixedPrecisionOption, RecycleOption, StorageOption,
-                          TrialsPerGpuOption, WorkersOption, err, results_storage_url, setup_logging, storage_from,
-                          user_errors)
+                      TrialsPerGpuOption, WorkersOption, err, results_storage_url, setup_logging, storage_from,
+                      user_errors)
 from .._deadline import deadline_after
 
 

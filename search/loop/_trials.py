@@ -49,9 +49,9 @@ def run_study(spec: StudySpec, storage: optuna.storages.BaseStorage, *, dataset:
     and the budget is ``n_trials`` (default the spec's) within ``timeout`` seconds or ``deadline``.
     """
     keep_reconnecting(storage)
+    ends = monotonic_deadline(spec.timeout if timeout is None and deadline is None else timeout, deadline)
     dataset = dataset if dataset is not None else load_dataset(spec.data.source, **spec.data.load_kwargs())
     study = study if study is not None else open_study(spec, storage, dataset, seed_offset=seed_offset)
-    ends = monotonic_deadline(spec.timeout if timeout is None and deadline is None else timeout, deadline)
     return run_trials(study, spec, dataset, storage, n_trials=spec.trials if n_trials is None else n_trials,
                       ends=ends, keeper=keeper, on_trial=on_trial, on_start=on_start, max_trials=max_trials,
                       should_stop=should_stop, wait=wait)

@@ -67,7 +67,8 @@ def default_workers(cpus: int | None = None, study: int | None = None) -> int:
     """How many workers ``digitune run`` and ``digitune agent`` start when ``--workers`` is not given.
 
     ``$DIGITUNE_WORKERS``; else ``study`` (the file's ``workers``); else one with a GPU; else one
-    single-thread worker per core, at most ``MAX_DEFAULT_WORKERS``. Why it is built this way: docs/internals.md, "search/service/_layout.py default_workers".
+    single-thread worker per core, at most ``MAX_DEFAULT_WORKERS``. Why it is built this way:
+    docs/internals.md, "search/service/_layout.py default_workers".
     """
     value = os.environ.get(WORKERS_ENV, "").strip()
     if value:

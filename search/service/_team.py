@@ -93,9 +93,6 @@ def stop_workers(procs: list[subprocess.Popen], signum: int = signal.SIGINT, *, 
 
 
 @contextlib.contextmanager
-
-
-@contextlib.contextmanager
 def stopping_workers(procs: list[subprocess.Popen]) -> Iterator[None]:
     """``procs`` (the list may grow inside) end when this block ends on Ctrl-C, SIGTERM or a database given up on.
 
