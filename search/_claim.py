@@ -14,7 +14,6 @@ import fcntl
 import hashlib
 import logging
 import os
-import threading
 import warnings
 from typing import Iterator
 
@@ -22,9 +21,10 @@ import optuna
 import sqlalchemy
 from optuna.trial import TrialState
 
+from ._beat import Beat
 from ._optuna_private import backend_of, stale_trial_ids, storage_of, study_id
 from ._schema import FAIL_ATTR
-from .storage._reconnect import adopt_orphans, is_connection_error, passthrough, retries, with_retry
+from .storage._reconnect import adopt_orphans, is_connection_error, retries, with_retry
 
 _logger = logging.getLogger("digitune")
 _COUNTED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
@@ -42,33 +42,20 @@ class Heartbeat:
 
     def __init__(self, storage: optuna.storages.BaseStorage, study: optuna.Study, trial: optuna.Trial):
         self.storage, self.study, self.trial = storage, study, trial
-        self.stop = threading.Event()
-        self.thread: threading.Thread | None = None
+        self.beat: Beat | None = None
 
     def __enter__(self) -> "Heartbeat":
         if heartbeat_enabled(self.storage):
             study_id = self.storage.get_study_id_from_name(self.study.study_name)
             trial_id = self.storage.get_trial_id_from_study_id_trial_number(study_id, self.trial.number)
             interval = self.storage.get_heartbeat_interval() or 60
-
-            def beat() -> None:
-                with passthrough():  # a missed beat is not fatal, and not worth waiting for the database
-                    while True:
-                        try:
-                            self.storage.record_heartbeat(trial_id)
-                        except Exception as exc:  # the grace period covers a few missed beats
-                            _logger.debug("heartbeat failed: %s", exc)
-                        if self.stop.wait(interval):
-                            return
-
-            self.thread = threading.Thread(target=beat, name="digitune-heartbeat", daemon=True)
-            self.thread.start()
+            self.beat = Beat(lambda: self.storage.record_heartbeat(trial_id), lambda: interval,
+                             name="digitune-heartbeat", now=True).start()
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        self.stop.set()
-        if self.thread is not None:
-            self.thread.join(timeout=5)
+        if self.beat is not None:
+            self.beat.stop()
 
 
 def fail_stale_trials(study: optuna.Study) -> None:

@@ -16,7 +16,7 @@ import optuna
 from optuna.trial import TrialState
 
 from .._ranking import best_value
-from ..storage._reconnect import passthrough
+from .._beat import Beat
 from .._claim import study_lock
 from .._optuna_private import study_id
 from .._schema import AGENTS_STUDY, QUEUE_ATTR
@@ -255,8 +255,7 @@ class AgentRecord:
             "heartbeat_interval": heartbeat_interval(), "lost_after": lost_after(),
         }
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._beat = Beat(self.update, heartbeat_interval, name="digitune-agent-heartbeat", now=False)
         self._study = _agents_study(storage)
 
     def update(self, **changes: Any) -> None:
@@ -271,20 +270,11 @@ class AgentRecord:
 
     def __enter__(self) -> "AgentRecord":
         self.update(state="idle")
-
-        def beat() -> None:
-            with passthrough():  # a missed beat is repeated by the next; no waiting for a lost database
-                while not self._stop.wait(heartbeat_interval()):
-                    self.update()
-
-        self._thread = threading.Thread(target=beat, name="digitune-agent-heartbeat", daemon=True)
-        self._thread.start()
+        self._beat.start()
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        self._beat.stop()
         self.update(state="exited", study=None, trial=None)
 
 
