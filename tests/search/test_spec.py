@@ -34,7 +34,8 @@ def test_shipped_study_files_parse(name):
 
 
 @pytest.mark.parametrize(("name", "shape"), [("quickstart.toml", (8, 8)), ("digits.toml", (8, 8)),
-                                             ("fashion.toml", (28, 28)), ("small-digits.toml", (8, 8))])
+                                             ("fashion.toml", (28, 28)), ("fashion-long.toml", (28, 28)),
+                                             ("small-digits.toml", (8, 8))])
 def test_every_shipped_study_starts_from_configs_that_build(name, shape):
     from digitune.search._space import default_params, sample_configs
 
