@@ -36,7 +36,7 @@ class TrivialObjective:
     def __call__(self, trial):
         import optuna
 
-        from digitune.search._objective import set_user_attrs
+        from digitune.search.storage._writes import write_trial_attrs as set_user_attrs
 
         width = trial.suggest_int("mlp_units", 16, 512, log=True)
         rate = trial.suggest_float("learning_rate", 1e-4, 1e-1, log=True)

@@ -93,7 +93,7 @@ def main() -> None:
     models.train, models.class_report = timed_train, timed_report
     import digitune.search._objective as objective_module
 
-    real_set_attrs = getattr(objective_module, "set_user_attrs", None)
+    real_set_attrs = getattr(objective_module, "write_trial_attrs", None)
     if real_set_attrs is not None:  # batched user attributes: one transaction, through a private method
 
         def timed_set_attrs(*a, **kw):
@@ -105,7 +105,7 @@ def main() -> None:
                 storage_calls["set_user_attrs (batched)"][0] += 1
                 storage_calls["set_user_attrs (batched)"][1] += time.perf_counter() - start
 
-        objective_module.set_user_attrs = timed_set_attrs
+        objective_module.write_trial_attrs = timed_set_attrs
     state = {"last": time.perf_counter(), "storage": 0.0}
 
     def on_trial(study, trial) -> None:

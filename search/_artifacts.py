@@ -23,6 +23,7 @@ from ._env import ARTIFACTS_ENV
 from ._optuna_private import backend_of
 from ._ranking import is_feasible
 from ._schema import MODEL_ATTR, SAVED_ATTR
+from .storage._writes import write_trial_attrs
 
 OWNERS_FILE = ".digitune-storages"
 UNKNOWN_OWNER = "(a storage digitune cannot name)"
@@ -121,7 +122,7 @@ class ModelKeeper:
         if len(better) >= self.keep:
             return None
         artifact_id = self._upload(trial, model)
-        trial.set_user_attr(MODEL_ATTR, artifact_id)
+        write_trial_attrs(trial, {MODEL_ATTR: artifact_id})
         self._evict(study, trial.number, artifact_id, value, maximize)
         return artifact_id
 

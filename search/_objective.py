@@ -16,6 +16,7 @@ from digitune.models import Dataset, ModelConfig, TrainConfig
 from ._artifacts import ModelKeeper
 from ._deadline import stop_at_deadline
 from ._fidelity import fidelity_attrs, pruning_callback
+from .storage._writes import write_trial_attrs
 from ._schema import BASELINE_ATTR, CURVES_ATTR, FAIL_ATTR, STOPPED_ATTR
 from ._signals import Interrupt
 from ._space import sample_configs, trial_seed
@@ -64,7 +65,7 @@ class Objective:
         log = TrainLog()
         stopped: list[int] = []
         callbacks, fidelity = self._callbacks(trial, log, stopped)
-        set_user_attrs(trial, {"family": model_config.family, "model_config": model_config.to_dict(),
+        write_trial_attrs(trial, {"family": model_config.family, "model_config": model_config.to_dict(),
                                "train_config": train_config.to_dict(), **fidelity})
         try:
             self.interrupt.check()
@@ -72,7 +73,7 @@ class Objective:
                            after_batch=self.interrupt.check)
         except KeyboardInterrupt:
             _record(trial, log)
-            trial.set_user_attr(FAIL_ATTR, f"interrupted by {self.interrupt.requested or 'SIGINT'}")
+            write_trial_attrs(trial, {FAIL_ATTR: f"interrupted by {self.interrupt.requested or 'SIGINT'}"})
             raise
         except optuna.TrialPruned:
             _record(trial, log)
@@ -95,7 +96,7 @@ class Objective:
         }
         if "latency_ms" in self.spec.metrics:
             scores["latency_ms"] = _latency_ms(result.model, self.dataset)
-            trial.set_user_attr("latency_ms", scores["latency_ms"])
+            write_trial_attrs(trial, {"latency_ms": scores["latency_ms"]})
         values = tuple(scores[m] for m in self.spec.metrics)
         if self.keeper is not None:
             try:
@@ -157,32 +158,10 @@ def _record(trial: optuna.Trial, log, extra: dict[str, Any] | None = None) -> No
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     if visible:  # a worker started with --gpus sees one card as gpu:0; record which one it was
         attrs["cuda_visible_devices"] = visible
-    set_user_attrs(trial, attrs)
-
-
-def set_user_attrs(trial: optuna.Trial, attrs: dict[str, Any]) -> None:
-    """``trial.set_user_attr`` for every item, in one database transaction where the storage allows.
-
-    Optuna commits each user attribute on its own: on SQLite that is a write transaction
-    (and a lock other workers wait on) per attribute, about a dozen per trial. On an RDB
-    storage (plain or behind Optuna's cache) this writes them all in one transaction
-    through the storage's own upsert; any other storage, or an Optuna whose internals
-    differ, gets one ``set_user_attr`` call per item.
-    """
-    from ._optuna_private import cache_user_attrs, one_transaction_writer
-    from .storage._reconnect import with_retry
-
-    writer = one_transaction_writer(trial)
-    if writer is None:
-        for key, value in attrs.items():
-            trial.set_user_attr(key, value)
-        return
-    backend, write_all = writer
-    with_retry(backend, lambda: write_all(attrs))  # an upsert: the same again after a lost connection
-    cache_user_attrs(trial, attrs)
+    write_trial_attrs(trial, attrs)
 
 
 def _fail(trial: optuna.Trial, exc: BaseException) -> None:
     reason = f"{type(exc).__name__}: {exc}".strip().splitlines()[0][:500]
-    trial.set_user_attr(FAIL_ATTR, reason)
+    write_trial_attrs(trial, {FAIL_ATTR: reason})
     _logger.warning("trial %d failed: %s", trial.number, reason)
