@@ -221,7 +221,7 @@ def _optimize_here(spec, store, study, data, others, *, target: int, deadline: f
 
     try:
         with progress, others.stopping():
-            ends = monotonic_deadline(spec.timeout if deadline is None else None, deadline)
+            ends = monotonic_deadline(None, deadline)  # run and worker made it from --timeout or the spec
             summary = run_trials(study, spec, data, store, n_trials=target, ends=ends, on_trial=on_trial,
                                  keeper=keeper, max_trials=recycle_after or None)
             others.supervise(on_poll=refresh)
