@@ -62,12 +62,13 @@ def build_model(config: ModelConfig, input_shape: tuple[int, ...], num_classes: 
     else:
         x = keras.layers.Reshape((*input_shape, 1))(x) if len(x.shape) == 3 else x
         for block in config.blocks:
-            x = keras.layers.Conv2D(block.filters, block.kernel_size, strides=block.stride, padding=block.padding,
-                                    kernel_initializer=_initializer(config.initializer),
-                                    activation=None if config.batch_norm else block.activation)(x)
-            if config.batch_norm:
-                x = keras.layers.BatchNormalization(momentum=BN_MOMENTUM)(x)
-                x = keras.layers.Activation(block.activation)(x)
+            for stride in (block.stride,) + (1,) * (block.convs - 1):
+                x = keras.layers.Conv2D(block.filters, block.kernel_size, strides=stride, padding=block.padding,
+                                        kernel_initializer=_initializer(config.initializer),
+                                        activation=None if config.batch_norm else block.activation)(x)
+                if config.batch_norm:
+                    x = keras.layers.BatchNormalization(momentum=BN_MOMENTUM)(x)
+                    x = keras.layers.Activation(block.activation)(x)
             if block.pool == "max":
                 x = keras.layers.MaxPooling2D(block.pool_size)(x)
             elif block.pool == "avg":

@@ -86,9 +86,13 @@ class MLPConfig:
 
 @dataclass(frozen=True)
 class ConvBlock:
-    """One convolution, optionally followed by a pooling layer of ``pool_size`` (stride = size)."""
+    """``convs`` convolutions, optionally followed by a pooling layer of ``pool_size`` (stride = size).
+
+    The first convolution has ``stride``; the others stride 1 (VGG's conv-conv-pool block).
+    """
 
     filters: int = _int(25, 1, start=32)
+    convs: int = _int(1, 1, high=4)
     kernel_size: int = _int(5, 1, space=3)
     stride: int = _int(1, 1)
     padding: str = _choice("valid", PADDINGS, space="same")
@@ -160,19 +164,20 @@ class CNNConfig:
         h, w = int(image_shape[0]), int(image_shape[1])
         sizes = []
         for i, block in enumerate(self.blocks, start=1):
-            if block.padding == "same":
-                h, w = -(-h // block.stride), -(-w // block.stride)
-            else:
-                h = (h - block.kernel_size) // block.stride + 1
-                w = (w - block.kernel_size) // block.stride + 1
-            if h < 1 or w < 1:
-                raise ConfigError(
-                    f"CNNConfig: conv block {i} (kernel {block.kernel_size}, stride {block.stride}, "
-                    f"padding {block.padding}) shrinks the feature map below 1x1 on "
-                    f"{image_shape[0]}x{image_shape[1]} images; use a smaller kernel, "
-                    f"padding='same', fewer blocks or larger images"
-                )
-            sizes.append((h, w))
+            for stride in (block.stride,) + (1,) * (block.convs - 1):
+                if block.padding == "same":
+                    h, w = -(-h // stride), -(-w // stride)
+                else:
+                    h = (h - block.kernel_size) // stride + 1
+                    w = (w - block.kernel_size) // stride + 1
+                if h < 1 or w < 1:
+                    raise ConfigError(
+                        f"CNNConfig: conv block {i} (kernel {block.kernel_size}, stride {block.stride}, "
+                        f"padding {block.padding}, convs {block.convs}) shrinks the feature map below 1x1 on "
+                        f"{image_shape[0]}x{image_shape[1]} images; use a smaller kernel, "
+                        f"padding='same', fewer convs or blocks, or larger images"
+                    )
+                sizes.append((h, w))
             if block.pool != "none":
                 h, w = h // block.pool_size, w // block.pool_size
                 if h < 1 or w < 1:

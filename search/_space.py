@@ -138,7 +138,7 @@ def check_space_fits(spec: StudySpec, image_shape: tuple[int, ...]) -> None:
             return int(param.low)
         return param
 
-    block = ConvBlock(filters=1, kernel_size=least("kernel_size"), stride=least("stride"), padding=least("padding"),
+    block = ConvBlock(filters=1, convs=least("convs"), kernel_size=least("kernel_size"), stride=least("stride"), padding=least("padding"),
                       pool=least("pool"), pool_size=least("pool_size"))
     try:
         CNNConfig(blocks=(block,) * least("blocks")).feature_map_sizes(image_shape)

@@ -263,9 +263,12 @@ def test_tutorial_cnn_geometry_on_28x28():
         ((ConvBlock(kernel_size=3, stride=2, padding="valid", pool="avg", pool_size=3),), (28, 28), [(13, 13), (4, 4)]),
         ((ConvBlock(kernel_size=3, padding="valid", pool="max"),), (8, 10), [(6, 8), (3, 4)]),
         ((ConvBlock(kernel_size=8, padding="valid", pool="none"),), (8, 8, 1), [(1, 1)]),
+        ((ConvBlock(kernel_size=3, convs=2, padding="valid", pool="max"),), (28, 28), [(26, 26), (24, 24), (12, 12)]),
+        ((ConvBlock(kernel_size=3, convs=3, stride=2, padding="same", pool="none"),), (28, 28),
+         [(14, 14), (14, 14), (14, 14)]),
     ],
     ids=["same-pool", "same-8x8", "same-stride2", "same-stride2-odd", "valid-stride2", "avg-pool3", "rect",
-         "exactly-1x1"],
+         "exactly-1x1", "two-convs-valid", "three-convs-stride-once"],
 )
 def test_feature_map_sizes_known_values(blocks, shape, expected):
     assert CNNConfig(blocks=blocks).feature_map_sizes(shape) == expected
@@ -280,8 +283,10 @@ def test_feature_map_sizes_known_values(blocks, shape, expected):
           ConvBlock(kernel_size=2, stride=2, padding="valid", pool="max")), (28, 28)),
         ((ConvBlock(kernel_size=3, stride=2, padding="same", pool="none"),
           ConvBlock(kernel_size=2, stride=1, padding="valid", pool="max", pool_size=2)), (9, 7)),
+        ((ConvBlock(kernel_size=3, convs=2, stride=2, padding="valid", pool="max"),
+          ConvBlock(kernel_size=3, convs=2, padding="same", pool="none")), (28, 28)),
     ],
-    ids=["tutorial", "tutorial-channels", "strided", "odd"],
+    ids=["tutorial", "tutorial-channels", "strided", "odd", "two-convs-a-block"],
 )
 def test_feature_map_sizes_match_what_keras_builds(blocks, shape):
     config = CNNConfig(blocks=blocks, dense_units=0)
@@ -296,7 +301,13 @@ def test_feature_map_sizes_match_what_keras_builds(blocks, shape):
 
 def test_conv_that_does_not_fit_8x8_names_the_block_and_1x1():
     config = CNNConfig(blocks=TUTORIAL_CNN_BLOCKS)  # 8 -> 4 -> pool 2 -> 5x5 kernel cannot fit
-    with pytest.raises(ConfigError, match=r"conv block 2 \(kernel 5, stride 1, padding valid\).*below 1x1.*8x8"):
+    with pytest.raises(ConfigError, match=r"conv block 2 \(kernel 5, stride 1, padding valid, convs 1\).*below 1x1.*8x8"):
+        config.feature_map_sizes((8, 8))
+
+
+def test_a_blocks_second_conv_that_does_not_fit_names_its_convs():
+    config = CNNConfig(blocks=(ConvBlock(kernel_size=5, convs=2, padding="valid", pool="none"),))  # 8 -> 4 -> 0
+    with pytest.raises(ConfigError, match=r"conv block 1 \(kernel 5, stride 1, padding valid, convs 2\).*below 1x1"):
         config.feature_map_sizes((8, 8))
 
 

@@ -69,6 +69,23 @@ def test_round_trip(tmp_path):
     assert again.search_definition() == spec.search_definition()
 
 
+def test_convs_a_block_is_searched_for_every_block_and_built(tmp_path):
+    from digitune.models import build_model
+    from digitune.search._space import default_params, sample_configs
+
+    path = tmp_path / "s.toml"
+    path.write_text('[study]\nname = "c"\n[space]\nfamily = "cnn"\nepochs = 1\n'
+                    '[space.cnn]\nblocks = 2\nconvs = [1, 2]\nfilters = 4\npadding = "same"\n')
+    spec = load_spec(path)
+    assert spec.family_space["cnn"]["convs"] == Choice((1, 2))
+    start = default_params(spec, (8, 8))[0]
+    assert start["cnn_convs"] == 1  # the knob's start: one conv, as before the knob
+    model, _ = sample_configs(optuna.trial.FixedTrial({**start, "cnn_convs": 2}), spec)
+    assert [b.convs for b in model.blocks] == [2, 2]
+    convs = [layer for layer in build_model(model, (8, 8)).layers if type(layer).__name__ == "Conv2D"]
+    assert len(convs) == 4
+
+
 def test_unused_family_tables_are_dropped(tmp_path):
     path = tmp_path / "s.toml"
     path.write_text('[study]\nname = "m"\n[space]\nfamily = "mlp"\n[space.cnn]\nblocks = 9\n')
