@@ -118,8 +118,8 @@ def _configs_from(params: dict[str, Any], spec: StudySpec) -> ModelConfig:
 def check_space_fits(spec: StudySpec, image_shape: tuple[int, ...]) -> None:
     """Refuse a CNN space in which no config fits the images, before any trial runs.
 
-    Tries the CNN that shrinks the feature map least (fewest blocks, smallest kernel,
-    stride and pool, 'same' padding where allowed). If even that one cannot fit,
+    Tries the CNN that shrinks the feature map least (fewest blocks and convs, smallest
+    kernel, stride and pool, 'same' padding where allowed). If even that one cannot fit,
     ``SpecError``; if only some configs cannot, those trials fail alone with their reason.
     """
     params = spec.family_space.get("cnn")
@@ -138,14 +138,14 @@ def check_space_fits(spec: StudySpec, image_shape: tuple[int, ...]) -> None:
             return int(param.low)
         return param
 
-    block = ConvBlock(filters=1, convs=least("convs"), kernel_size=least("kernel_size"), stride=least("stride"), padding=least("padding"),
-                      pool=least("pool"), pool_size=least("pool_size"))
+    block = ConvBlock(filters=1, convs=least("convs"), kernel_size=least("kernel_size"), stride=least("stride"),
+                      padding=least("padding"), pool=least("pool"), pool_size=least("pool_size"))
     try:
         CNNConfig(blocks=(block,) * least("blocks")).feature_map_sizes(image_shape)
     except ConfigError as exc:
         raise SpecError(
             f"{spec.path or 'the study'}: [space.cnn] cannot fit {image_shape[0]}x{image_shape[1]} images with any "
-            f"of its configs ({exc}); allow padding = \"same\", smaller kernels or fewer blocks") from exc
+            f"of its configs ({exc}); allow padding = \"same\", smaller kernels, fewer convs or blocks") from exc
 
 
 def move_into_space(model: ModelConfig, train: TrainConfig, spec: StudySpec,

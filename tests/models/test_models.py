@@ -96,6 +96,7 @@ BAD_CONFIGS = [
     (ConvBlock, {"filters": 2.5}, r"ConvBlock: invalid value for filters.*Received: filters=2\.5"),
     (ConvBlock, {"kernel_size": 0}, r"ConvBlock: invalid value for kernel_size.*Received: kernel_size=0"),
     (ConvBlock, {"stride": 0}, r"ConvBlock: invalid value for stride.*Received: stride=0"),
+    (ConvBlock, {"convs": 0}, r"ConvBlock: invalid value for convs, expected an integer in \[1, 4\].*Received: convs=0"),
     (ConvBlock, {"padding": "full"}, r"ConvBlock: invalid value for padding.*valid, same.*Received: padding='full'"),
     (ConvBlock, {"activation": "gelu"}, r"ConvBlock: invalid value for activation.*Received: activation='gelu'"),
     (ConvBlock, {"pool": "min"}, r"ConvBlock: invalid value for pool.*max, avg, none.*Received: pool='min'"),
