@@ -5,12 +5,14 @@ Why it is built this way: docs/internals.md, "search/_artifacts.py".
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Iterator
 
 import optuna
 from optuna.artifacts import FileSystemArtifactStore, download_artifact, get_all_artifact_meta, upload_artifact
@@ -143,20 +145,32 @@ class ModelKeeper:
             error.errno = exc.errno
             raise error from exc
 
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """One writer of the study's saved-models record at a time among the workers sharing this folder."""
+        with (self.folder / OWNERS_FILE).open("a", encoding="utf-8") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            yield  # the lock goes with the file's close
+
     def _evict(self, study: optuna.Study, number: int, artifact_id: str, value: float, maximize: bool) -> None:
-        saved = {int(k): v for k, v in study.user_attrs.get(SAVED_ATTR, {}).items()}
-        saved[number] = artifact_id
-        values = {t.number: t.values[0] for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-                  if t.values}
-        values[number] = value
-        ranked = sorted(saved, key=lambda n: values.get(n, float("-inf") if maximize else float("inf")),
-                        reverse=maximize)
-        for dropped in ranked[self.keep:]:
-            try:
-                self.store.remove(saved.pop(dropped))
-            except Exception:  # already gone (another worker removed it): nothing to keep
-                pass
-        study.set_user_attr(SAVED_ATTR, {str(k): v for k, v in sorted(saved.items())})
+        with self._locked():
+            complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.values]
+            saved = {int(k): v for k, v in study.user_attrs.get(SAVED_ATTR, {}).items()}
+            # a kept model the record lost (a writer on another machine, or before this lock) comes back
+            saved.update({t.number: t.user_attrs[MODEL_ATTR] for t in complete
+                          if t.number not in saved and is_feasible(t) and isinstance(t.user_attrs.get(MODEL_ATTR), str)
+                          and (self.folder / t.user_attrs[MODEL_ATTR]).is_file()})
+            saved[number] = artifact_id
+            values = {t.number: t.values[0] for t in complete}
+            values[number] = value
+            worst = float("-inf") if maximize else float("inf")
+            ranked = sorted(saved, key=lambda n: (-values.get(n, worst) if maximize else values.get(n, worst), n))
+            for dropped in ranked[self.keep:]:
+                try:
+                    self.store.remove(saved.pop(dropped))
+                except Exception:  # already gone (another worker removed it): nothing to keep
+                    pass
+            study.set_user_attr(SAVED_ATTR, {str(k): v for k, v in sorted(saved.items())})
 
     def fetch(self, study: optuna.Study, number: int, destination: str | os.PathLike) -> bool:
         """Copy the saved model of trial ``number`` to ``destination``; False if it was not kept."""
