@@ -147,14 +147,28 @@ class ModelKeeper:
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
-        """One writer of the study's saved-models record at a time among the workers sharing this folder."""
-        with (self.folder / OWNERS_FILE).open("a", encoding="utf-8") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            yield  # the lock goes with the file's close
+        """One writer of the study's saved-models record at a time among the workers sharing this folder.
+
+        A folder that cannot lock (a read-only owners file, a mount without ``flock``) goes on
+        unlocked: the heal in ``_evict`` covers what a lost write drops.
+        """
+        try:
+            fd = os.open(self.folder / OWNERS_FILE, os.O_RDONLY | os.O_CREAT, 0o666)
+        except OSError:
+            fd = None
+        try:
+            if fd is not None:
+                with contextlib.suppress(OSError):
+                    fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            if fd is not None:
+                os.close(fd)  # the lock goes with it
 
     def _evict(self, study: optuna.Study, number: int, artifact_id: str, value: float, maximize: bool) -> None:
         with self._locked():
-            complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.values]
+            trials = study.get_trials(deepcopy=False)
+            complete = [t for t in trials if t.state == TrialState.COMPLETE and t.values]
             saved = {int(k): v for k, v in study.user_attrs.get(SAVED_ATTR, {}).items()}
             # a kept model the record lost (a writer on another machine, or before this lock) comes back
             saved.update({t.number: t.user_attrs[MODEL_ATTR] for t in complete
@@ -163,8 +177,12 @@ class ModelKeeper:
             saved[number] = artifact_id
             values = {t.number: t.values[0] for t in complete}
             values[number] = value
+            # another worker's trial saved but not yet told has no value to rank by: it stays for now
+            waiting = {t.number for t in trials
+                       if t.number in saved and t.number != number and not t.state.is_finished()}
             worst = float("-inf") if maximize else float("inf")
-            ranked = sorted(saved, key=lambda n: (-values.get(n, worst) if maximize else values.get(n, worst), n))
+            ranked = sorted((n for n in saved if n not in waiting),
+                            key=lambda n: (-values.get(n, worst) if maximize else values.get(n, worst), n))
             for dropped in ranked[self.keep:]:
                 try:
                     self.store.remove(saved.pop(dropped))

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import fcntl
 import threading
+import types
 
 import optuna
 import pytest
 
-from conftest import wait_for
 from digitune.models import MLPConfig, build_model
 from digitune.search._artifacts import OWNERS_FILE, ModelKeeper
 from digitune.search._schema import MODEL_ATTR, SAVED_ATTR
@@ -45,17 +45,38 @@ def test_a_record_a_concurrent_writer_lost_is_healed_by_the_next_save(tmp_path, 
     assert not (tmp_path / "art" / saved["0"]).exists()
 
 
-def test_writers_of_the_record_take_turns(tmp_path, model):
+def test_a_model_saved_by_a_trial_not_yet_told_is_not_dropped(tmp_path, model):
+    study, keeper = _study(tmp_path), ModelKeeper(tmp_path / "art", keep=1)
+    first, second = study.ask(), study.ask()  # two workers' trials, each saving before its tell
+    keeper.offer(first, model, 0.97)
+    keeper.offer(second, model, 0.95)
+    kept = study.user_attrs[SAVED_ATTR]
+    assert "0" in kept and (tmp_path / "art" / kept["0"]).is_file()
+    study.tell(first, 0.97)
+    study.tell(second, 0.95)
+    _finish(study, keeper, model, 0.99)  # the next save ranks them all: only the best stays
+    assert set(study.user_attrs[SAVED_ATTR]) == {"2"}
+    assert not (tmp_path / "art" / kept["0"]).exists()
+
+
+def test_writers_of_the_record_take_turns(tmp_path, model, monkeypatch):
+    import digitune.search._artifacts as artifacts
+
     study, keeper = _study(tmp_path), ModelKeeper(tmp_path / "art", keep=2)
     _finish(study, keeper, model, 0.90)  # creates the folder and its owners file
-    trial = study.ask()
+    trial, asked = study.ask(), threading.Event()
+
+    def flock(fd, operation):
+        asked.set()
+        return fcntl.flock(fd, operation)
+
+    monkeypatch.setattr(artifacts, "fcntl", types.SimpleNamespace(flock=flock, LOCK_EX=fcntl.LOCK_EX))
     with (tmp_path / "art" / OWNERS_FILE).open("a") as held:
         fcntl.flock(held, fcntl.LOCK_EX)  # another worker in the middle of its write
         writer = threading.Thread(target=keeper.offer, args=(trial, model, 0.95))
         writer.start()
-        wait_for(lambda: MODEL_ATTR in study.trials[trial.number].user_attrs, timeout=120,
-                 what="the trial's own model id written")  # uploaded; now waiting for the record
-        writer.join(timeout=1.0)
+        assert asked.wait(timeout=120), "the writer never asked for the lock"
+        assert MODEL_ATTR in study.trials[trial.number].user_attrs  # uploaded before it asked
         assert writer.is_alive() and set(study.user_attrs[SAVED_ATTR]) == {"0"}
     writer.join(timeout=120)
     assert not writer.is_alive()
