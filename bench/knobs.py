@@ -9,16 +9,17 @@ every knob's known-good ``start`` moved into the study's space, as a study's fir
 run it) is trained with digitune's own ``models.train``, then the same configuration with
 one knob changed, its start value against off: schedule (one-cycle against constant),
 weight decay and label smoothing (the start against 0), translation and zoom (0.1 against
-0), batch normalization (on against off), a CNN's convolutions a block (2 against 1) and, at batches of 256, the learning rate scaled
-by the square root of the batch size against not scaled. Each row runs over ``--seeds``
-(the training seed; the data split is the study's). The digits use every image and the
-start's epochs; Fashion-MNIST ``--limit`` training images (before the validation split; 0: all)
-and ``--epochs`` epochs, to keep it short. A short training run off the record warms the
-backend up first.
+0), batch normalization (on against off), a CNN's convolutions a block (2 against 1) and,
+at batches of 256, the learning rate scaled by the square root of the batch size against
+not scaled. Each row runs over ``--seeds`` (the training seed; the data split is the
+study's). The digits use every image and the start's epochs; Fashion-MNIST ``--limit``
+training images (before the validation split; 0: all) and ``--epochs`` epochs, to keep it
+short. A short training run off the record warms the backend up first.
 
 Prints one Markdown table per family: validation accuracy (mean and standard deviation
-over seeds; the difference to the start row), held-out test accuracy (mean), seconds per trial (``train``'s wall time:
-build, fit and validation) and the first epoch's seconds (tracing included).
+over seeds; the difference to the start row), held-out test accuracy (mean), seconds per
+trial (``train``'s wall time: build, fit and validation) and the first epoch's seconds
+(tracing included).
 """
 
 from __future__ import annotations

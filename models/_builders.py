@@ -62,7 +62,7 @@ def build_model(config: ModelConfig, input_shape: tuple[int, ...], num_classes: 
     else:
         x = keras.layers.Reshape((*input_shape, 1))(x) if len(x.shape) == 3 else x
         for block in config.blocks:
-            for stride in (block.stride,) + (1,) * (block.convs - 1):
+            for stride in block.strides:
                 x = keras.layers.Conv2D(block.filters, block.kernel_size, strides=stride, padding=block.padding,
                                         kernel_initializer=_initializer(config.initializer),
                                         activation=None if config.batch_norm else block.activation)(x)

@@ -103,6 +103,11 @@ class ConvBlock:
     def __post_init__(self) -> None:
         validate(self)
 
+    @property
+    def strides(self) -> tuple[int, ...]:
+        """Each convolution's stride, in order: the block's, then 1."""
+        return (self.stride,) + (1,) * (self.convs - 1)
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
@@ -164,7 +169,7 @@ class CNNConfig:
         h, w = int(image_shape[0]), int(image_shape[1])
         sizes = []
         for i, block in enumerate(self.blocks, start=1):
-            for stride in (block.stride,) + (1,) * (block.convs - 1):
+            for stride in block.strides:
                 if block.padding == "same":
                     h, w = -(-h // stride), -(-w // stride)
                 else:

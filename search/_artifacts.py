@@ -23,7 +23,7 @@ from digitune.models import atomic_open, is_temporary
 
 from ._env import ARTIFACTS_ENV
 from ._optuna_private import backend_of
-from ._ranking import is_feasible
+from ._ranking import counted, is_feasible, rank
 from ._schema import MODEL_ATTR, SAVED_ATTR
 from .storage._writes import write_trial_attrs
 
@@ -171,8 +171,8 @@ class ModelKeeper:
             complete = [t for t in trials if t.state == TrialState.COMPLETE and t.values]
             saved = {int(k): v for k, v in study.user_attrs.get(SAVED_ATTR, {}).items()}
             # a kept model the record lost (a writer on another machine, or before this lock) comes back
-            saved.update({t.number: t.user_attrs[MODEL_ATTR] for t in complete
-                          if t.number not in saved and is_feasible(t) and isinstance(t.user_attrs.get(MODEL_ATTR), str)
+            saved.update({t.number: t.user_attrs[MODEL_ATTR] for t in counted(complete)
+                          if t.number not in saved and isinstance(t.user_attrs.get(MODEL_ATTR), str)
                           and (self.folder / t.user_attrs[MODEL_ATTR]).is_file()})
             saved[number] = artifact_id
             values = {t.number: t.values[0] for t in complete}
@@ -181,8 +181,8 @@ class ModelKeeper:
             waiting = {t.number for t in trials
                        if t.number in saved and t.number != number and not t.state.is_finished()}
             worst = float("-inf") if maximize else float("inf")
-            ranked = sorted((n for n in saved if n not in waiting),
-                            key=lambda n: (-values.get(n, worst) if maximize else values.get(n, worst), n))
+            ranked = rank(sorted(n for n in saved if n not in waiting), study.directions[0],
+                          key=lambda n: values.get(n, worst))  # of equals, the earlier trial stays
             for dropped in ranked[self.keep:]:
                 try:
                     self.store.remove(saved.pop(dropped))
